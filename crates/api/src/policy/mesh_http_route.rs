@@ -1,0 +1,5 @@
+//! TODO(policy agent): mesh_http_route schema.
+
+use crate::schema::{Schema, required};
+
+pub const SCHEMA: Schema = Schema::Object(&[required("spec", Schema::Any)]);

@@ -1,0 +1,161 @@
+//! The resource types Kodiak knows, with the names Kuma gives them on the
+//! wire (`type:` in a document, the plural in REST paths).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::schema::Schema;
+
+/// Whether a resource lives inside a mesh or beside the meshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Mesh,
+}
+
+macro_rules! resource_types {
+    ($($variant:ident => $name:literal, $short:literal, $scope:ident, $schema:path;)*) => {
+        /// Every resource type a control plane stores.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ResourceType {
+            $($variant,)*
+        }
+
+        impl ResourceType {
+            pub const ALL: &'static [ResourceType] = &[$(ResourceType::$variant,)*];
+
+            /// The name used in a document's `type` field (`MeshTimeout`).
+            pub fn name(self) -> &'static str {
+                match self { $(ResourceType::$variant => $name,)* }
+            }
+
+            /// A short alias accepted by kodiakctl (`mt` for MeshTimeout).
+            pub fn short_name(self) -> &'static str {
+                match self { $(ResourceType::$variant => $short,)* }
+            }
+
+            pub fn scope(self) -> Scope {
+                match self { $(ResourceType::$variant => Scope::$scope,)* }
+            }
+
+            /// The schema of the fields a document of this type holds besides
+            /// `type`, `name`, `mesh`, `labels` and the timestamps.
+            pub fn schema(self) -> &'static Schema {
+                match self { $(ResourceType::$variant => &$schema,)* }
+            }
+        }
+    };
+}
+
+resource_types! {
+    Mesh => "Mesh", "mesh", Global, crate::mesh::SCHEMA;
+    Dataplane => "Dataplane", "dp", Mesh, crate::dataplane::SCHEMA;
+    Secret => "Secret", "secret", Mesh, crate::secret::SCHEMA;
+    GlobalSecret => "GlobalSecret", "global-secret", Global, crate::secret::SCHEMA;
+    Zone => "Zone", "zone", Global, crate::zone::SCHEMA;
+    MeshTrafficPermission => "MeshTrafficPermission", "mtp", Mesh, crate::policy::mesh_traffic_permission::SCHEMA;
+    MeshTimeout => "MeshTimeout", "mt", Mesh, crate::policy::mesh_timeout::SCHEMA;
+    MeshRetry => "MeshRetry", "mr", Mesh, crate::policy::mesh_retry::SCHEMA;
+    MeshCircuitBreaker => "MeshCircuitBreaker", "mcb", Mesh, crate::policy::mesh_circuit_breaker::SCHEMA;
+    MeshHealthCheck => "MeshHealthCheck", "mhc", Mesh, crate::policy::mesh_health_check::SCHEMA;
+    MeshHTTPRoute => "MeshHTTPRoute", "mhr", Mesh, crate::policy::mesh_http_route::SCHEMA;
+    MeshTCPRoute => "MeshTCPRoute", "mtr", Mesh, crate::policy::mesh_tcp_route::SCHEMA;
+    MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy", "mlbs", Mesh, crate::policy::mesh_load_balancing_strategy::SCHEMA;
+    MeshFaultInjection => "MeshFaultInjection", "mfi", Mesh, crate::policy::mesh_fault_injection::SCHEMA;
+    MeshRateLimit => "MeshRateLimit", "mrl", Mesh, crate::policy::mesh_rate_limit::SCHEMA;
+    MeshAccessLog => "MeshAccessLog", "mal", Mesh, crate::policy::mesh_access_log::SCHEMA;
+    MeshTrace => "MeshTrace", "mtrace", Mesh, crate::policy::mesh_trace::SCHEMA;
+    MeshProxyPatch => "MeshProxyPatch", "mpp", Mesh, crate::policy::mesh_proxy_patch::SCHEMA;
+}
+
+impl ResourceType {
+    /// The REST path segment: the lower-case name plus `s` (`meshtimeouts`).
+    pub fn plural(self) -> String {
+        match self {
+            ResourceType::GlobalSecret => "global-secrets".to_owned(),
+            other => format!("{}s", other.name().to_lowercase()),
+        }
+    }
+
+    /// Targeting policies keep their configuration under `spec`.
+    pub fn is_policy(self) -> bool {
+        self.name().starts_with("Mesh") && self != ResourceType::Mesh
+    }
+
+    /// Finds a type by any name a user may type: `MeshTimeout`,
+    /// `meshtimeout`, `meshtimeouts`, `mt`, `global-secrets`.
+    pub fn from_any_name(text: &str) -> Option<ResourceType> {
+        let wanted = text.to_lowercase();
+        ResourceType::ALL.iter().copied().find(|t| {
+            let name = t.name().to_lowercase();
+            wanted == name
+                || wanted == t.plural()
+                || wanted == t.short_name()
+                || wanted == t.plural().trim_end_matches('s')
+                || wanted == format!("{name}s")
+        })
+    }
+
+    /// Finds a type by its REST plural only.
+    pub fn from_plural(plural: &str) -> Option<ResourceType> {
+        ResourceType::ALL.iter().copied().find(|t| t.plural() == plural)
+    }
+
+    /// Human-readable names for the `/_resources` descriptor ("Mesh Timeout").
+    pub fn display_name(self) -> String {
+        let name = self.name();
+        let mut out = String::new();
+        let chars: Vec<char> = name.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let prev_is_lower = i > 0 && chars[i - 1].is_lowercase();
+            if i > 0 && c.is_uppercase() && (prev_is_lower || next_is_lower) {
+                out.push(' ');
+            }
+            out.push(*c);
+        }
+        out
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ResourceType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ResourceType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name() == text)
+            .ok_or_else(|| format!("unknown resource type {text:?}; known types: {}", known_types()))
+    }
+}
+
+/// The `type` names, comma-separated, for error messages.
+pub fn known_types() -> String {
+    ResourceType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_plurals() {
+        assert_eq!(ResourceType::MeshTimeout.plural(), "meshtimeouts");
+        assert_eq!(ResourceType::MeshHTTPRoute.plural(), "meshhttproutes");
+        assert_eq!(ResourceType::GlobalSecret.plural(), "global-secrets");
+        assert_eq!(ResourceType::from_any_name("dataplanes"), Some(ResourceType::Dataplane));
+        assert_eq!(ResourceType::from_any_name("MeshTimeout"), Some(ResourceType::MeshTimeout));
+        assert_eq!(ResourceType::from_any_name("mtp"), Some(ResourceType::MeshTrafficPermission));
+        assert_eq!(ResourceType::from_any_name("global-secret"), Some(ResourceType::GlobalSecret));
+        assert_eq!(ResourceType::MeshHTTPRoute.display_name(), "Mesh HTTP Route");
+        assert!(ResourceType::MeshRetry.is_policy());
+        assert!(!ResourceType::Mesh.is_policy());
+    }
+}

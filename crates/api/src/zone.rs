@@ -1,0 +1,5 @@
+//! TODO(schema agent): the zone resource schema.
+
+use crate::schema::Schema;
+
+pub const SCHEMA: Schema = Schema::Object(&[]);
