@@ -36,6 +36,10 @@ pub struct ChangeEvent {
     pub version: u64,
 }
 
+/// How many events a watcher may fall behind before it gets
+/// `RecvError::Lagged`; every backend's broadcast channel holds this many.
+pub const EVENT_BUFFER: usize = 4096;
+
 /// A place where resources live.
 ///
 /// Rules every backend follows (the [`conformance`] suite checks them):
