@@ -1,1 +1,133 @@
+//! The Kodiak control plane: configuration, storage wiring, the REST API
+//! and the diagnostics server, started and stopped as one unit.
 
+pub mod api;
+pub mod config;
+pub mod data_dir;
+mod defaults;
+mod diagnostics;
+pub mod testing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kodiak_store::{MemoryStore, ResourceStore};
+use kodiak_store_sql::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, Listen, StoreKind};
+use crate::data_dir::DataDirLock;
+
+/// A started control plane. Stop it with [`RunningControlPlane::shutdown`].
+pub struct RunningControlPlane {
+    api_address: SocketAddr,
+    diagnostics_address: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<std::io::Result<()>>,
+    shutdown_timeout: std::time::Duration,
+    _lock: Option<DataDirLock>,
+}
+
+impl RunningControlPlane {
+    pub fn api_address(&self) -> SocketAddr {
+        self.api_address
+    }
+
+    pub fn diagnostics_address(&self) -> SocketAddr {
+        self.diagnostics_address
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to
+    /// `general.shutdownTimeout`), then releases the data directory.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while let Some(result) = self.servers.join_next().await {
+                if let Ok(Err(error)) = result {
+                    tracing::warn!(%error, "server stopped with an error");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "in-flight requests did not finish in time; closing them");
+            self.servers.abort_all();
+        }
+        tracing::info!("control plane stopped");
+    }
+}
+
+/// Opens the store, makes sure the defaults exist and starts the servers.
+pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
+    let (store, lock): (Arc<dyn ResourceStore>, Option<DataDirLock>) = match config.store.kind {
+        StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
+        StoreKind::Sqlite => {
+            let lock = DataDirLock::acquire(&config.store.data_dir)?;
+            let store = SqliteStore::open(&config.store.data_dir)
+                .await
+                .with_context(|| format!("cannot open the store in {}", config.store.data_dir.display()))?;
+            (Arc::new(store), Some(lock))
+        }
+    };
+    tracing::info!(store = ?config.store.kind, data_dir = %config.store.data_dir.display(), "store opened");
+    if !config.defaults.skip_mesh_creation {
+        defaults::ensure_default_mesh(store.as_ref()).await?;
+    }
+
+    let api_listener = bind(&config.api_server.http, "REST API").await?;
+    let diagnostics_listener = bind(&config.diagnostics.server, "diagnostics").await?;
+    let api_address = api_listener.local_addr()?;
+    let diagnostics_address = diagnostics_listener.local_addr()?;
+
+    let state = Arc::new(api::ApiState {
+        store: store.clone(),
+        config: config.clone(),
+        instance_id: instance_id(),
+        hostname: hostname(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = JoinSet::new();
+    let api = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    servers.spawn(serve(api_listener, api, stopped.clone()));
+    servers.spawn(serve(diagnostics_listener, diagnostics::router(store), stopped));
+    tracing::info!(%api_address, %diagnostics_address, "control plane started");
+    Ok(RunningControlPlane {
+        api_address,
+        diagnostics_address,
+        stop,
+        servers,
+        shutdown_timeout: config.shutdown_timeout(),
+        _lock: lock,
+    })
+}
+
+async fn bind(listen: &Listen, what: &str) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{}", listen.interface, listen.port);
+    TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what}: is another kodiak-cp running, or is the port taken?"))
+}
+
+async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+fn instance_id() -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", hostname(), &suffix[..4])
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

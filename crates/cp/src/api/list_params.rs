@@ -1,0 +1,97 @@
+//! List query parameters: `size`, `offset`, `name`, `labels.<key>`.
+
+use std::collections::BTreeMap;
+
+use kodiak_api::Violation;
+
+use super::error::ApiError;
+
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub size: usize,
+    pub offset: usize,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Reads a query string; every bad parameter is reported.
+pub fn parse(query: Option<&str>) -> Result<ListParams, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("cannot read the query string: {e}")))?;
+    let mut params = ListParams { size: DEFAULT_PAGE_SIZE, offset: 0, name: None, labels: BTreeMap::new() };
+    let mut violations = Vec::new();
+    let mut bad = |field: &str, reason: String| violations.push(Violation { field: field.into(), reason });
+    for (key, value) in pairs {
+        match key.as_str() {
+            "size" => match value.parse::<usize>() {
+                Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => params.size = size,
+                _ => bad("size", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}, got {value:?}")),
+            },
+            "offset" => match value.parse::<usize>() {
+                Ok(offset) => params.offset = offset,
+                _ => bad("offset", format!("must be a whole number of 0 or more, got {value:?}")),
+            },
+            "name" => params.name = Some(value),
+            other => match other.strip_prefix("labels.") {
+                Some(label) if !label.is_empty() => {
+                    params.labels.insert(label.into(), value);
+                }
+                _ => bad(other, "unknown query parameter; known: size, offset, name, labels.<key>".into()),
+            },
+        }
+    }
+    if violations.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::invalid("invalid query parameters", violations))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(parse(None).unwrap().size, 100);
+        let params = parse(Some("size=5&offset=10&name=web&labels.team=a")).unwrap();
+        assert_eq!((params.size, params.offset, params.name.as_deref()), (5, 10, Some("web")));
+        assert_eq!(params.labels.get("team").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for query in ["size=0", "size=1001", "size=ten", "offset=-1", "colour=red"] {
+            assert!(parse(Some(query)).is_err(), "{query}");
+        }
+    }
+}
+
+/// The list answer `{total, items, next}`; `next` is the absolute URL of
+/// the following page, or null on the last one.
+pub fn page_body(
+    total: usize,
+    items: Vec<serde_json::Value>,
+    params: &ListParams,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> serde_json::Value {
+    let next_offset = params.offset + params.size;
+    let next = (next_offset < total).then(|| {
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let mut query: Vec<(String, String)> = vec![
+            ("offset".into(), next_offset.to_string()),
+            ("size".into(), params.size.to_string()),
+        ];
+        if let Some(name) = &params.name {
+            query.push(("name".into(), name.clone()));
+        }
+        query.extend(params.labels.iter().map(|(k, v)| (format!("labels.{k}"), v.clone())));
+        let query = serde_urlencoded::to_string(query).unwrap_or_default();
+        format!("http://{host}{}?{query}", uri.path())
+    });
+    serde_json::json!({ "total": total, "items": items, "next": next })
+}

@@ -1,0 +1,75 @@
+//! The REST API (port 5681), in Kuma's paths and shapes.
+
+mod error;
+mod index;
+mod list_params;
+mod overview;
+mod resources;
+mod route;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kodiak_store::ResourceStore;
+
+use crate::config::Config;
+pub use error::ApiError;
+use route::Route;
+
+/// What every handler can reach.
+pub struct ApiState {
+    pub store: Arc<dyn ResourceStore>,
+    pub config: Config,
+    pub instance_id: String,
+    pub hostname: String,
+}
+
+/// The API router. Every path goes through one dispatcher so unknown paths
+/// and wrong methods get the same Kuma-shaped errors as everything else.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match handle(&state, &parts.method, &parts.uri, &parts.headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(
+    state: &ApiState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let route = route::route(uri.path())?;
+    if !route.allows(method) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+            format!("{method} is not supported on {}", uri.path()),
+        ));
+    }
+    let page = || list_params::parse(uri.query());
+    match (route, method) {
+        (Route::Index, _) => Ok(index::index(state).into_response()),
+        (Route::Config, _) => Ok(index::config(state).into_response()),
+        (Route::ResourceTypes, _) => Ok(index::resource_types().into_response()),
+        (Route::List { kind, mesh }, _) => resources::list(state, kind, mesh, page()?, uri, headers).await,
+        (Route::Overview { mesh, name: None }, _) => overview::list(state, &mesh, page()?, uri, headers).await,
+        (Route::Overview { mesh, name: Some(name) }, _) => overview::one(state, &mesh, &name).await,
+        (Route::One(key), &Method::GET) => resources::get(state, &key).await,
+        (Route::One(key), &Method::PUT) => {
+            let limit = state.config.api_server.max_body_bytes;
+            resources::put(state, key, headers, body, limit).await
+        }
+        (Route::One(key), _) => resources::delete(state, &key).await,
+    }
+}

@@ -1,0 +1,304 @@
+//! The control plane's configuration: defaults, then a YAML file, then
+//! `KODIAK_*` environment variables, then command-line flags.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Every setting of `kodiak-cp run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub api_server: ApiServerConfig,
+    pub diagnostics: DiagnosticsConfig,
+    pub defaults: DefaultsConfig,
+    pub logging: LoggingConfig,
+    pub general: GeneralConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded, persistent) or `memory` (lost on exit).
+    #[serde(rename = "type")]
+    pub kind: StoreKind,
+    /// Where the SQLite store keeps its database.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiServerConfig {
+    pub http: Listen,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    pub server: Listen,
+}
+
+/// An address and port to listen on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listen {
+    pub interface: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    /// Do not create the `default` mesh when it is missing at start.
+    pub skip_mesh_creation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A tracing filter such as `info` or `kodiak_cp=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            api_server: ApiServerConfig {
+                http: Listen { interface: "127.0.0.1".into(), port: 5681 },
+                max_body_bytes: 1024 * 1024,
+            },
+            diagnostics: DiagnosticsConfig { server: Listen { interface: "127.0.0.1".into(), port: 5680 } },
+            defaults: DefaultsConfig { skip_mesh_creation: false },
+            logging: LoggingConfig { level: "info".into(), format: LogFormat::Text },
+            general: GeneralConfig { shutdown_timeout: "10s".into() },
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { kind: StoreKind::Sqlite, data_dir: default_data_dir() }
+    }
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        Config::default().api_server
+    }
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        Config::default().diagnostics
+    }
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        Config::default().defaults
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Config::default().logging
+    }
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        Config::default().general
+    }
+}
+
+/// `$XDG_DATA_HOME/kodiak`, else `~/.local/share/kodiak`, else `./kodiak-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("kodiak");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/kodiak"),
+        None => PathBuf::from("kodiak-data"),
+    }
+}
+
+/// The environment variables `kodiak-cp` reads, the setting each one
+/// overrides (a dotted path into the YAML file) and what it means.
+pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("KODIAK_STORE_TYPE", "store.type", "sqlite (default, persistent) or memory"),
+    ("KODIAK_STORE_DATA_DIR", "store.dataDir", "directory of the SQLite store (default ~/.local/share/kodiak)"),
+    ("KODIAK_API_SERVER_HTTP_INTERFACE", "apiServer.http.interface", "address the REST API listens on (default 127.0.0.1)"),
+    ("KODIAK_API_SERVER_HTTP_PORT", "apiServer.http.port", "port of the REST API (default 5681)"),
+    ("KODIAK_API_SERVER_MAX_BODY_BYTES", "apiServer.maxBodyBytes", "largest request body accepted (default 1048576)"),
+    ("KODIAK_DIAGNOSTICS_SERVER_INTERFACE", "diagnostics.server.interface", "address of /ready and /healthy (default 127.0.0.1)"),
+    ("KODIAK_DIAGNOSTICS_SERVER_PORT", "diagnostics.server.port", "port of /ready and /healthy (default 5680)"),
+    ("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "defaults.skipMeshCreation", "true: do not create the default mesh at start"),
+    ("KODIAK_LOG_LEVEL", "logging.level", "log filter, e.g. info or kodiak_cp=debug (default info)"),
+    ("KODIAK_LOG_FORMAT", "logging.format", "text (default) or json"),
+    ("KODIAK_GENERAL_SHUTDOWN_TIMEOUT", "general.shutdownTimeout", "grace period for in-flight requests on shutdown (default 10s)"),
+];
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?}: {message}")]
+    Environment { name: String, value: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the configuration from an optional YAML file and the
+    /// environment (a lookup function, so tests need not touch the real one).
+    pub fn load(file: Option<&std::path::Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut tree = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let overrides: Value = serde_yaml::from_str(&text)
+                .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+            if !overrides.is_null() {
+                merge(&mut tree, overrides);
+            }
+            // Check the file on its own first so errors name the file.
+            serde_json::from_value::<Config>(tree.clone())
+                .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        }
+        for (name, setting, _) in ENVIRONMENT {
+            let Some(value) = env(name) else { continue };
+            let parsed: Value = serde_yaml::from_str(&value).unwrap_or(Value::String(value.clone()));
+            let mut candidate = tree.clone();
+            set_path(&mut candidate, setting, parsed);
+            serde_json::from_value::<Config>(candidate.clone()).map_err(|e| ConfigError::Environment {
+                name: (*name).into(),
+                value: value.clone(),
+                message: e.to_string(),
+            })?;
+            tree = candidate;
+        }
+        let config: Config = serde_json::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The shutdown grace period as a duration.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout).unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout)
+            .map_err(|e| ConfigError::Invalid(format!("general.shutdownTimeout: {e}")))?;
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| ConfigError::Invalid(format!("logging.level {:?}: {e}", self.logging.level)))?;
+        if self.api_server.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid("apiServer.maxBodyBytes must be greater than 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Overlays `patch` onto `base`, object field by object field.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
+fn set_path(tree: &mut Value, dotted: &str, value: Value) {
+    let mut node = tree;
+    for part in dotted.split('.') {
+        if !node.is_object() {
+            *node = Value::Object(Default::default());
+        }
+        node = node.as_object_mut().unwrap().entry(part).or_insert(Value::Null);
+    }
+    *node = value;
+}
+
+/// The `--help` text that lists the environment variables.
+pub fn environment_help() -> String {
+    let mut text = String::from("Environment variables (override the config file; flags override both):\n");
+    for (name, setting, meaning) in ENVIRONMENT {
+        text.push_str(&format!("  {name:<38} {setting}: {meaning}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_match_kuma_ports() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.api_server.http.port, 5681);
+        assert_eq!(config.diagnostics.server.port, 5680);
+        assert_eq!(config.store.kind, StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "store:\n  type: memory\napiServer:\n  http:\n    port: 7000\n").unwrap();
+        let config = Config::load(Some(&file), env(&[("KODIAK_API_SERVER_HTTP_PORT", "7001")])).unwrap();
+        assert_eq!(config.store.kind, StoreKind::Memory);
+        assert_eq!(config.api_server.http.port, 7001);
+        assert_eq!(config.api_server.http.interface, "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Config::load(None, env(&[("KODIAK_API_SERVER_HTTP_PORT", "high")])).unwrap_err();
+        assert!(err.to_string().contains("KODIAK_API_SERVER_HTTP_PORT"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "stor:\n  type: memory\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("unknown field `stor`"), "{err}");
+        let err = Config::load(None, env(&[("KODIAK_GENERAL_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("shutdownTimeout"), "{err}");
+    }
+}
