@@ -1,5 +1,365 @@
-//! TODO(schema agent): the dataplane resource schema.
+//! Dataplane: one proxy beside one workload (or one gateway), with the
+//! inbound ports it serves, the outbounds its application calls and how
+//! traffic reaches it. Fields and rules follow Kuma 2.x's `Dataplane`.
 
-use crate::schema::Schema;
+use std::collections::HashSet;
 
-pub const SCHEMA: Schema = Schema::Object(&[]);
+use serde_json::Value;
+
+use crate::address::{HOST, IP, URL_PATH};
+use crate::mesh::METRICS_BACKEND;
+use crate::rules::{POSITIVE_COUNT, POSITIVE_DURATION};
+use crate::schema::{Schema, optional, required};
+use crate::tags::{PROTOCOL, SERVICE_TAGS, check_tcp_only};
+use crate::violations::{FieldPath, Violations};
+
+pub const SCHEMA: Schema = Schema::Check(
+    &Schema::Object(&[
+        required("networking", NETWORKING),
+        optional("metrics", METRICS_BACKEND),
+        optional("probes", PROBES),
+    ]),
+    |value, path, out| {
+        if is_builtin_gateway(&value["networking"])
+            && value.get("probes").is_some_and(|p| !p.is_null())
+        {
+            out.add(
+                &path.field("probes"),
+                "must not be set for a builtin gateway",
+            );
+        }
+    },
+);
+
+const NETWORKING: Schema = Schema::Check(
+    &Schema::Object(&[
+        required("address", HOST),
+        optional("advertisedAddress", HOST),
+        optional("inbound", Schema::List(&INBOUND)),
+        optional("outbound", Schema::List(&OUTBOUND)),
+        optional("gateway", GATEWAY),
+        optional("transparentProxying", TRANSPARENT_PROXYING),
+        optional("admin", Schema::Object(&[optional("port", Schema::Port)])),
+    ]),
+    check_networking,
+);
+
+const INBOUND: Schema = Schema::Object(&[
+    required("port", Schema::Port),
+    optional("servicePort", Schema::Port),
+    optional("serviceAddress", IP),
+    optional("address", IP),
+    required("tags", SERVICE_TAGS),
+    optional("health", Schema::Object(&[optional("ready", Schema::Bool)])),
+    optional(
+        "serviceProbe",
+        Schema::Object(&[
+            optional("interval", POSITIVE_DURATION),
+            optional("timeout", POSITIVE_DURATION),
+            optional("unhealthyThreshold", POSITIVE_COUNT),
+            optional("healthyThreshold", POSITIVE_COUNT),
+            optional("tcp", Schema::Object(&[])),
+        ]),
+    ),
+    optional("state", Schema::Enum(&["Ready", "NotReady", "Ignored"])),
+    optional("name", Schema::NonEmptyString),
+    optional("protocol", PROTOCOL),
+]);
+
+/// The kinds an outbound or a reachable backend may point at.
+const BACKEND_KINDS: &[&str] = &["MeshService", "MeshExternalService", "MeshMultiZoneService"];
+
+const OUTBOUND: Schema = Schema::Check(
+    &Schema::Object(&[
+        required("port", Schema::Port),
+        optional("address", IP),
+        optional("tags", SERVICE_TAGS),
+        optional(
+            "backendRef",
+            Schema::Object(&[
+                required("kind", Schema::Enum(BACKEND_KINDS)),
+                optional("name", Schema::NonEmptyString),
+                optional("port", Schema::Port),
+                optional("labels", Schema::Map(&Schema::String)),
+            ]),
+        ),
+    ]),
+    check_outbound,
+);
+
+/// An outbound names its destination either by tags (the service) or by a
+/// `backendRef`; a MeshService backend also needs the port to call.
+fn check_outbound(value: &Value, path: &FieldPath, out: &mut Violations) {
+    let tags = value.get("tags").filter(|v| !v.is_null());
+    let Some(backend) = value.get("backendRef").filter(|v| !v.is_null()) else {
+        if tags.is_none() {
+            out.add(
+                &path.field("tags"),
+                "must be defined (with kuma.io/service) unless backendRef is set",
+            );
+        }
+        return;
+    };
+    let backend_path = path.field("backendRef");
+    if tags.is_some() {
+        out.add(&backend_path, "must not be set together with tags");
+    }
+    if backend.get("name").is_none() && backend.get("labels").is_none() {
+        out.add(&backend_path, "must set name or labels");
+    }
+    let external = backend["kind"] == "MeshExternalService";
+    if !external && backend.get("port").is_none() {
+        out.add(
+            &backend_path.field("port"),
+            "must be defined: the port of the service to call",
+        );
+    }
+}
+
+const GATEWAY: Schema = Schema::Object(&[
+    required("tags", Schema::Check(&SERVICE_TAGS, check_tcp_only)),
+    optional("type", Schema::Enum(&["DELEGATED", "BUILTIN"])),
+]);
+
+const TRANSPARENT_PROXYING: Schema = Schema::Object(&[
+    optional("redirectPortInbound", Schema::Port),
+    optional("redirectPortOutbound", Schema::Port),
+    optional(
+        "directAccessServices",
+        Schema::List(&Schema::NonEmptyString),
+    ),
+    optional("reachableServices", Schema::List(&Schema::NonEmptyString)),
+    optional(
+        "ipFamilyMode",
+        Schema::Enum(&["UnSpecified", "DualStack", "IPv4", "IPv6"]),
+    ),
+    optional(
+        "reachableBackends",
+        Schema::Object(&[optional("refs", Schema::List(&REACHABLE_BACKEND))]),
+    ),
+]);
+
+const REACHABLE_BACKEND: Schema = Schema::Check(
+    &Schema::Object(&[
+        required("kind", Schema::Enum(BACKEND_KINDS)),
+        optional("name", Schema::NonEmptyString),
+        optional("namespace", Schema::NonEmptyString),
+        optional("port", Schema::Port),
+        optional("labels", Schema::Map(&Schema::String)),
+    ]),
+    |value, path, out| {
+        let has = |field: &str| value.get(field).is_some_and(|v| !v.is_null());
+        if !has("name") && (has("namespace") || !has("labels")) {
+            out.add(
+                &path.field("name"),
+                "must be set (or select the backends by labels)",
+            );
+        }
+        if (has("name") || has("namespace")) && has("labels") {
+            out.add(
+                &path.field("labels"),
+                "must not be set together with name or namespace",
+            );
+        }
+    },
+);
+
+const PROBES: Schema = Schema::Object(&[
+    required("port", Schema::Port),
+    optional(
+        "endpoints",
+        Schema::List(&Schema::Object(&[
+            required("inboundPort", Schema::Port),
+            required("inboundPath", URL_PATH),
+            required("path", URL_PATH),
+        ])),
+    ),
+]);
+
+/// Envoy's admin API listens on this address, so inbounds and outbounds
+/// must keep off its port there.
+const ADMIN_ADDRESS: &str = "127.0.0.1";
+
+/// Rules across the networking section: a dataplane is either a service
+/// proxy with inbounds or a gateway; two inbounds never share an address
+/// and port; the application's address differs from the proxy's; the admin
+/// port is free.
+fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
+    let inbounds = list(value, "inbound");
+    let outbounds = list(value, "outbound");
+    match value.get("gateway").filter(|g| !g.is_null()) {
+        Some(_) if !inbounds.is_empty() => {
+            out.add(&path.field("inbound"), "must not be set for a gateway: a gateway takes its identity from networking.gateway.tags");
+        }
+        Some(_) if is_builtin_gateway(value) && !outbounds.is_empty() => {
+            out.add(
+                &path.field("outbound"),
+                "must not be set for a builtin gateway: its routes choose the destinations",
+            );
+        }
+        Some(_) => {}
+        None if inbounds.is_empty() => {
+            out.add(
+                &path.field("inbound"),
+                "must have at least one element (or set networking.gateway)",
+            );
+        }
+        None => {}
+    }
+
+    let dataplane_address = value["address"].as_str().unwrap_or_default();
+    let inbounds: Vec<Interface> = inbounds
+        .iter()
+        .map(|inbound| Interface::inbound(inbound, dataplane_address))
+        .collect();
+    for i in duplicate_listeners(
+        inbounds
+            .iter()
+            .map(|inbound| (inbound.address, inbound.port)),
+    ) {
+        out.add(
+            &path.field("inbound").index(i).field("port"),
+            format!("{}:{} overlaps an earlier inbound on the same port and address (0.0.0.0 and :: overlap every address)", inbounds[i].address, inbounds[i].port),
+        );
+    }
+    for (i, inbound) in inbounds.iter().enumerate() {
+        if inbound.explicit_service_address
+            && inbound.service_address == inbound.address
+            && inbound.service_port == inbound.port
+        {
+            out.add(
+                &path.field("inbound").index(i).field("serviceAddress"),
+                "serviceAddress and servicePort must differ from the inbound's address and port (the proxy listens there)",
+            );
+        }
+    }
+
+    if let Some(admin) = value.pointer("/admin/port").and_then(Value::as_u64) {
+        let admin_path = path.field("admin").field("port");
+        let on_admin = |address: &str, port: u64| {
+            port == admin && (address == ADMIN_ADDRESS || is_wildcard(address))
+        };
+        if inbounds
+            .iter()
+            .any(|i| on_admin(i.address, i.port) || on_admin(i.service_address, i.service_port))
+        {
+            out.add(
+                &admin_path,
+                format!("must differ from the inbound ports on {ADMIN_ADDRESS}"),
+            );
+        }
+        let outbound_taken = outbounds.iter().any(|o| {
+            on_admin(
+                o.get("address")
+                    .and_then(Value::as_str)
+                    .unwrap_or(ADMIN_ADDRESS),
+                o["port"].as_u64().unwrap_or(0),
+            )
+        });
+        if outbound_taken {
+            out.add(
+                &admin_path,
+                format!("must differ from the outbound ports on {ADMIN_ADDRESS}"),
+            );
+        }
+    }
+}
+
+/// Where an inbound listens and where it forwards to, with Kuma's
+/// defaults: the inbound address is the dataplane's, the service address
+/// the inbound's, the service port the inbound's.
+struct Interface<'a> {
+    address: &'a str,
+    port: u64,
+    service_address: &'a str,
+    service_port: u64,
+    explicit_service_address: bool,
+}
+
+impl<'a> Interface<'a> {
+    fn inbound(inbound: &'a Value, dataplane_address: &'a str) -> Self {
+        let address = inbound
+            .get("address")
+            .and_then(Value::as_str)
+            .unwrap_or(dataplane_address);
+        let port = inbound["port"].as_u64().unwrap_or(0);
+        let explicit = inbound.get("serviceAddress").and_then(Value::as_str);
+        Interface {
+            address,
+            port,
+            service_address: explicit.unwrap_or(address),
+            service_port: inbound
+                .get("servicePort")
+                .and_then(Value::as_u64)
+                .unwrap_or(port),
+            explicit_service_address: explicit.is_some(),
+        }
+    }
+}
+
+/// The indexes of the listeners whose address and port an earlier one
+/// already takes; a wildcard address (`0.0.0.0`, `::`) overlaps every
+/// address.
+pub fn duplicate_listeners<'a>(listeners: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<usize> {
+    let mut seen: Vec<(&str, u64)> = Vec::new();
+    let mut exact = HashSet::new();
+    let mut duplicates = Vec::new();
+    for (i, (address, port)) in listeners.into_iter().enumerate() {
+        let overlaps = !exact.insert((address, port))
+            || seen
+                .iter()
+                .any(|&(a, p)| p == port && (is_wildcard(a) || is_wildcard(address)));
+        if overlaps {
+            duplicates.push(i);
+        }
+        seen.push((address, port));
+    }
+    duplicates
+}
+
+fn is_wildcard(address: &str) -> bool {
+    address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+fn is_builtin_gateway(networking: &Value) -> bool {
+    networking.pointer("/gateway/type").and_then(Value::as_str) == Some("BUILTIN")
+}
+
+fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
+    value
+        .get(field)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_listeners_on_one_address() {
+        let found = duplicate_listeners([
+            ("10.0.0.1", 80),
+            ("10.0.0.2", 80),
+            ("10.0.0.1", 81),
+            ("10.0.0.1", 80),
+        ]);
+        assert_eq!(found, [3]);
+    }
+
+    #[test]
+    fn wildcard_addresses_overlap_every_address() {
+        assert_eq!(
+            duplicate_listeners([("10.0.0.1", 80), ("0.0.0.0", 80)]),
+            [1]
+        );
+        assert_eq!(
+            duplicate_listeners([("::", 80), ("fd00::1", 80), ("fd00::1", 81)]),
+            [1]
+        );
+        assert!(duplicate_listeners([("0.0.0.0", 80), ("0.0.0.0", 81)]).is_empty());
+    }
+}

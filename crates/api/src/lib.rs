@@ -3,6 +3,7 @@
 //! or JSON. No I/O happens here, so the control plane and `kodiakctl
 //! validate` run exactly the same checks.
 
+pub mod address;
 pub mod dataplane;
 pub mod document;
 pub mod duration;
@@ -11,8 +12,10 @@ pub mod name;
 pub mod policy;
 pub mod resource;
 pub mod resource_type;
+pub mod rules;
 pub mod schema;
 pub mod secret;
+pub mod tags;
 mod violations;
 pub mod zone;
 
