@@ -130,20 +130,11 @@ impl ResourceStore for MemoryStore {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let resources = self.locked();
         let first_of_kind = ResourceKey::new(query.kind, None, "");
-        let matching = resources
+        let of_kind = resources
             .range(first_of_kind..)
-            .map(|(_, resource)| resource)
-            .take_while(|resource| resource.key.kind == query.kind)
-            .filter(|resource| query.matches(resource));
-        let mut total = 0;
-        let mut items = Vec::new();
-        for resource in matching {
-            if total >= query.offset && items.len() < query.size {
-                items.push(resource.clone());
-            }
-            total += 1;
-        }
-        Ok(Page { total, items })
+            .map(|(_, r)| r)
+            .take_while(|r| r.key.kind == query.kind);
+        Ok(query.page(of_kind))
     }
 
     fn watch(&self) -> broadcast::Receiver<ChangeEvent> {

@@ -1,3 +1,4 @@
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use kodiak_api::{Resource, ResourceType};
@@ -32,6 +33,23 @@ impl ListQuery {
             && self.mesh.as_ref().is_none_or(|m| resource.key.mesh.as_ref() == Some(m))
             && self.name_contains.as_ref().is_none_or(|n| resource.key.name.contains(n.as_str()))
             && self.labels.iter().all(|(k, v)| resource.labels.get(k) == Some(v))
+    }
+
+    /// Filters resources given in list order (mesh, then name) and cuts out
+    /// the requested page, so every backend pages the same way.
+    pub fn page<R: Borrow<Resource>>(&self, ordered: impl IntoIterator<Item = R>) -> Page {
+        let mut page = Page { total: 0, items: Vec::new() };
+        for resource in ordered {
+            let resource = resource.borrow();
+            if !self.matches(resource) {
+                continue;
+            }
+            if page.total >= self.offset && page.items.len() < self.size {
+                page.items.push(resource.clone());
+            }
+            page.total += 1;
+        }
+        page
     }
 }
 
