@@ -1,7 +1,7 @@
 //! Kodiak's resource store on SQL. SQLite is the embedded default: one file
 //! in the control plane's data directory, nothing else to run.
 //!
-//! The statements ([`sql`]) and the row conversion ([`row`]) assume nothing
+//! The statements (`sql.rs`) and the row conversion (`row.rs`) assume nothing
 //! SQLite-specific, so a PostgreSQL backend can share them.
 
 mod error;
