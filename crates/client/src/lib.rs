@@ -1,1 +1,266 @@
+//! Typed client for the Kodiak REST API (Kuma 2.x's shapes), shared by
+//! kodiakctl, kodiak-dp and tests, so every caller builds the same URLs and
+//! reads errors the same way.
 
+mod error;
+mod paths;
+mod types;
+
+use std::time::Duration;
+
+use kodiak_api::{Resource, ResourceKey, ResourceType};
+use reqwest::{Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use error::{ApiError, Error, InvalidParameter};
+pub use paths::Page;
+pub use types::{
+    Applied, DataplaneInsight, DataplaneOverview, Fetched, Index, ListPage, ResourceDescriptor,
+    Subscription,
+};
+
+/// How long to wait for a TCP connection: a control plane on the same
+/// network answers in milliseconds, so a long wait only delays the hint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole request may take; the largest page is 1000 resources.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client of one control plane's REST API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl Client {
+    /// A client for the API at `base_url` (`http://127.0.0.1:5681`). The URL
+    /// is checked here so a typo fails before any request.
+    pub fn new(base_url: &str) -> Result<Client, Error> {
+        let invalid = |reason: String| Error::InvalidAddress {
+            address: base_url.to_owned(),
+            reason,
+        };
+        let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "the scheme must be http or https, not {:?}",
+                base.scheme()
+            )));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(invalid(
+                "expected an address like http://127.0.0.1:5681".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Client { http, base })
+    }
+
+    /// The address this client talks to.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /`: which control plane answers, and its version.
+    pub async fn index(&self) -> Result<Index, Error> {
+        self.get_json(&paths::root_url(&self.base, &[""])).await
+    }
+
+    /// `GET /_resources`: the resource types the control plane serves.
+    pub async fn resource_types(&self) -> Result<Vec<ResourceDescriptor>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            resources: Vec<ResourceDescriptor>,
+        }
+        let answer: Answer = self
+            .get_json(&paths::root_url(&self.base, &["_resources"]))
+            .await?;
+        Ok(answer.resources)
+    }
+
+    /// One resource's document and version, or `None` when it does not exist.
+    pub async fn get(&self, key: &ResourceKey) -> Result<Option<Fetched>, Error> {
+        let url = self.resource_url(key)?;
+        let response = self.send(self.http.get(url.clone()), &url).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = check(response).await?;
+        let version = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|tag| tag.to_str().ok())
+            .map(|tag| tag.trim_start_matches("W/").trim_matches('"').to_owned());
+        let document = read_json(response, &url).await?;
+        Ok(Some(Fetched { document, version }))
+    }
+
+    /// One page of a list. `mesh` = `None` lists a mesh-scoped type across
+    /// all meshes; it is ignored for global types.
+    pub async fn list(
+        &self,
+        kind: ResourceType,
+        mesh: Option<&str>,
+        page: Page,
+    ) -> Result<ListPage, Error> {
+        self.get_json(&paths::list_url(&self.base, kind, mesh, page))
+            .await
+    }
+
+    /// Every item of a list, following `next` from page to page.
+    pub async fn list_all(
+        &self,
+        kind: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        self.collect(paths::list_url(&self.base, kind, mesh, Page::LARGEST))
+            .await
+    }
+
+    /// Creates or updates a resource (`PUT`); says which happened.
+    pub async fn put(&self, resource: &Resource) -> Result<Applied, Error> {
+        let url = self.resource_url(&resource.key)?;
+        let request = self.http.put(url.clone()).json(&resource.to_document());
+        let response = check(self.send(request, &url).await?).await?;
+        Ok(if response.status() == StatusCode::CREATED {
+            Applied::Created
+        } else {
+            Applied::Updated
+        })
+    }
+
+    /// Deletes a resource; `false` when there was nothing to delete.
+    pub async fn delete(&self, key: &ResourceKey) -> Result<bool, Error> {
+        let url = self.resource_url(key)?;
+        let response = self.send(self.http.delete(url.clone()), &url).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        check(response).await?;
+        Ok(true)
+    }
+
+    /// Every dataplane of a mesh with its connection insight
+    /// (`GET /meshes/{mesh}/dataplanes/_overview`, all pages).
+    pub async fn dataplanes_overview(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, Error> {
+        self.collect(paths::overview_url(&self.base, mesh, Page::LARGEST))
+            .await
+    }
+
+    fn resource_url(&self, key: &ResourceKey) -> Result<Url, Error> {
+        paths::resource_url(&self.base, key).ok_or(Error::MeshRequired { kind: key.kind })
+    }
+
+    async fn collect<T: DeserializeOwned>(&self, first: Url) -> Result<Vec<T>, Error> {
+        let mut items = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page: ListPage<T> = self.get_json(&url).await?;
+            // An empty page ends the walk even if the server offers more, so a
+            // confused server cannot keep the client looping.
+            let exhausted = page.items.is_empty();
+            items.extend(page.items);
+            next = match page.next {
+                Some(link) if !exhausted => {
+                    Some(url.join(&link).map_err(|e| Error::UnexpectedAnswer {
+                        url: url.to_string(),
+                        reason: format!("the next page link {link:?} is not a URL: {e}"),
+                    })?)
+                }
+                _ => None,
+            };
+        }
+        Ok(items)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, Error> {
+        let response = check(self.send(self.http.get(url.clone()), url).await?).await?;
+        read_json(response, url).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &Url) -> Result<Response, Error> {
+        request.send().await.map_err(|error| {
+            let cause = root_cause(&error);
+            if error.is_connect() {
+                Error::Unreachable {
+                    address: self.base.to_string(),
+                    cause,
+                }
+            } else {
+                Error::Transport {
+                    url: url.to_string(),
+                    cause,
+                }
+            }
+        })
+    }
+}
+
+/// Turns an error status into [`Error::Api`] with the server's explanation.
+async fn check(response: Response) -> Result<Response, Error> {
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(Error::Api(ApiError::from_body(
+        status.as_u16(),
+        status.canonical_reason(),
+        &body,
+    )))
+}
+
+async fn read_json<T: DeserializeOwned>(response: Response, url: &Url) -> Result<T, Error> {
+    let unexpected = |reason: String| Error::UnexpectedAnswer {
+        url: url.to_string(),
+        reason,
+    };
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| unexpected(root_cause(&e)))?;
+    serde_json::from_slice(&body).map_err(|e| unexpected(format!("not the expected JSON: {e}")))
+}
+
+/// reqwest's own message ("error sending request") hides the useful part
+/// (`Connection refused`), which sits at the end of the source chain.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_up_front() {
+        assert!(Client::new("http://127.0.0.1:5681").is_ok());
+        assert!(Client::new("https://cp.example/kodiak/").is_ok());
+        for bad in ["127.0.0.1:5681", "ftp://cp.example", "not a url", "http://"] {
+            let error = Client::new(bad).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidAddress { .. }),
+                "{bad}: {error}"
+            );
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_address() {
+        // Port 1 on loopback is never served in a test environment.
+        let client = Client::new("http://127.0.0.1:1").unwrap();
+        let error = client.index().await.unwrap_err();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+        assert!(error.to_string().contains("http://127.0.0.1:1/"), "{error}");
+    }
+}

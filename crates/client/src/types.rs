@@ -1,0 +1,129 @@
+//! The shapes the REST API answers with.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `GET /`: which control plane answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Index {
+    pub hostname: String,
+    pub tagline: String,
+    pub product: String,
+    pub version: String,
+    pub instance_id: String,
+    pub based_on_kuma: String,
+}
+
+/// One entry of `GET /_resources`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDescriptor {
+    pub name: String,
+    pub path: String,
+    /// `Mesh` or `Global`.
+    pub scope: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub singular_display_name: String,
+    #[serde(default)]
+    pub plural_display_name: String,
+    /// Policy details for targetRef policies, `None` for other types.
+    #[serde(default)]
+    pub policy: Option<Value>,
+}
+
+/// A resource as read back: its document and the version for `If-Match`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub document: Value,
+    pub version: Option<String>,
+}
+
+/// What a `PUT` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Updated,
+}
+
+/// One page of a list, as the server sends it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct ListPage<T = Value> {
+    pub total: u64,
+    pub items: Vec<T>,
+    /// The absolute URL of the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// One item of `GET /meshes/{mesh}/dataplanes/_overview`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneOverview {
+    pub mesh: String,
+    pub name: String,
+    #[serde(default)]
+    pub creation_time: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The Dataplane's own fields (`networking`, ...).
+    #[serde(default)]
+    pub dataplane: Value,
+    #[serde(default)]
+    pub dataplane_insight: DataplaneInsight,
+}
+
+/// What the control plane knows about a dataplane's xDS connections.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DataplaneInsight {
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// One xDS stream of a dataplane, from connect to disconnect.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub connect_time: Option<String>,
+    pub disconnect_time: Option<String>,
+}
+
+impl DataplaneInsight {
+    /// Online while a stream is open: connected and not yet disconnected
+    /// (Kuma's rule).
+    pub fn is_online(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
+    }
+
+    /// When the newest stream connected; subscriptions are kept oldest first.
+    pub fn last_connected(&self) -> Option<&str> {
+        self.subscriptions
+            .iter()
+            .rev()
+            .find_map(|s| s.connect_time.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn online_needs_an_open_stream() {
+        let insight: DataplaneInsight = serde_json::from_str(
+            r#"{"subscriptions":[
+                {"connectTime":"2025-01-01T00:00:00Z","disconnectTime":"2025-01-01T01:00:00Z"},
+                {"connectTime":"2025-01-01T02:00:00Z"}]}"#,
+        )
+        .unwrap();
+        assert!(insight.is_online());
+        assert_eq!(insight.last_connected(), Some("2025-01-01T02:00:00Z"));
+        assert!(!DataplaneInsight::default().is_online());
+        assert_eq!(DataplaneInsight::default().last_connected(), None);
+    }
+}

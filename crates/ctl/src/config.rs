@@ -1,0 +1,246 @@
+//! kodiakctl's own configuration: the control planes it knows and which one
+//! is current, kept in a small YAML file, plus `kodiakctl config ...`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use kodiak_client::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::Global;
+use crate::table::Table;
+
+/// Where the API is when nothing says otherwise: `kodiak-cp run` on this host.
+pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:5681";
+
+const EXAMPLES: &str = "\
+Examples:
+  kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681
+  kodiakctl config control-planes list
+  kodiakctl config control-planes use local
+  kodiakctl config control-planes remove prod";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Manage the control planes kodiakctl talks to
+    #[command(subcommand, name = "control-planes", after_help = EXAMPLES)]
+    ControlPlanes(ControlPlanesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ControlPlanesCommand {
+    /// Add a control plane and make it the current one
+    #[command(
+        after_help = "Examples:\n  kodiakctl config control-planes add --name local --address http://127.0.0.1:5681\n  \
+                            kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 --overwrite"
+    )]
+    Add {
+        /// A name to refer to it by
+        #[arg(long)]
+        name: String,
+        /// Its REST API address, e.g. http://127.0.0.1:5681
+        #[arg(long)]
+        address: String,
+        /// Replace a control plane of the same name
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List the known control planes; `*` marks the current one
+    #[command(after_help = "Examples:\n  kodiakctl config control-planes list")]
+    List,
+    /// Make a known control plane the current one
+    #[command(after_help = "Examples:\n  kodiakctl config control-planes use prod")]
+    Use { name: String },
+    /// Forget a control plane
+    #[command(after_help = "Examples:\n  kodiakctl config control-planes remove prod")]
+    Remove { name: String },
+}
+
+/// The file's contents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current_control_plane: Option<String>,
+    #[serde(default)]
+    control_planes: Vec<ControlPlane>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ControlPlane {
+    name: String,
+    address: String,
+}
+
+impl ConfigFile {
+    fn find(&self, name: &str) -> anyhow::Result<&ControlPlane> {
+        self.control_planes
+            .iter()
+            .find(|cp| cp.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .control_planes
+                    .iter()
+                    .map(|cp| cp.name.as_str())
+                    .collect();
+                anyhow::anyhow!(
+                    "no control plane named {name:?}; known: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })
+    }
+}
+
+/// A client for `--cp-address`, else the config file's current control
+/// plane, else [`DEFAULT_ADDRESS`].
+pub fn client(global: &Global) -> anyhow::Result<Client> {
+    let address = match &global.cp_address {
+        Some(address) => address.clone(),
+        None => {
+            let path = config_path(global)?;
+            let config = load(&path)?;
+            match &config.current_control_plane {
+                Some(name) => config
+                    .find(name)
+                    .with_context(|| format!("in {}", path.display()))?
+                    .address
+                    .clone(),
+                None => DEFAULT_ADDRESS.to_owned(),
+            }
+        }
+    };
+    Ok(Client::new(&address)?)
+}
+
+pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let path = config_path(global)?;
+    let mut config = load(&path)?;
+    let ConfigCommand::ControlPlanes(command) = args.command;
+    match command {
+        ControlPlanesCommand::Add {
+            name,
+            address,
+            overwrite,
+        } => {
+            Client::new(&address)?;
+            let existing = config.control_planes.iter().position(|cp| cp.name == name);
+            match existing {
+                Some(_) if !overwrite => {
+                    anyhow::bail!(
+                        "a control plane named {name:?} already exists; pass --overwrite to replace it"
+                    )
+                }
+                Some(index) => config.control_planes[index].address = address.clone(),
+                None => config.control_planes.push(ControlPlane {
+                    name: name.clone(),
+                    address: address.clone(),
+                }),
+            }
+            config.current_control_plane = Some(name.clone());
+            save(&path, &config)?;
+            println!("Added control plane {name:?} ({address}); it is now the current one");
+        }
+        ControlPlanesCommand::List => {
+            let mut table = Table::new(&["CURRENT", "NAME", "ADDRESS"]);
+            for cp in &config.control_planes {
+                let current = config.current_control_plane.as_deref() == Some(cp.name.as_str());
+                table.push(vec![
+                    if current { "*" } else { "" }.to_owned(),
+                    cp.name.clone(),
+                    cp.address.clone(),
+                ]);
+            }
+            print!("{table}");
+        }
+        ControlPlanesCommand::Use { name } => {
+            config.find(&name)?;
+            config.current_control_plane = Some(name.clone());
+            save(&path, &config)?;
+            println!("Switched to control plane {name:?}");
+        }
+        ControlPlanesCommand::Remove { name } => {
+            config.find(&name)?;
+            config.control_planes.retain(|cp| cp.name != name);
+            let was_current = config.current_control_plane.as_deref() == Some(name.as_str());
+            if was_current {
+                config.current_control_plane = None;
+            }
+            save(&path, &config)?;
+            println!("Removed control plane {name:?}");
+            if was_current {
+                println!(
+                    "No control plane is current now: kodiakctl uses {DEFAULT_ADDRESS} until you run \
+                     `kodiakctl config control-planes use NAME`"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--config-file`, else `$XDG_CONFIG_HOME/kodiak/kodiakctl.yaml`, else
+/// `~/.config/kodiak/kodiakctl.yaml` (the XDG base directory rules).
+fn config_path(global: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &global.config_file {
+        return Ok(path.clone());
+    }
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = non_empty("XDG_CONFIG_HOME")
+        .or_else(|| non_empty("HOME").map(|home| home.join(".config")))
+        .context(
+            "cannot find a place for the configuration: set --config-file, XDG_CONFIG_HOME or HOME",
+        )?;
+    Ok(base.join("kodiak").join("kodiakctl.yaml"))
+}
+
+/// Reads the file; a missing file is an empty configuration.
+fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            serde_yaml::from_str(&text).with_context(|| format!("cannot read {}", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes a temporary file beside the target and renames it over the
+/// target, so an interrupted write never leaves a half-written config.
+fn save(path: &Path, config: &ConfigFile) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file_name = path
+        .file_name()
+        .context("the config file path names no file")?
+        .to_string_lossy();
+    let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let file = std::fs::File::create(&temporary)?;
+        serde_yaml::to_writer(&file, config).map_err(std::io::Error::other)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    };
+    write().map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        anyhow::Error::new(error).context(format!("cannot write {}", path.display()))
+    })
+}

@@ -1,0 +1,98 @@
+//! Reading manifests for `apply` and `validate`: one code path, so what
+//! `validate` accepts is exactly what `apply` sends, and both check with
+//! kodiak_api, the code the control plane runs.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use anyhow::Context;
+use kodiak_api::{Resource, parse_documents};
+use serde_json::Value;
+
+use crate::vars;
+
+/// Where the documents come from and the values for their placeholders.
+#[derive(Debug, clap::Args)]
+pub struct Input {
+    /// File of resource documents, YAML or JSON, several separated by `---`;
+    /// `-` reads standard input
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: String,
+
+    /// Replaces `{{ KEY }}` in the file with VALUE (repeatable)
+    #[arg(short = 'v', long = "var", value_name = "KEY=VALUE", value_parser = vars::parse_assignment)]
+    vars: Vec<(String, String)>,
+}
+
+/// Reads, substitutes, parses and validates every document. Either all are
+/// valid or the error reports every problem of every document.
+pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
+    let text = read(&input.file)?;
+    let values: BTreeMap<String, String> = input.vars.iter().cloned().collect();
+    let text = vars::substitute(&text, &values)
+        .with_context(|| format!("cannot fill in {}", source(&input.file)))?;
+    let documents = parse_documents(&text)
+        .with_context(|| format!("{} is not valid YAML or JSON", source(&input.file)))?;
+    if documents.is_empty() {
+        anyhow::bail!("{} holds no resource documents", source(&input.file));
+    }
+    let mut resources = Vec::new();
+    let mut report = String::new();
+    for (index, document) in documents.iter().enumerate() {
+        match Resource::from_document(document) {
+            Ok(resource) => resources.push(resource),
+            Err(violations) => {
+                report.push_str(&format!("\ndocument {}{}:", index + 1, identity(document)));
+                for violation in violations.iter() {
+                    let field = if violation.field.is_empty() {
+                        "(document)"
+                    } else {
+                        &violation.field
+                    };
+                    report.push_str(&format!("\n  * {field}: {}", violation.reason));
+                }
+            }
+        }
+    }
+    if !report.is_empty() {
+        let invalid = documents.len() - resources.len();
+        anyhow::bail!(
+            "{invalid} of {} documents in {} are invalid:{report}",
+            documents.len(),
+            source(&input.file)
+        );
+    }
+    Ok(resources)
+}
+
+fn read(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))
+    }
+}
+
+fn source(file: &str) -> String {
+    if file == "-" {
+        "standard input".to_owned()
+    } else {
+        file.to_owned()
+    }
+}
+
+/// ` (MeshTimeout "x")`, from whatever the document says about itself,
+/// even when that is what is wrong, so the user finds it in a long file.
+fn identity(document: &Value) -> String {
+    let text = |field: &str| document.get(field).and_then(Value::as_str);
+    match (text("type"), text("name")) {
+        (Some(kind), Some(name)) => format!(" ({kind} {name:?})"),
+        (Some(kind), None) => format!(" ({kind})"),
+        (None, Some(name)) => format!(" ({name:?})"),
+        (None, None) => String::new(),
+    }
+}
