@@ -69,11 +69,19 @@ resource_types! {
 }
 
 impl ResourceType {
-    /// The REST path segment: the lower-case name plus `s` (`meshtimeouts`).
+    /// The REST path segment: the lower-case English plural of the name
+    /// (`meshtimeouts`, `meshes`, `meshretries`, `global-secrets`).
     pub fn plural(self) -> String {
-        match self {
-            ResourceType::GlobalSecret => "global-secrets".to_owned(),
-            other => format!("{}s", other.name().to_lowercase()),
+        let name = match self {
+            ResourceType::GlobalSecret => "global-secret".to_owned(),
+            other => other.name().to_lowercase(),
+        };
+        if name.ends_with(['s', 'x']) || name.ends_with("sh") || name.ends_with("ch") {
+            format!("{name}es")
+        } else if let Some(stem) = name.strip_suffix('y').filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u'])) {
+            format!("{stem}ies")
+        } else {
+            format!("{name}s")
         }
     }
 
@@ -91,8 +99,7 @@ impl ResourceType {
             wanted == name
                 || wanted == t.plural()
                 || wanted == t.short_name()
-                || wanted == t.plural().trim_end_matches('s')
-                || wanted == format!("{name}s")
+                || wanted == t.plural().replace('-', "")
         })
     }
 
@@ -150,6 +157,12 @@ mod tests {
         assert_eq!(ResourceType::MeshTimeout.plural(), "meshtimeouts");
         assert_eq!(ResourceType::MeshHTTPRoute.plural(), "meshhttproutes");
         assert_eq!(ResourceType::GlobalSecret.plural(), "global-secrets");
+        assert_eq!(ResourceType::Mesh.plural(), "meshes");
+        assert_eq!(ResourceType::MeshRetry.plural(), "meshretries");
+        assert_eq!(ResourceType::MeshProxyPatch.plural(), "meshproxypatches");
+        assert_eq!(ResourceType::MeshLoadBalancingStrategy.plural(), "meshloadbalancingstrategies");
+        assert_eq!(ResourceType::from_any_name("meshes"), Some(ResourceType::Mesh));
+        assert_eq!(ResourceType::from_any_name("globalsecrets"), Some(ResourceType::GlobalSecret));
         assert_eq!(ResourceType::from_any_name("dataplanes"), Some(ResourceType::Dataplane));
         assert_eq!(ResourceType::from_any_name("MeshTimeout"), Some(ResourceType::MeshTimeout));
         assert_eq!(ResourceType::from_any_name("mtp"), Some(ResourceType::MeshTrafficPermission));
