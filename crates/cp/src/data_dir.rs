@@ -4,14 +4,13 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Held for as long as the control plane runs; the lock is released when
 /// this is dropped (or the process exits, however it exits).
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DataDirLock {
@@ -45,11 +44,7 @@ impl DataDirLock {
         file.rewind()?;
         write!(file, "{}", std::process::id())?;
         file.flush()?;
-        Ok(DataDirLock { _file: file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DataDirLock { _file: file })
     }
 }
 

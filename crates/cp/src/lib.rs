@@ -28,6 +28,8 @@ pub struct RunningControlPlane {
     stop: watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
     shutdown_timeout: std::time::Duration,
+    /// The SQLite store, closed on shutdown so its write-ahead log is folded in.
+    sqlite: Option<Arc<SqliteStore>>,
     _lock: Option<DataDirLock>,
 }
 
@@ -56,20 +58,25 @@ impl RunningControlPlane {
             tracing::warn!(timeout = ?self.shutdown_timeout, "in-flight requests did not finish in time; closing them");
             self.servers.abort_all();
         }
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.close().await;
+        }
         tracing::info!("control plane stopped");
     }
 }
 
 /// Opens the store, makes sure the defaults exist and starts the servers.
 pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
-    let (store, lock): (Arc<dyn ResourceStore>, Option<DataDirLock>) = match config.store.kind {
-        StoreKind::Memory => (Arc::new(MemoryStore::new()), None),
+    let (store, sqlite, lock): (Arc<dyn ResourceStore>, _, _) = match config.store.kind {
+        StoreKind::Memory => (Arc::new(MemoryStore::new()), None, None),
         StoreKind::Sqlite => {
             let lock = DataDirLock::acquire(&config.store.data_dir)?;
-            let store = SqliteStore::open(&config.store.data_dir)
-                .await
-                .with_context(|| format!("cannot open the store in {}", config.store.data_dir.display()))?;
-            (Arc::new(store), Some(lock))
+            let sqlite = Arc::new(
+                SqliteStore::open(&config.store.data_dir)
+                    .await
+                    .with_context(|| format!("cannot open the store in {}", config.store.data_dir.display()))?,
+            );
+            (sqlite.clone(), Some(sqlite), Some(lock))
         }
     };
     tracing::info!(store = ?config.store.kind, data_dir = %config.store.data_dir.display(), "store opened");
@@ -100,6 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         stop,
         servers,
         shutdown_timeout: config.shutdown_timeout(),
+        sqlite,
         _lock: lock,
     })
 }
