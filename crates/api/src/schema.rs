@@ -22,15 +22,9 @@ pub enum Schema {
     NonEmptyString,
     Bool,
     /// A whole number in an inclusive range.
-    Int {
-        min: i64,
-        max: i64,
-    },
+    Int { min: i64, max: i64 },
     /// A number (whole or fractional) in an inclusive range.
-    Number {
-        min: f64,
-        max: f64,
-    },
+    Number { min: f64, max: f64 },
     /// A TCP/UDP port, 1-65535.
     Port,
     /// A non-negative Go-style duration string (`5s`, `1m30s`).
@@ -77,34 +71,18 @@ pub struct Field {
 
 /// A field that must be present.
 pub const fn required(name: &'static str, schema: Schema) -> Field {
-    Field {
-        name,
-        schema,
-        required: true,
-    }
+    Field { name, schema, required: true }
 }
 
 /// A field that may be left out (or set to null).
 pub const fn optional(name: &'static str, schema: Schema) -> Field {
-    Field {
-        name,
-        schema,
-        required: false,
-    }
+    Field { name, schema, required: false }
 }
 
 /// The kinds a `targetRef` may name, and which of `name`, `tags`, `labels`,
 /// `sectionName` each one takes (Kuma 2.x targetRef semantics).
-const TARGET_REF_FIELDS: &[&str] = &[
-    "kind",
-    "name",
-    "namespace",
-    "tags",
-    "labels",
-    "sectionName",
-    "proxyTypes",
-    "mesh",
-];
+const TARGET_REF_FIELDS: &[&str] =
+    &["kind", "name", "namespace", "tags", "labels", "sectionName", "proxyTypes", "mesh"];
 
 impl Schema {
     /// Checks `value` (found at `path`) and records every violation.
@@ -130,10 +108,7 @@ impl Schema {
             Schema::Port => check_int(value, 1, 65535, path, out),
             Schema::Number { min, max } => match value.as_f64() {
                 Some(n) if n < min || n > max => {
-                    out.add(
-                        path,
-                        format!("must be in inclusive range [{min}, {max}], got {n}"),
-                    );
+                    out.add(path, format!("must be in inclusive range [{min}, {max}], got {n}"));
                 }
                 Some(_) => {}
                 None => out.add(path, expected("a number", value)),
@@ -149,10 +124,7 @@ impl Schema {
             Schema::Percentage => check_percentage(value, path, out),
             Schema::Enum(options) => match value.as_str() {
                 Some(text) if options.contains(&text) => {}
-                _ => out.add(
-                    path,
-                    format!("must be one of {}, got {}", options.join(", "), show(value)),
-                ),
+                _ => out.add(path, format!("must be one of {}, got {}", options.join(", "), show(value))),
             },
             Schema::List(item) | Schema::NonEmptyList(item) => match value.as_array() {
                 Some(items) => {
@@ -178,24 +150,12 @@ impl Schema {
             Schema::TargetRefWith(kinds, extra) => check_target_ref(kinds, extra, value, path, out),
             Schema::AtLeastOneOf(names, inner) | Schema::ExactlyOneOf(names, inner) => {
                 inner.check(value, path, out);
-                let Some(object) = value.as_object() else {
-                    return;
-                };
-                let set = names
-                    .iter()
-                    .filter(|name| object.get(**name).is_some_and(is_set))
-                    .count();
+                let Some(object) = value.as_object() else { return };
+                let set = names.iter().filter(|name| object.get(**name).is_some_and(is_set)).count();
                 let exactly = matches!(self, Schema::ExactlyOneOf(..));
                 if set == 0 || (exactly && set > 1) {
-                    let how = if exactly {
-                        "exactly one"
-                    } else {
-                        "at least one"
-                    };
-                    out.add(
-                        path,
-                        format!("must have {how} of {} set, found {set}", names.join(", ")),
-                    );
+                    let how = if exactly { "exactly one" } else { "at least one" };
+                    out.add(path, format!("must have {how} of {} set, found {set}", names.join(", ")));
                 }
             }
             Schema::Union(cases, inner) => {
@@ -203,10 +163,7 @@ impl Schema {
                 let kind = value.get("type").and_then(Value::as_str);
                 for (case, field) in cases {
                     if kind == Some(*case) && !value.get(*field).is_some_and(is_set) {
-                        out.add(
-                            &path.field(field),
-                            format!("must be set when type is {case}"),
-                        );
+                        out.add(&path.field(field), format!("must be set when type is {case}"));
                     }
                 }
             }
@@ -240,10 +197,7 @@ pub fn check_object(fields: &[Field], value: &Value, path: &FieldPath, out: &mut
     for key in object.keys() {
         if !fields.iter().any(|field| field.name == key) {
             let known: Vec<&str> = fields.iter().map(|field| field.name).collect();
-            out.add(
-                &path.field(key),
-                format!("unknown field (known fields: {})", known.join(", ")),
-            );
+            out.add(&path.field(key), format!("unknown field (known fields: {})", known.join(", ")));
         }
     }
 }
@@ -262,10 +216,7 @@ pub fn is_set(value: &Value) -> bool {
 fn check_int(value: &Value, min: i64, max: i64, path: &FieldPath, out: &mut Violations) {
     match value.as_i64() {
         Some(n) if n < min || n > max => {
-            out.add(
-                path,
-                format!("must be in inclusive range [{min}, {max}], got {n}"),
-            );
+            out.add(path, format!("must be in inclusive range [{min}, {max}], got {n}"));
         }
         Some(_) => {}
         None => out.add(path, expected("a whole number", value)),
@@ -280,45 +231,25 @@ fn check_percentage(value: &Value, path: &FieldPath, out: &mut Violations) {
     };
     match number {
         Some(n) if (0.0..=100.0).contains(&n) => {}
-        Some(n) => out.add(
-            path,
-            format!("must be in inclusive range [0, 100], got {n}"),
-        ),
+        Some(n) => out.add(path, format!("must be in inclusive range [0, 100], got {n}")),
         None => out.add(path, expected("a percentage such as 50 or \"12.5\"", value)),
     }
 }
 
-fn check_target_ref(
-    kinds: &[&str],
-    extra: &[Field],
-    value: &Value,
-    path: &FieldPath,
-    out: &mut Violations,
-) {
+fn check_target_ref(kinds: &[&str], extra: &[Field], value: &Value, path: &FieldPath, out: &mut Violations) {
     let Some(object) = value.as_object() else {
         out.add(path, expected("an object with a kind", value));
         return;
     };
     for key in object.keys() {
-        if !TARGET_REF_FIELDS.contains(&key.as_str())
-            && !extra.iter().any(|field| field.name == key)
-        {
-            let known: Vec<&str> = TARGET_REF_FIELDS
-                .iter()
-                .copied()
-                .chain(extra.iter().map(|field| field.name))
-                .collect();
-            out.add(
-                &path.field(key),
-                format!("unknown field (known fields: {})", known.join(", ")),
-            );
+        if !TARGET_REF_FIELDS.contains(&key.as_str()) && !extra.iter().any(|field| field.name == key) {
+            let known: Vec<&str> = TARGET_REF_FIELDS.iter().copied().chain(extra.iter().map(|field| field.name)).collect();
+            out.add(&path.field(key), format!("unknown field (known fields: {})", known.join(", ")));
         }
     }
     for field in extra {
         match object.get(field.name) {
-            Some(Value::Null) | None if field.required => {
-                out.add(&path.field(field.name), "must be defined")
-            }
+            Some(Value::Null) | None if field.required => out.add(&path.field(field.name), "must be defined"),
             Some(Value::Null) | None => {}
             Some(present) => field.schema.check(present, &path.field(field.name), out),
         }
@@ -337,41 +268,24 @@ fn check_target_ref(
     if !kinds.contains(&kind) {
         out.add(
             &path.field("kind"),
-            format!(
-                "value {kind:?} is not supported here; allowed kinds: {}",
-                kinds.join(", ")
-            ),
+            format!("value {kind:?} is not supported here; allowed kinds: {}", kinds.join(", ")),
         );
         return;
     }
     let has = |field: &str| object.get(field).is_some_and(|v| !v.is_null());
-    let named = matches!(
-        kind,
-        "MeshService"
-            | "MeshServiceSubset"
-            | "MeshGateway"
-            | "MeshHTTPRoute"
-            | "MeshExternalService"
-            | "MeshMultiZoneService"
-    );
+    let named = matches!(kind, "MeshService" | "MeshServiceSubset" | "MeshGateway" | "MeshHTTPRoute" | "MeshExternalService" | "MeshMultiZoneService");
     if named && !has("name") && !has("labels") {
         out.add(&path.field("name"), format!("must be set with kind {kind}"));
     }
     if matches!(kind, "Mesh" | "MeshSubset") && has("name") {
-        out.add(
-            &path.field("name"),
-            format!("must not be set with kind {kind}"),
-        );
+        out.add(&path.field("name"), format!("must not be set with kind {kind}"));
     }
     if matches!(kind, "MeshSubset" | "MeshServiceSubset") {
         if !has("tags") {
             out.add(&path.field("tags"), format!("must be set with kind {kind}"));
         }
     } else if has("tags") && kind != "MeshGateway" {
-        out.add(
-            &path.field("tags"),
-            format!("must not be set with kind {kind}"),
-        );
+        out.add(&path.field("tags"), format!("must not be set with kind {kind}"));
     }
     if kind == "Dataplane" && has("name") && has("labels") {
         out.add(&path.field("labels"), "must not be set together with name");
@@ -383,10 +297,7 @@ fn check_target_ref(
         ("mesh", Schema::NonEmptyString),
         ("tags", Schema::Map(&Schema::String)),
         ("labels", Schema::Map(&Schema::String)),
-        (
-            "proxyTypes",
-            Schema::List(&Schema::Enum(&["Sidecar", "Gateway"])),
-        ),
+        ("proxyTypes", Schema::List(&Schema::Enum(&["Sidecar", "Gateway"]))),
     ] {
         if let Some(v) = object.get(field).filter(|v| !v.is_null()) {
             schema.check(v, &path.field(field), out);
@@ -429,10 +340,7 @@ mod tests {
 
     #[test]
     fn reports_every_violation_with_its_path() {
-        let found = violations(
-            &THING,
-            json!({"port": 70000, "timeout": "5 parsecs", "items": ["a", "c"], "extra": 1}),
-        );
+        let found = violations(&THING, json!({"port": 70000, "timeout": "5 parsecs", "items": ["a", "c"], "extra": 1}));
         assert_eq!(found.len(), 4, "{found:#?}");
         assert!(found[0].starts_with("spec.port: must be in inclusive range [1, 65535]"));
         assert!(found[1].starts_with("spec.timeout: "));
@@ -442,10 +350,7 @@ mod tests {
 
     #[test]
     fn missing_required_field() {
-        assert_eq!(
-            violations(&THING, json!({})),
-            vec!["spec.port: must be defined"]
-        );
+        assert_eq!(violations(&THING, json!({})), vec!["spec.port: must be defined"]);
     }
 
     #[test]
@@ -453,35 +358,18 @@ mod tests {
         const REF: Schema = Schema::TargetRef(&["Mesh", "MeshService"]);
         assert!(violations(&REF, json!({"kind": "Mesh"})).is_empty());
         assert!(violations(&REF, json!({"kind": "MeshService", "name": "web"})).is_empty());
-        assert_eq!(
-            violations(&REF, json!({"kind": "MeshService"})),
-            vec!["spec.name: must be set with kind MeshService"]
-        );
+        assert_eq!(violations(&REF, json!({"kind": "MeshService"})), vec!["spec.name: must be set with kind MeshService"]);
         assert_eq!(
             violations(&REF, json!({"kind": "MeshGateway", "name": "gw"})),
-            vec![
-                r#"spec.kind: value "MeshGateway" is not supported here; allowed kinds: Mesh, MeshService"#
-            ]
+            vec![r#"spec.kind: value "MeshGateway" is not supported here; allowed kinds: Mesh, MeshService"#]
         );
     }
 
     #[test]
     fn target_ref_with_extra_fields() {
-        const BACKEND: Schema = Schema::TargetRefWith(
-            &["MeshService"],
-            &[optional("weight", Schema::Int { min: 0, max: 100 })],
-        );
-        assert!(
-            violations(
-                &BACKEND,
-                json!({"kind": "MeshService", "name": "web", "weight": 5})
-            )
-            .is_empty()
-        );
-        let found = violations(
-            &BACKEND,
-            json!({"kind": "MeshService", "name": "web", "weight": -1, "port": 80}),
-        );
+        const BACKEND: Schema = Schema::TargetRefWith(&["MeshService"], &[optional("weight", Schema::Int { min: 0, max: 100 })]);
+        assert!(violations(&BACKEND, json!({"kind": "MeshService", "name": "web", "weight": 5})).is_empty());
+        let found = violations(&BACKEND, json!({"kind": "MeshService", "name": "web", "weight": -1, "port": 80}));
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(found[0].starts_with("spec.port: unknown field"));
         assert!(found[1].starts_with("spec.weight: must be in inclusive range"));
@@ -489,36 +377,22 @@ mod tests {
 
     #[test]
     fn one_of_rules_count_set_fields() {
-        const FIELDS: Schema =
-            Schema::Object(&[optional("a", Schema::Any), optional("b", Schema::Any)]);
+        const FIELDS: Schema = Schema::Object(&[optional("a", Schema::Any), optional("b", Schema::Any)]);
         const SOME: Schema = Schema::AtLeastOneOf(&["a", "b"], &FIELDS);
         const ONE: Schema = Schema::ExactlyOneOf(&["a", "b"], &FIELDS);
         assert!(violations(&SOME, json!({"a": 1, "b": 2})).is_empty());
-        assert_eq!(
-            violations(&SOME, json!({"a": [], "b": ""})),
-            vec!["spec: must have at least one of a, b set, found 0"]
-        );
+        assert_eq!(violations(&SOME, json!({"a": [], "b": ""})), vec!["spec: must have at least one of a, b set, found 0"]);
         assert!(violations(&ONE, json!({"b": {}})).is_empty());
-        assert_eq!(
-            violations(&ONE, json!({"a": 1, "b": 2})),
-            vec!["spec: must have exactly one of a, b set, found 2"]
-        );
+        assert_eq!(violations(&ONE, json!({"a": 1, "b": 2})), vec!["spec: must have exactly one of a, b set, found 2"]);
     }
 
     #[test]
     fn union_needs_the_field_its_type_names() {
         const BACKEND: Schema = Schema::Union(
             &[("File", "file"), ("Tcp", "tcp")],
-            &Schema::Object(&[
-                required("type", Schema::Enum(&["File", "Tcp"])),
-                optional("file", Schema::Any),
-                optional("tcp", Schema::Any),
-            ]),
+            &Schema::Object(&[required("type", Schema::Enum(&["File", "Tcp"])), optional("file", Schema::Any), optional("tcp", Schema::Any)]),
         );
         assert!(violations(&BACKEND, json!({"type": "File", "file": {"path": "/x"}})).is_empty());
-        assert_eq!(
-            violations(&BACKEND, json!({"type": "Tcp", "file": {}})),
-            vec!["spec.tcp: must be set when type is Tcp"]
-        );
+        assert_eq!(violations(&BACKEND, json!({"type": "Tcp", "file": {}})), vec!["spec.tcp: must be set when type is Tcp"]);
     }
 }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::{
-    DESTINATION_KINDS, MESH_ONLY, PERCENT_INT, POSITIVE_DECIMAL, POSITIVE_DURATION,
-    POSITIVE_UINT32, TOP_KINDS, require_a_section, rules_replace,
+    DESTINATION_KINDS, MESH_ONLY, PERCENT_INT, POSITIVE_DECIMAL, POSITIVE_DURATION, POSITIVE_UINT32, TOP_KINDS,
+    require_a_section, rules_replace,
 };
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
@@ -22,13 +22,7 @@ const CONNECTION_LIMITS: Schema = Schema::Object(&[
 const CONSECUTIVE: Schema = Schema::Object(&[optional("consecutive", POSITIVE_UINT32)]);
 
 const DETECTORS: Schema = Schema::AtLeastOneOf(
-    &[
-        "totalFailures",
-        "gatewayFailures",
-        "localOriginFailures",
-        "successRate",
-        "failurePercentage",
-    ],
+    &["totalFailures", "gatewayFailures", "localOriginFailures", "successRate", "failurePercentage"],
     &Schema::Object(&[
         optional("totalFailures", CONSECUTIVE),
         optional("gatewayFailures", CONSECUTIVE),
@@ -75,10 +69,7 @@ const SPEC: Schema = Schema::Check(
         optional("targetRef", Schema::TargetRef(TOP_KINDS)),
         optional("to", Schema::List(&section!(DESTINATION_KINDS, CONF))),
         optional("from", Schema::List(&section!(MESH_ONLY, CONF))),
-        optional(
-            "rules",
-            Schema::List(&Schema::Object(&[required("default", CONF)])),
-        ),
+        optional("rules", Schema::List(&Schema::Object(&[required("default", CONF)]))),
     ]),
     spec_rules,
 );

@@ -3,10 +3,7 @@
 
 use serde_json::Value;
 
-use super::{
-    CALLER_KINDS, MATCH, MESH_ONLY, STATUS_CODE, TOP_KINDS, forbid_section, includes_gateways,
-    rules_replace,
-};
+use super::{CALLER_KINDS, MATCH, MESH_ONLY, STATUS_CODE, TOP_KINDS, forbid_section, includes_gateways, rules_replace};
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
@@ -14,26 +11,11 @@ use crate::violations::{FieldPath, Violations};
 const SHARE: Schema = Schema::Percentage;
 
 const FAULT: Schema = Schema::Object(&[
-    optional(
-        "abort",
-        Schema::Object(&[
-            required("httpStatus", STATUS_CODE),
-            required("percentage", SHARE),
-        ]),
-    ),
-    optional(
-        "delay",
-        Schema::Object(&[
-            required("value", Schema::Duration),
-            required("percentage", SHARE),
-        ]),
-    ),
+    optional("abort", Schema::Object(&[required("httpStatus", STATUS_CODE), required("percentage", SHARE)])),
+    optional("delay", Schema::Object(&[required("value", Schema::Duration), required("percentage", SHARE)])),
     optional(
         "responseBandwidth",
-        Schema::Object(&[
-            required("limit", Schema::Check(&Schema::String, bandwidth)),
-            required("percentage", SHARE),
-        ]),
+        Schema::Object(&[required("limit", Schema::Check(&Schema::String, bandwidth)), required("percentage", SHARE)]),
     ),
 ]);
 
@@ -60,28 +42,17 @@ fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
         let why = "when the targetRef may select gateways: select only proxyTypes [Sidecar], or select only gateways and use to";
         forbid_section(spec, path, out, "from", why);
     } else {
-        forbid_section(
-            spec,
-            path,
-            out,
-            "to",
-            "unless the targetRef selects gateways",
-        );
+        forbid_section(spec, path, out, "to", "unless the targetRef selects gateways");
     }
 }
 
 /// A bandwidth such as `100kbps`, `5Mbps` or `1Gbps`.
 fn bandwidth(value: &Value, path: &FieldPath, out: &mut Violations) {
     let Some(text) = value.as_str() else { return };
-    let unit_at = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(unit_at);
     let unit = unit.strip_prefix(' ').unwrap_or(unit);
     if number.is_empty() || !matches!(unit, "kbps" | "Mbps" | "Gbps") {
-        out.add(
-            path,
-            format!("{text:?} is not a bandwidth such as 100kbps, 5Mbps or 1Gbps"),
-        );
+        out.add(path, format!("{text:?} is not a bandwidth such as 100kbps, 5Mbps or 1Gbps"));
     }
 }

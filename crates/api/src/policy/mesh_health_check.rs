@@ -2,8 +2,7 @@
 //! against the endpoints of its outbound destinations.
 
 use super::{
-    DESTINATION_KINDS, HEADER_SET_ADD, PERCENT_INT, POSITIVE_DURATION, POSITIVE_INT32, STATUS_CODE,
-    TOP_KINDS,
+    DESTINATION_KINDS, HEADER_SET_ADD, PERCENT_INT, POSITIVE_DURATION, POSITIVE_INT32, STATUS_CODE, TOP_KINDS,
 };
 use crate::schema::{Schema, optional, required};
 

@@ -5,18 +5,15 @@
 use serde_json::Value;
 
 use super::{
-    BACKEND_REF, BACKEND_REF_FIELDS, DESTINATION_KINDS, HEADER_MATCH, HEADER_VALUES, HOSTNAME,
-    MESH_GATEWAY, MESH_SERVICE, TOP_KINDS, entries, items, route_destinations, top_kind,
+    BACKEND_REF, BACKEND_REF_FIELDS, DESTINATION_KINDS, HEADER_MATCH, HEADER_VALUES, HOSTNAME, MESH_GATEWAY,
+    MESH_SERVICE, TOP_KINDS, entries, items, route_destinations, top_kind,
 };
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
 const PATH_MATCH: Schema = Schema::Check(
     &Schema::Object(&[
-        required(
-            "type",
-            Schema::Enum(&["Exact", "PathPrefix", "RegularExpression"]),
-        ),
+        required("type", Schema::Enum(&["Exact", "PathPrefix", "RegularExpression"])),
         required("value", Schema::NonEmptyString),
     ]),
     path_match,
@@ -33,12 +30,7 @@ const QUERY_PARAMS: Schema = Schema::Check(
 
 const MATCH: Schema = Schema::Object(&[
     optional("path", PATH_MATCH),
-    optional(
-        "method",
-        Schema::Enum(&[
-            "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
-        ]),
-    ),
+    optional("method", Schema::Enum(&["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"])),
     optional("queryParams", QUERY_PARAMS),
     optional("headers", Schema::List(&HEADER_MATCH)),
 ]);
@@ -57,15 +49,9 @@ const HEADER_MODIFIER: Schema = Schema::Check(
 
 /// How a redirect or rewrite changes the path.
 const PATH_REWRITE: Schema = Schema::Union(
-    &[
-        ("ReplaceFullPath", "replaceFullPath"),
-        ("ReplacePrefixMatch", "replacePrefixMatch"),
-    ],
+    &[("ReplaceFullPath", "replaceFullPath"), ("ReplacePrefixMatch", "replacePrefixMatch")],
     &Schema::Object(&[
-        required(
-            "type",
-            Schema::Enum(&["ReplaceFullPath", "ReplacePrefixMatch"]),
-        ),
+        required("type", Schema::Enum(&["ReplaceFullPath", "ReplacePrefixMatch"])),
         optional("replaceFullPath", Schema::String),
         optional("replacePrefixMatch", Schema::String),
     ]),
@@ -76,10 +62,7 @@ const REQUEST_REDIRECT: Schema = Schema::Object(&[
     optional("hostname", Schema::Check(&HOSTNAME, not_an_ip)),
     optional("path", PATH_REWRITE),
     optional("port", Schema::Port),
-    optional(
-        "statusCode",
-        Schema::Check(&Schema::Int { min: 301, max: 308 }, redirect_status),
-    ),
+    optional("statusCode", Schema::Check(&Schema::Int { min: 301, max: 308 }, redirect_status)),
 ]);
 
 const URL_REWRITE: Schema = Schema::Object(&[
@@ -90,10 +73,7 @@ const URL_REWRITE: Schema = Schema::Object(&[
 
 const REQUEST_MIRROR: Schema = Schema::Object(&[
     optional("percentage", Schema::Percentage),
-    required(
-        "backendRef",
-        Schema::TargetRefWith(&[MESH_SERVICE, "MeshServiceSubset"], BACKEND_REF_FIELDS),
-    ),
+    required("backendRef", Schema::TargetRefWith(&[MESH_SERVICE, "MeshServiceSubset"], BACKEND_REF_FIELDS)),
 ]);
 
 const FILTER: Schema = Schema::Union(
@@ -144,10 +124,7 @@ const TO: Schema = Schema::Object(&[
 ]);
 
 const SPEC: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional("targetRef", Schema::TargetRef(TOP_KINDS)),
-        optional("to", Schema::List(&TO)),
-    ]),
+    &Schema::Object(&[optional("targetRef", Schema::TargetRef(TOP_KINDS)), optional("to", Schema::List(&TO))]),
     spec_rules,
 );
 
@@ -159,10 +136,7 @@ fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
     for (i, to) in entries(spec, "to").iter().enumerate() {
         let to_path = path.field("to").index(i);
         if !on_gateway && !entries(to, "hostnames").is_empty() {
-            out.add(
-                &to_path.field("hostnames"),
-                "must not be defined unless the top-level targetRef is a MeshGateway",
-            );
+            out.add(&to_path.field("hostnames"), "must not be defined unless the top-level targetRef is a MeshGateway");
         }
         for (j, rule) in entries(to, "rules").iter().enumerate() {
             let default_path = to_path.field("rules").index(j).field("default");
@@ -180,16 +154,9 @@ fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
                 if rewrite["hostToBackendHostname"] != Value::Bool(true) {
                     continue;
                 }
-                let at = default_path
-                    .field("filters")
-                    .index(k)
-                    .field("urlRewrite")
-                    .field("hostToBackendHostname");
+                let at = default_path.field("filters").index(k).field("urlRewrite").field("hostToBackendHostname");
                 if !on_gateway {
-                    out.add(
-                        &at,
-                        "can only be set when the top-level targetRef is a MeshGateway",
-                    );
+                    out.add(&at, "can only be set when the top-level targetRef is a MeshGateway");
                 }
                 if rewrite.get("hostname").is_some_and(|h| !h.is_null()) {
                     out.add(&at, "cannot be set together with hostname");
@@ -203,13 +170,10 @@ fn path_match(value: &Value, path: &FieldPath, out: &mut Violations) {
     let text = value["value"].as_str().unwrap_or_default();
     let at = path.field("value");
     match value["type"].as_str() {
-        Some("Exact" | "PathPrefix") if !text.starts_with('/') => {
-            out.add(&at, "must be an absolute path")
+        Some("Exact" | "PathPrefix") if !text.starts_with('/') => out.add(&at, "must be an absolute path"),
+        Some("PathPrefix") if text != "/" && text.ends_with('/') => {
+            out.add(&at, "must not end with '/': a prefix matches whole '/'-separated segments")
         }
-        Some("PathPrefix") if text != "/" && text.ends_with('/') => out.add(
-            &at,
-            "must not end with '/': a prefix matches whole '/'-separated segments",
-        ),
         _ => {}
     }
 }
@@ -219,10 +183,7 @@ fn unique_query_names(value: &Value, path: &FieldPath, out: &mut Violations) {
     for (i, param) in items(value).iter().enumerate() {
         let name = param["name"].as_str().unwrap_or_default();
         if seen.contains(&name) {
-            out.add(
-                &path.index(i).field("name"),
-                format!("multiple entries for name {name}"),
-            );
+            out.add(&path.index(i).field("name"), format!("multiple entries for name {name}"));
         }
         seen.push(name);
     }
@@ -235,10 +196,7 @@ fn unique_header_names(value: &Value, path: &FieldPath, out: &mut Violations) {
         for (i, entry) in entries(value, list).iter().enumerate() {
             let (name, at) = match entry.as_str() {
                 Some(name) => (name, path.field(list).index(i)),
-                None => (
-                    entry["name"].as_str().unwrap_or_default(),
-                    path.field(list).index(i).field("name"),
-                ),
+                None => (entry["name"].as_str().unwrap_or_default(), path.field(list).index(i).field("name")),
             };
             let name = name.to_ascii_lowercase();
             if seen.contains(&name) {
@@ -250,10 +208,7 @@ fn unique_header_names(value: &Value, path: &FieldPath, out: &mut Violations) {
 }
 
 fn not_an_ip(value: &Value, path: &FieldPath, out: &mut Violations) {
-    if value
-        .as_str()
-        .is_some_and(|text| text.parse::<std::net::IpAddr>().is_ok())
-    {
+    if value.as_str().is_some_and(|text| text.parse::<std::net::IpAddr>().is_ok()) {
         out.add(path, "cannot be an IP address");
     }
 }
@@ -267,18 +222,14 @@ fn redirect_status(value: &Value, path: &FieldPath, out: &mut Violations) {
 /// `replacePrefixMatch` replaces the matched prefix, so every match of the
 /// rule has to be a path prefix match.
 fn prefix_rewrites_need_prefix_matches(rule: &Value, path: &FieldPath, out: &mut Violations) {
-    let all_prefix = entries(rule, "matches")
-        .iter()
-        .all(|m| m.pointer("/path/type").is_some_and(|t| t == "PathPrefix"));
+    let all_prefix =
+        entries(rule, "matches").iter().all(|m| m.pointer("/path/type").is_some_and(|t| t == "PathPrefix"));
     if all_prefix {
         return;
     }
     for (i, filter) in entries(&rule["default"], "filters").iter().enumerate() {
         for field in ["requestRedirect", "urlRewrite"] {
-            if filter
-                .pointer(&format!("/{field}/path/replacePrefixMatch"))
-                .is_some_and(|v| !v.is_null())
-            {
+            if filter.pointer(&format!("/{field}/path/replacePrefixMatch")).is_some_and(|v| !v.is_null()) {
                 let at = path
                     .field("default")
                     .field("filters")
@@ -286,10 +237,7 @@ fn prefix_rewrites_need_prefix_matches(rule: &Value, path: &FieldPath, out: &mut
                     .field(field)
                     .field("path")
                     .field("replacePrefixMatch");
-                out.add(
-                    &at,
-                    "can only be used when every match of the rule is a PathPrefix match",
-                );
+                out.add(&at, "can only be used when every match of the rule is a PathPrefix match");
             }
         }
     }

@@ -14,10 +14,7 @@ use crate::violations::{FieldPath, Violations};
 /// An RFC 6902 JSON patch operation.
 const JSON_PATCHES: Schema = Schema::NonEmptyList(&Schema::Check(
     &Schema::Object(&[
-        required(
-            "op",
-            Schema::Enum(&["add", "remove", "replace", "move", "copy"]),
-        ),
+        required("op", Schema::Enum(&["add", "remove", "replace", "move", "copy"])),
         required("path", Schema::String),
         optional("value", Schema::Any),
         optional("from", Schema::String),
@@ -28,14 +25,7 @@ const JSON_PATCHES: Schema = Schema::NonEmptyList(&Schema::Check(
 const RESOURCE_YAML: Schema = Schema::Check(&Schema::String, yaml_object);
 
 const RESOURCE_OPERATIONS: Schema = Schema::Enum(&["Add", "Remove", "Patch"]);
-const FILTER_OPERATIONS: Schema = Schema::Enum(&[
-    "Remove",
-    "Patch",
-    "AddFirst",
-    "AddBefore",
-    "AddAfter",
-    "AddLast",
-]);
+const FILTER_OPERATIONS: Schema = Schema::Enum(&["Remove", "Patch", "AddFirst", "AddBefore", "AddAfter", "AddLast"]);
 
 const FILTER_MATCH: Schema = Schema::Object(&[
     optional("origin", Schema::String),
@@ -44,74 +34,44 @@ const FILTER_MATCH: Schema = Schema::Object(&[
     optional("listenerTags", Schema::Map(&Schema::String)),
 ]);
 
-const CLUSTER: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional(
-            "match",
-            Schema::Object(&[
-                optional("origin", Schema::String),
-                optional("name", Schema::String),
+/// One modification: what it matches, the operation, and the resource or
+/// patches it applies.
+macro_rules! modification {
+    ($match_field:expr, $operations:expr, $rule:expr) => {
+        Schema::Check(
+            &Schema::Object(&[
+                $match_field,
+                required("operation", $operations),
+                optional("value", RESOURCE_YAML),
+                optional("jsonPatches", JSON_PATCHES),
             ]),
-        ),
-        required("operation", RESOURCE_OPERATIONS),
-        optional("value", RESOURCE_YAML),
-        optional("jsonPatches", JSON_PATCHES),
-    ]),
-    resource_operation,
-);
+            $rule,
+        )
+    };
+}
 
-const LISTENER: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional(
-            "match",
-            Schema::Object(&[
-                optional("origin", Schema::String),
-                optional("name", Schema::String),
-                optional("tags", Schema::Map(&Schema::String)),
-            ]),
-        ),
-        required("operation", RESOURCE_OPERATIONS),
-        optional("value", RESOURCE_YAML),
-        optional("jsonPatches", JSON_PATCHES),
-    ]),
-    resource_operation,
-);
+const CLUSTER_MATCH: Schema = Schema::Object(&[optional("origin", Schema::String), optional("name", Schema::String)]);
 
-const FILTER: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional("match", FILTER_MATCH),
-        required("operation", FILTER_OPERATIONS),
-        optional("value", RESOURCE_YAML),
-        optional("jsonPatches", JSON_PATCHES),
-    ]),
-    filter_operation,
-);
+const LISTENER_MATCH: Schema = Schema::Object(&[
+    optional("origin", Schema::String),
+    optional("name", Schema::String),
+    optional("tags", Schema::Map(&Schema::String)),
+]);
 
-const VIRTUAL_HOST: Schema = Schema::Check(
-    &Schema::Object(&[
-        required(
-            "match",
-            Schema::Object(&[
-                optional("origin", Schema::String),
-                optional("name", Schema::String),
-                optional("routeConfigurationName", Schema::String),
-            ]),
-        ),
-        required("operation", RESOURCE_OPERATIONS),
-        optional("value", RESOURCE_YAML),
-        optional("jsonPatches", JSON_PATCHES),
-    ]),
-    virtual_host_operation,
-);
+const VIRTUAL_HOST_MATCH: Schema = Schema::Object(&[
+    optional("origin", Schema::String),
+    optional("name", Schema::String),
+    optional("routeConfigurationName", Schema::String),
+]);
+
+const CLUSTER: Schema = modification!(optional("match", CLUSTER_MATCH), RESOURCE_OPERATIONS, resource_operation);
+const LISTENER: Schema = modification!(optional("match", LISTENER_MATCH), RESOURCE_OPERATIONS, resource_operation);
+const FILTER: Schema = modification!(optional("match", FILTER_MATCH), FILTER_OPERATIONS, filter_operation);
+const VIRTUAL_HOST: Schema =
+    modification!(required("match", VIRTUAL_HOST_MATCH), RESOURCE_OPERATIONS, virtual_host_operation);
 
 const MODIFICATION: Schema = Schema::ExactlyOneOf(
-    &[
-        "cluster",
-        "listener",
-        "networkFilter",
-        "httpFilter",
-        "virtualHost",
-    ],
+    &["cluster", "listener", "networkFilter", "httpFilter", "virtualHost"],
     &Schema::Object(&[
         optional("cluster", CLUSTER),
         optional("listener", LISTENER),
@@ -124,13 +84,7 @@ const MODIFICATION: Schema = Schema::ExactlyOneOf(
 const SPEC: Schema = Schema::Check(
     &Schema::Object(&[
         optional("targetRef", Schema::TargetRef(TOP_KINDS)),
-        required(
-            "default",
-            Schema::Object(&[required(
-                "appendModifications",
-                Schema::NonEmptyList(&MODIFICATION),
-            )]),
-        ),
+        required("default", Schema::Object(&[required("appendModifications", Schema::NonEmptyList(&MODIFICATION))])),
     ]),
     no_gateway_listener_tags,
 );
@@ -144,10 +98,7 @@ fn is_set(value: Option<&Value>) -> bool {
 /// Clusters and listeners: `Add` creates a new resource, so it matches none.
 fn resource_operation(modification: &Value, path: &FieldPath, out: &mut Violations) {
     if modification["operation"] == "Add" && is_set(modification.get("match")) {
-        out.add(
-            &path.field("match"),
-            "must not be defined with operation Add",
-        );
+        out.add(&path.field("match"), "must not be defined with operation Add");
     }
     value_rules(modification, path, out);
 }
@@ -156,10 +107,7 @@ fn resource_operation(modification: &Value, path: &FieldPath, out: &mut Violatio
 /// only the host's own name is out of place.
 fn virtual_host_operation(modification: &Value, path: &FieldPath, out: &mut Violations) {
     if modification["operation"] == "Add" && is_set(modification.pointer("/match/name")) {
-        out.add(
-            &path.field("match").field("name"),
-            "must not be defined with operation Add",
-        );
+        out.add(&path.field("match").field("name"), "must not be defined with operation Add");
     }
     value_rules(modification, path, out);
 }
@@ -167,9 +115,7 @@ fn virtual_host_operation(modification: &Value, path: &FieldPath, out: &mut Viol
 /// Filters are placed relative to, or patched by, the filter their match names.
 fn filter_operation(modification: &Value, path: &FieldPath, out: &mut Violations) {
     let operation = modification["operation"].as_str().unwrap_or_default();
-    if matches!(operation, "AddBefore" | "AddAfter" | "Patch")
-        && !is_set(modification.pointer("/match/name"))
-    {
+    if matches!(operation, "AddBefore" | "AddAfter" | "Patch") && !is_set(modification.pointer("/match/name")) {
         out.add(
             &path.field("match").field("name"),
             format!("must be defined with operation {operation}: it names the filter to work on"),
@@ -184,22 +130,13 @@ fn value_rules(modification: &Value, path: &FieldPath, out: &mut Violations) {
     let has_value = is_set(modification.get("value"));
     let has_patches = is_set(modification.get("jsonPatches"));
     match modification["operation"].as_str().unwrap_or_default() {
-        "Remove" if has_value => out.add(
-            &path.field("value"),
-            "must not be defined with operation Remove",
-        ),
+        "Remove" if has_value => out.add(&path.field("value"), "must not be defined with operation Remove"),
         "Remove" => {}
         "Patch" if has_value == has_patches => {
-            out.add(
-                path,
-                "must have exactly one of value, jsonPatches set with operation Patch",
-            );
+            out.add(path, "must have exactly one of value, jsonPatches set with operation Patch");
         }
         "Patch" => {}
-        operation if !has_value => out.add(
-            &path.field("value"),
-            format!("must be defined with operation {operation}"),
-        ),
+        operation if !has_value => out.add(&path.field("value"), format!("must be defined with operation {operation}")),
         _ => {}
     }
 }
@@ -225,14 +162,8 @@ fn json_patch(patch: &Value, path: &FieldPath, out: &mut Violations) {
     }
     let sets = matches!(op, "add" | "replace");
     match (sets, patch.get("value").is_some()) {
-        (true, false) => out.add(
-            &path.field("value"),
-            format!("must be defined with op {op}"),
-        ),
-        (false, true) => out.add(
-            &path.field("value"),
-            "is allowed only with op add or replace",
-        ),
+        (true, false) => out.add(&path.field("value"), format!("must be defined with op {op}")),
+        (false, true) => out.add(&path.field("value"), "is allowed only with op add or replace"),
         _ => {}
     }
     if op == "remove" && matches!(patch["path"].as_str(), Some("" | "/")) {

@@ -6,9 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    HEADER_SET_ADD, IDENTITY_MATCH, MESH_HTTP_ROUTE, MESH_ONLY, POSITIVE_UINT32,
-    TOP_KINDS_WITH_ROUTE, forbid_section, includes_gateways, matches_spiffe_id, rules_replace,
-    top_kind,
+    HEADER_SET_ADD, IDENTITY_MATCH, MESH_HTTP_ROUTE, MESH_ONLY, POSITIVE_UINT32, TOP_KINDS_WITH_ROUTE, forbid_section,
+    includes_gateways, matches_spiffe_id, rules_replace, top_kind,
 };
 use crate::duration::parse_duration;
 use crate::schema::{Schema, optional, required};
@@ -17,10 +16,7 @@ use crate::violations::{FieldPath, Violations};
 /// `num` requests or connections per `interval` (longer than 50ms).
 const RATE: Schema = Schema::Object(&[
     required("num", POSITIVE_UINT32),
-    required(
-        "interval",
-        Schema::Check(&Schema::Duration, longer_than_50ms),
-    ),
+    required("interval", Schema::Check(&Schema::Duration, longer_than_50ms)),
 ]);
 
 const LOCAL_HTTP: Schema = Schema::AtLeastOneOf(
@@ -30,20 +26,14 @@ const LOCAL_HTTP: Schema = Schema::AtLeastOneOf(
         optional("requestRate", RATE),
         optional(
             "onRateLimit",
-            Schema::Object(&[
-                optional("status", POSITIVE_UINT32),
-                optional("headers", HEADER_SET_ADD),
-            ]),
+            Schema::Object(&[optional("status", POSITIVE_UINT32), optional("headers", HEADER_SET_ADD)]),
         ),
     ]),
 );
 
 const LOCAL_TCP: Schema = Schema::AtLeastOneOf(
     &["disabled", "connectionRate"],
-    &Schema::Object(&[
-        optional("disabled", Schema::Bool),
-        optional("connectionRate", RATE),
-    ]),
+    &Schema::Object(&[optional("disabled", Schema::Bool), optional("connectionRate", RATE)]),
 );
 
 const CONF: Schema = Schema::Object(&[required(
@@ -59,13 +49,7 @@ const SPEC: Schema = Schema::Check(
         optional("targetRef", Schema::TargetRef(TOP_KINDS_WITH_ROUTE)),
         optional("from", Schema::List(&section!(MESH_ONLY, CONF))),
         optional("to", Schema::List(&section!(MESH_ONLY, CONF))),
-        optional(
-            "rules",
-            Schema::List(&Schema::Check(
-                &rule_section!(IDENTITY_MATCH, CONF),
-                caller_rule,
-            )),
-        ),
+        optional("rules", Schema::List(&Schema::Check(&rule_section!(IDENTITY_MATCH, CONF), caller_rule))),
     ]),
     spec_rules,
 );
@@ -78,35 +62,19 @@ fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
     rules_replace(spec, path, out, &["to", "from"]);
     if includes_gateways(spec) {
         let why = "when the targetRef may select gateways: select only proxyTypes [Sidecar], or select only gateways and use to";
-        let why = if top_kind(spec) == MESH_HTTP_ROUTE {
-            "when the top-level targetRef is a MeshHTTPRoute"
-        } else {
-            why
-        };
+        let why =
+            if top_kind(spec) == MESH_HTTP_ROUTE { "when the top-level targetRef is a MeshHTTPRoute" } else { why };
         forbid_section(spec, path, out, "from", why);
         forbid_section(spec, path, out, "rules", why);
     } else {
-        forbid_section(
-            spec,
-            path,
-            out,
-            "to",
-            "unless the targetRef selects gateways",
-        );
+        forbid_section(spec, path, out, "to", "unless the targetRef selects gateways");
     }
 }
 
 /// A TCP connection limit applies before the caller's identity is known.
 fn caller_rule(rule: &Value, path: &FieldPath, out: &mut Violations) {
-    if matches_spiffe_id(rule)
-        && rule
-            .pointer("/default/local/tcp")
-            .is_some_and(|v| !v.is_null())
-    {
-        out.add(
-            &path.field("default").field("local").field("tcp"),
-            "must not be set when matches contain a spiffeID",
-        );
+    if matches_spiffe_id(rule) && rule.pointer("/default/local/tcp").is_some_and(|v| !v.is_null()) {
+        out.add(&path.field("default").field("local").field("tcp"), "must not be set when matches contain a spiffeID");
     }
 }
 

@@ -4,9 +4,8 @@
 use serde_json::Value;
 
 use super::{
-    DESTINATION_OR_ROUTE_KINDS, GATEWAY_DESTINATION_KINDS, HEADER_MATCH, MESH_GATEWAY,
-    MESH_HTTP_ROUTE, POSITIVE_DURATION, POSITIVE_UINT32, TOP_KINDS_WITH_ROUTE, UINT32, items,
-    limit_kinds, top_kind,
+    DESTINATION_OR_ROUTE_KINDS, GATEWAY_DESTINATION_KINDS, HEADER_MATCH, MESH_GATEWAY, MESH_HTTP_ROUTE,
+    POSITIVE_DURATION, POSITIVE_UINT32, TOP_KINDS_WITH_ROUTE, UINT32, items, limit_kinds, top_kind,
 };
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
@@ -34,10 +33,7 @@ const HTTP_RETRY_ON: &[&str] = &[
 
 const BACK_OFF: Schema = Schema::AtLeastOneOf(
     &["baseInterval", "maxInterval"],
-    &Schema::Object(&[
-        optional("baseInterval", Schema::Duration),
-        optional("maxInterval", Schema::Duration),
-    ]),
+    &Schema::Object(&[optional("baseInterval", Schema::Duration), optional("maxInterval", Schema::Duration)]),
 );
 
 /// Back off as the upstream asks in a rate-limit response header.
@@ -54,22 +50,9 @@ const RATE_LIMITED_BACK_OFF: Schema = Schema::Object(&[
 
 const HOST_SELECTION: Schema = Schema::Check(
     &Schema::List(&Schema::Object(&[
-        required(
-            "predicate",
-            Schema::Enum(&[
-                "OmitPreviousHosts",
-                "OmitHostsWithTags",
-                "OmitPreviousPriorities",
-            ]),
-        ),
+        required("predicate", Schema::Enum(&["OmitPreviousHosts", "OmitHostsWithTags", "OmitPreviousPriorities"])),
         optional("tags", Schema::Map(&Schema::String)),
-        optional(
-            "updateFrequency",
-            Schema::Int {
-                min: -2_147_483_648,
-                max: 2_147_483_647,
-            },
-        ),
+        optional("updateFrequency", Schema::Int { min: -2_147_483_648, max: 2_147_483_647 }),
     ])),
     host_selection,
 );
@@ -90,31 +73,16 @@ const HTTP: Schema = Schema::AtLeastOneOf(
         optional("perTryTimeout", Schema::Duration),
         optional("backOff", BACK_OFF),
         optional("rateLimitedBackOff", RATE_LIMITED_BACK_OFF),
-        optional(
-            "retryOn",
-            Schema::List(&Schema::Check(&Schema::String, http_retry_on)),
-        ),
+        optional("retryOn", Schema::List(&Schema::Check(&Schema::String, http_retry_on))),
         optional("retriableResponseHeaders", Schema::List(&HEADER_MATCH)),
         optional("retriableRequestHeaders", Schema::List(&HEADER_MATCH)),
         optional("hostSelection", HOST_SELECTION),
-        optional(
-            "hostSelectionMaxAttempts",
-            Schema::Int {
-                min: 0,
-                max: i64::MAX,
-            },
-        ),
+        optional("hostSelectionMaxAttempts", Schema::Int { min: 0, max: i64::MAX }),
     ]),
 );
 
 const GRPC: Schema = Schema::AtLeastOneOf(
-    &[
-        "numRetries",
-        "perTryTimeout",
-        "backOff",
-        "rateLimitedBackOff",
-        "retryOn",
-    ],
+    &["numRetries", "perTryTimeout", "backOff", "rateLimitedBackOff", "retryOn"],
     &Schema::Object(&[
         optional("numRetries", UINT32),
         optional("perTryTimeout", Schema::Duration),
@@ -136,10 +104,7 @@ const GRPC: Schema = Schema::AtLeastOneOf(
 const CONF: Schema = Schema::AtLeastOneOf(
     &["tcp", "http", "grpc"],
     &Schema::Object(&[
-        optional(
-            "tcp",
-            Schema::Object(&[required("maxConnectAttempt", POSITIVE_UINT32)]),
-        ),
+        optional("tcp", Schema::Object(&[required("maxConnectAttempt", POSITIVE_UINT32)])),
         optional("http", HTTP),
         optional("grpc", GRPC),
     ]),
@@ -148,10 +113,7 @@ const CONF: Schema = Schema::AtLeastOneOf(
 const SPEC: Schema = Schema::Check(
     &Schema::Object(&[
         optional("targetRef", Schema::TargetRef(TOP_KINDS_WITH_ROUTE)),
-        optional(
-            "to",
-            Schema::List(&section!(DESTINATION_OR_ROUTE_KINDS, CONF)),
-        ),
+        optional("to", Schema::List(&section!(DESTINATION_OR_ROUTE_KINDS, CONF))),
     ]),
     spec_rules,
 );
@@ -168,16 +130,11 @@ fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
 
 fn http_retry_on(value: &Value, path: &FieldPath, out: &mut Violations) {
     let Some(text) = value.as_str() else { return };
-    let status = text
-        .parse::<u16>()
-        .is_ok_and(|code| (100..=599).contains(&code));
+    let status = text.parse::<u16>().is_ok_and(|code| (100..=599).contains(&code));
     if !HTTP_RETRY_ON.contains(&text) && !status {
         out.add(
             path,
-            format!(
-                "unknown retry condition {text:?}: use an HTTP status code or one of {}",
-                HTTP_RETRY_ON.join(", ")
-            ),
+            format!("unknown retry condition {text:?}: use an HTTP status code or one of {}", HTTP_RETRY_ON.join(", ")),
         );
     }
 }
@@ -188,28 +145,15 @@ fn host_selection(value: &Value, path: &FieldPath, out: &mut Violations) {
         let at = path.index(i);
         match predicate["predicate"].as_str() {
             Some("OmitHostsWithTags") if predicate.get("tags").is_none_or(Value::is_null) => {
-                out.add(
-                    &at.field("tags"),
-                    "must be defined with predicate OmitHostsWithTags",
-                );
+                out.add(&at.field("tags"), "must be defined with predicate OmitHostsWithTags");
             }
             Some("OmitPreviousPriorities") => {
                 priorities += 1;
                 if priorities > 1 {
-                    out.add(
-                        &at.field("predicate"),
-                        "OmitPreviousPriorities must only be specified once",
-                    );
+                    out.add(&at.field("predicate"), "OmitPreviousPriorities must only be specified once");
                 }
-                if predicate
-                    .get("updateFrequency")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|n| n <= 0)
-                {
-                    out.add(
-                        &at.field("updateFrequency"),
-                        "must be defined and greater than 0",
-                    );
+                if predicate.get("updateFrequency").and_then(Value::as_i64).is_none_or(|n| n <= 0) {
+                    out.add(&at.field("updateFrequency"), "must be defined and greater than 0");
                 }
             }
             _ => {}

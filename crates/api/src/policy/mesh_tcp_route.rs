@@ -15,10 +15,7 @@ const TO: Schema = Schema::Object(&[
 ]);
 
 const SPEC: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional("targetRef", Schema::TargetRef(TOP_KINDS)),
-        optional("to", Schema::NonEmptyList(&TO)),
-    ]),
+    &Schema::Object(&[optional("targetRef", Schema::TargetRef(TOP_KINDS)), optional("to", Schema::NonEmptyList(&TO))]),
     route_destinations,
 );
 

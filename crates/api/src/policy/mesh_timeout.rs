@@ -4,20 +4,15 @@
 use serde_json::Value;
 
 use super::{
-    DESTINATION_OR_ROUTE_KINDS, GATEWAY_DESTINATION_KINDS, IDENTITY_MATCH, MESH_GATEWAY,
-    MESH_HTTP_ROUTE, MESH_ONLY, POSITIVE_DURATION, TOP_KINDS_WITH_ROUTE, entries, forbid_section,
-    limit_kinds, matches_spiffe_id, require_a_section, rules_replace, top_kind,
+    DESTINATION_OR_ROUTE_KINDS, GATEWAY_DESTINATION_KINDS, IDENTITY_MATCH, MESH_GATEWAY, MESH_HTTP_ROUTE, MESH_ONLY,
+    POSITIVE_DURATION, TOP_KINDS_WITH_ROUTE, entries, forbid_section, limit_kinds, matches_spiffe_id,
+    require_a_section, rules_replace, top_kind,
 };
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
-const HTTP_TIMEOUTS: &[&str] = &[
-    "requestTimeout",
-    "streamIdleTimeout",
-    "maxStreamDuration",
-    "maxConnectionDuration",
-    "requestHeadersTimeout",
-];
+const HTTP_TIMEOUTS: &[&str] =
+    &["requestTimeout", "streamIdleTimeout", "maxStreamDuration", "maxConnectionDuration", "requestHeadersTimeout"];
 
 const HTTP: Schema = Schema::AtLeastOneOf(
     HTTP_TIMEOUTS,
@@ -42,18 +37,9 @@ const CONF: Schema = Schema::AtLeastOneOf(
 const SPEC: Schema = Schema::Check(
     &Schema::Object(&[
         optional("targetRef", Schema::TargetRef(TOP_KINDS_WITH_ROUTE)),
-        optional(
-            "to",
-            Schema::List(&section!(DESTINATION_OR_ROUTE_KINDS, CONF)),
-        ),
+        optional("to", Schema::List(&section!(DESTINATION_OR_ROUTE_KINDS, CONF))),
         optional("from", Schema::List(&section!(MESH_ONLY, CONF))),
-        optional(
-            "rules",
-            Schema::List(&Schema::Check(
-                &rule_section!(IDENTITY_MATCH, CONF),
-                caller_rule,
-            )),
-        ),
+        optional("rules", Schema::List(&Schema::Check(&rule_section!(IDENTITY_MATCH, CONF), caller_rule))),
     ]),
     spec_rules,
 );
@@ -61,12 +47,8 @@ const SPEC: Schema = Schema::Check(
 pub const SCHEMA: Schema = Schema::Object(&[required("spec", SPEC)]);
 
 /// Timeouts of the connection itself, which a route-level policy cannot set.
-const CONNECTION_LEVEL: &[&str] = &[
-    "connectionTimeout",
-    "idleTimeout",
-    "http.maxStreamDuration",
-    "http.maxConnectionDuration",
-];
+const CONNECTION_LEVEL: &[&str] =
+    &["connectionTimeout", "idleTimeout", "http.maxStreamDuration", "http.maxConnectionDuration"];
 
 fn spec_rules(spec: &Value, path: &FieldPath, out: &mut Violations) {
     require_a_section(spec, path, out, &["to", "from", "rules"]);
@@ -102,13 +84,7 @@ fn caller_rule(rule: &Value, path: &FieldPath, out: &mut Violations) {
             "http.maxStreamDuration",
             "http.maxConnectionDuration",
         ];
-        refuse_set(
-            &rule["default"],
-            &path.field("default"),
-            out,
-            fields,
-            "when matches contain a spiffeID",
-        );
+        refuse_set(&rule["default"], &path.field("default"), out, fields, "when matches contain a spiffeID");
     }
 }
 
@@ -116,10 +92,7 @@ fn caller_rule(rule: &Value, path: &FieldPath, out: &mut Violations) {
 fn refuse_set(conf: &Value, path: &FieldPath, out: &mut Violations, fields: &[&str], why: &str) {
     for field in fields {
         let (value, field_path) = match field.split_once('.') {
-            Some((outer, inner)) => (
-                conf.get(outer).and_then(|o| o.get(inner)),
-                path.field(outer).field(inner),
-            ),
+            Some((outer, inner)) => (conf.get(outer).and_then(|o| o.get(inner)), path.field(outer).field(inner)),
             None => (conf.get(*field), path.field(field)),
         };
         if value.is_some_and(|v| !v.is_null()) {

@@ -8,16 +8,9 @@ use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
 const BACKEND: Schema = Schema::Union(
-    &[
-        ("Zipkin", "zipkin"),
-        ("Datadog", "datadog"),
-        ("OpenTelemetry", "openTelemetry"),
-    ],
+    &[("Zipkin", "zipkin"), ("Datadog", "datadog"), ("OpenTelemetry", "openTelemetry")],
     &Schema::Object(&[
-        required(
-            "type",
-            Schema::Enum(&["Zipkin", "Datadog", "OpenTelemetry"]),
-        ),
+        required("type", Schema::Enum(&["Zipkin", "Datadog", "OpenTelemetry"])),
         optional(
             "zipkin",
             Schema::Object(&[
@@ -38,10 +31,7 @@ const BACKEND: Schema = Schema::Union(
             "openTelemetry",
             Schema::ExactlyOneOf(
                 &["endpoint", "backendRef"],
-                &Schema::Object(&[
-                    optional("endpoint", OTEL_ENDPOINT),
-                    optional("backendRef", OTEL_BACKEND_REF),
-                ]),
+                &Schema::Object(&[optional("endpoint", OTEL_ENDPOINT), optional("backendRef", OTEL_BACKEND_REF)]),
             ),
         ),
     ]),
@@ -55,19 +45,13 @@ const TAG: Schema = Schema::ExactlyOneOf(
         optional("literal", Schema::String),
         optional(
             "header",
-            Schema::Object(&[
-                required("name", Schema::NonEmptyString),
-                optional("default", Schema::String),
-            ]),
+            Schema::Object(&[required("name", Schema::NonEmptyString), optional("default", Schema::String)]),
         ),
     ]),
 );
 
 const CONF: Schema = Schema::Object(&[
-    required(
-        "backends",
-        Schema::Check(&Schema::List(&BACKEND), at_most_one),
-    ),
+    required("backends", Schema::Check(&Schema::List(&BACKEND), at_most_one)),
     optional(
         "sampling",
         Schema::Object(&[
@@ -80,10 +64,7 @@ const CONF: Schema = Schema::Object(&[
 ]);
 
 const SPEC: Schema = Schema::Check(
-    &Schema::Object(&[
-        optional("targetRef", Schema::TargetRef(TOP_KINDS)),
-        required("default", CONF),
-    ]),
+    &Schema::Object(&[optional("targetRef", Schema::TargetRef(TOP_KINDS)), required("default", CONF)]),
     no_gateway_listener_tags,
 );
 
@@ -92,29 +73,17 @@ pub const SCHEMA: Schema = Schema::Object(&[required("spec", SPEC)]);
 /// Splits `scheme://authority/rest` into its parts.
 fn url_parts(text: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = text.split_once("://")?;
-    let (authority, rest) = rest
-        .find(['/', '?', '#'])
-        .map_or((rest, ""), |at| rest.split_at(at));
+    let (authority, rest) = rest.find(['/', '?', '#']).map_or((rest, ""), |at| rest.split_at(at));
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    (scheme_ok
-        && !authority.is_empty()
-        && !authority.contains(char::is_whitespace)
-        && !rest.contains(' '))
-    .then_some((scheme, authority, rest))
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (scheme_ok && !authority.is_empty() && !authority.contains(char::is_whitespace) && !rest.contains(' '))
+        .then_some((scheme, authority, rest))
 }
 
 fn url(value: &Value, path: &FieldPath, out: &mut Violations) {
     let text = value.as_str().unwrap_or_default();
     if url_parts(text).is_none() {
-        out.add(
-            path,
-            format!(
-                "{text:?} is not a valid URL such as http://jaeger-collector:9411/api/v2/spans"
-            ),
-        );
+        out.add(path, format!("{text:?} is not a valid URL such as http://jaeger-collector:9411/api/v2/spans"));
     }
 }
 
@@ -122,15 +91,10 @@ fn url(value: &Value, path: &FieldPath, out: &mut Violations) {
 fn datadog_url(value: &Value, path: &FieldPath, out: &mut Violations) {
     let text = value.as_str().unwrap_or_default();
     let Some((scheme, authority, rest)) = url_parts(text) else {
-        out.add(
-            path,
-            format!("{text:?} is not a valid URL such as http://datadog-agent:8126"),
-        );
+        out.add(path, format!("{text:?} is not a valid URL such as http://datadog-agent:8126"));
         return;
     };
-    let port = authority
-        .rsplit_once(':')
-        .map(|(_, port)| port.parse::<u16>());
+    let port = authority.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
     let problem = if scheme != "http" {
         "scheme must be http"
     } else if authority.contains('@') || !rest.is_empty() {

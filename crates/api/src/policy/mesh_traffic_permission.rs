@@ -7,10 +7,7 @@ use super::{CALLER_KINDS, MATCH, MESH, MESH_SERVICE, require_a_section, rules_re
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
-const ACTION: Schema = Schema::Object(&[required(
-    "action",
-    Schema::Enum(&["Allow", "Deny", "AllowWithShadowDeny"]),
-)]);
+const ACTION: Schema = Schema::Object(&[required("action", Schema::Enum(&["Allow", "Deny", "AllowWithShadowDeny"]))]);
 
 /// Lists of caller matches per decision; a caller that matches `deny` is
 /// refused even when it also matches `allow`.
@@ -25,21 +22,9 @@ const RULE_CONF: Schema = Schema::AtLeastOneOf(
 
 const SPEC: Schema = Schema::Check(
     &Schema::Object(&[
-        optional(
-            "targetRef",
-            Schema::TargetRef(&[
-                MESH,
-                "MeshSubset",
-                MESH_SERVICE,
-                "MeshServiceSubset",
-                "Dataplane",
-            ]),
-        ),
+        optional("targetRef", Schema::TargetRef(&[MESH, "MeshSubset", MESH_SERVICE, "MeshServiceSubset", "Dataplane"])),
         optional("from", Schema::List(&section!(CALLER_KINDS, ACTION))),
-        optional(
-            "rules",
-            Schema::List(&Schema::Object(&[required("default", RULE_CONF)])),
-        ),
+        optional("rules", Schema::List(&Schema::Object(&[required("default", RULE_CONF)]))),
     ]),
     spec_rules,
 );
