@@ -132,16 +132,10 @@ mod tests {
 
     #[test]
     fn unreachable_names_the_address_and_the_ways_out() {
-        let error = Error::Unreachable {
-            address: "http://127.0.0.1:5681/".into(),
-            cause: "connection refused".into(),
-        };
+        let error = Error::Unreachable { address: "http://127.0.0.1:5681/".into(), cause: "connection refused".into() };
         let text = error.to_string();
         assert!(text.contains("http://127.0.0.1:5681/"), "{text}");
         assert!(text.contains("kodiak-cp run"), "{text}");
-        assert!(
-            text.contains("kodiakctl config control-planes add"),
-            "{text}"
-        );
+        assert!(text.contains("kodiakctl config control-planes add"), "{text}");
     }
 }

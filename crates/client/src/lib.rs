@@ -16,8 +16,7 @@ use serde_json::Value;
 pub use error::{ApiError, Error, InvalidParameter};
 pub use paths::Page;
 pub use types::{
-    Applied, DataplaneInsight, DataplaneOverview, Fetched, Index, ListPage, ResourceDescriptor,
-    Subscription,
+    Applied, DataplaneInsight, DataplaneOverview, Fetched, Index, ListPage, ResourceDescriptor, Subscription,
 };
 
 /// How long to wait for a TCP connection: a control plane on the same
@@ -37,21 +36,13 @@ impl Client {
     /// A client for the API at `base_url` (`http://127.0.0.1:5681`). The URL
     /// is checked here so a typo fails before any request.
     pub fn new(base_url: &str) -> Result<Client, Error> {
-        let invalid = |reason: String| Error::InvalidAddress {
-            address: base_url.to_owned(),
-            reason,
-        };
+        let invalid = |reason: String| Error::InvalidAddress { address: base_url.to_owned(), reason };
         let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "the scheme must be http or https, not {:?}",
-                base.scheme()
-            )));
+            return Err(invalid(format!("the scheme must be http or https, not {:?}", base.scheme())));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(invalid(
-                "expected an address like http://127.0.0.1:5681".into(),
-            ));
+            return Err(invalid("expected an address like http://127.0.0.1:5681".into()));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -77,9 +68,7 @@ impl Client {
         struct Answer {
             resources: Vec<ResourceDescriptor>,
         }
-        let answer: Answer = self
-            .get_json(&paths::root_url(&self.base, &["_resources"]))
-            .await?;
+        let answer: Answer = self.get_json(&paths::root_url(&self.base, &["_resources"])).await?;
         Ok(answer.resources)
     }
 
@@ -102,24 +91,13 @@ impl Client {
 
     /// One page of a list. `mesh` = `None` lists a mesh-scoped type across
     /// all meshes; it is ignored for global types.
-    pub async fn list(
-        &self,
-        kind: ResourceType,
-        mesh: Option<&str>,
-        page: Page,
-    ) -> Result<ListPage, Error> {
-        self.get_json(&paths::list_url(&self.base, kind, mesh, page))
-            .await
+    pub async fn list(&self, kind: ResourceType, mesh: Option<&str>, page: Page) -> Result<ListPage, Error> {
+        self.get_json(&paths::list_url(&self.base, kind, mesh, page)).await
     }
 
     /// Every item of a list, following `next` from page to page.
-    pub async fn list_all(
-        &self,
-        kind: ResourceType,
-        mesh: Option<&str>,
-    ) -> Result<Vec<Value>, Error> {
-        self.collect(paths::list_url(&self.base, kind, mesh, Page::LARGEST))
-            .await
+    pub async fn list_all(&self, kind: ResourceType, mesh: Option<&str>) -> Result<Vec<Value>, Error> {
+        self.collect(paths::list_url(&self.base, kind, mesh, Page::LARGEST)).await
     }
 
     /// Creates or updates a resource (`PUT`); says which happened.
@@ -127,11 +105,7 @@ impl Client {
         let url = self.resource_url(&resource.key)?;
         let request = self.http.put(url.clone()).json(&resource.to_document());
         let response = check(self.send(request, &url).await?).await?;
-        Ok(if response.status() == StatusCode::CREATED {
-            Applied::Created
-        } else {
-            Applied::Updated
-        })
+        Ok(if response.status() == StatusCode::CREATED { Applied::Created } else { Applied::Updated })
     }
 
     /// Deletes a resource; `false` when there was nothing to delete.
@@ -148,8 +122,7 @@ impl Client {
     /// Every dataplane of a mesh with its connection insight
     /// (`GET /meshes/{mesh}/dataplanes/_overview`, all pages).
     pub async fn dataplanes_overview(&self, mesh: &str) -> Result<Vec<DataplaneOverview>, Error> {
-        self.collect(paths::overview_url(&self.base, mesh, Page::LARGEST))
-            .await
+        self.collect(paths::overview_url(&self.base, mesh, Page::LARGEST)).await
     }
 
     fn resource_url(&self, key: &ResourceKey) -> Result<Url, Error> {
@@ -166,12 +139,10 @@ impl Client {
             let exhausted = page.items.is_empty();
             items.extend(page.items);
             next = match page.next {
-                Some(link) if !exhausted => {
-                    Some(url.join(&link).map_err(|e| Error::UnexpectedAnswer {
-                        url: url.to_string(),
-                        reason: format!("the next page link {link:?} is not a URL: {e}"),
-                    })?)
-                }
+                Some(link) if !exhausted => Some(url.join(&link).map_err(|e| Error::UnexpectedAnswer {
+                    url: url.to_string(),
+                    reason: format!("the next page link {link:?} is not a URL: {e}"),
+                })?),
                 _ => None,
             };
         }
@@ -187,15 +158,9 @@ impl Client {
         request.send().await.map_err(|error| {
             let cause = root_cause(&error);
             if error.is_connect() {
-                Error::Unreachable {
-                    address: self.base.to_string(),
-                    cause,
-                }
+                Error::Unreachable { address: self.base.to_string(), cause }
             } else {
-                Error::Transport {
-                    url: url.to_string(),
-                    cause,
-                }
+                Error::Transport { url: url.to_string(), cause }
             }
         })
     }
@@ -208,22 +173,12 @@ async fn check(response: Response) -> Result<Response, Error> {
         return Ok(response);
     }
     let body = response.text().await.unwrap_or_default();
-    Err(Error::Api(ApiError::from_body(
-        status.as_u16(),
-        status.canonical_reason(),
-        &body,
-    )))
+    Err(Error::Api(ApiError::from_body(status.as_u16(), status.canonical_reason(), &body)))
 }
 
 async fn read_json<T: DeserializeOwned>(response: Response, url: &Url) -> Result<T, Error> {
-    let unexpected = |reason: String| Error::UnexpectedAnswer {
-        url: url.to_string(),
-        reason,
-    };
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unexpected(root_cause(&e)))?;
+    let unexpected = |reason: String| Error::UnexpectedAnswer { url: url.to_string(), reason };
+    let body = response.bytes().await.map_err(|e| unexpected(root_cause(&e)))?;
     serde_json::from_slice(&body).map_err(|e| unexpected(format!("not the expected JSON: {e}")))
 }
 
@@ -247,10 +202,7 @@ mod tests {
         assert!(Client::new("https://cp.example/kodiak/").is_ok());
         for bad in ["127.0.0.1:5681", "ftp://cp.example", "not a url", "http://"] {
             let error = Client::new(bad).unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidAddress { .. }),
-                "{bad}: {error}"
-            );
+            assert!(matches!(error, Error::InvalidAddress { .. }), "{bad}: {error}");
             assert!(error.to_string().contains(bad), "{error}");
         }
     }

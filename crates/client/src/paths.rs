@@ -16,10 +16,7 @@ pub struct Page {
 impl Page {
     /// The largest page the server hands out; used when fetching everything
     /// so that few round trips are needed.
-    pub const LARGEST: Page = Page {
-        size: Some(1000),
-        offset: None,
-    };
+    pub const LARGEST: Page = Page { size: Some(1000), offset: None };
 }
 
 /// The URL of one resource: `/meshes/{name}` for a Mesh, `/{plural}/{name}`
@@ -44,15 +41,7 @@ pub(crate) fn list_url(base: &Url, kind: ResourceType, mesh: Option<&str>, page:
 
 /// `GET /meshes/{mesh}/dataplanes/_overview`.
 pub(crate) fn overview_url(base: &Url, mesh: &str, page: Page) -> Url {
-    let mut url = segments_url(
-        base,
-        &[
-            "meshes",
-            mesh,
-            &ResourceType::Dataplane.plural(),
-            "_overview",
-        ],
-    );
+    let mut url = segments_url(base, &["meshes", mesh, &ResourceType::Dataplane.plural(), "_overview"]);
     with_page(&mut url, page);
     url
 }
@@ -109,10 +98,7 @@ mod tests {
     #[test]
     fn global_resources_hang_off_the_root() {
         let mesh = ResourceKey::mesh("default");
-        assert_eq!(
-            resource_url(&base(), &mesh).unwrap().as_str(),
-            "http://127.0.0.1:5681/meshes/default"
-        );
+        assert_eq!(resource_url(&base(), &mesh).unwrap().as_str(), "http://127.0.0.1:5681/meshes/default");
         let secret = ResourceKey::new(ResourceType::GlobalSecret, None, "admin-token");
         assert_eq!(
             resource_url(&base(), &secret).unwrap().as_str(),
@@ -133,23 +119,12 @@ mod tests {
 
     #[test]
     fn lists_carry_paging_and_cross_mesh_lists_use_the_root() {
-        let page = Page {
-            size: Some(10),
-            offset: Some(20),
-        };
+        let page = Page { size: Some(10), offset: Some(20) };
         let url = list_url(&base(), ResourceType::Dataplane, Some("default"), page);
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:5681/meshes/default/dataplanes?size=10&offset=20"
-        );
+        assert_eq!(url.as_str(), "http://127.0.0.1:5681/meshes/default/dataplanes?size=10&offset=20");
         let url = list_url(&base(), ResourceType::Dataplane, None, Page::default());
         assert_eq!(url.as_str(), "http://127.0.0.1:5681/dataplanes");
-        let url = list_url(
-            &base(),
-            ResourceType::Zone,
-            Some("ignored"),
-            Page::default(),
-        );
+        let url = list_url(&base(), ResourceType::Zone, Some("ignored"), Page::default());
         assert_eq!(url.as_str(), "http://127.0.0.1:5681/zones");
     }
 
@@ -165,9 +140,6 @@ mod tests {
             overview_url(&base, "default", Page::default()).as_str(),
             "http://cp.example:5681/kodiak/meshes/default/dataplanes/_overview"
         );
-        assert_eq!(
-            root_url(&base, &[""]).as_str(),
-            "http://cp.example:5681/kodiak/"
-        );
+        assert_eq!(root_url(&base, &[""]).as_str(), "http://cp.example:5681/kodiak/");
     }
 }

@@ -95,17 +95,12 @@ impl DataplaneInsight {
     /// Online while a stream is open: connected and not yet disconnected
     /// (Kuma's rule).
     pub fn is_online(&self) -> bool {
-        self.subscriptions
-            .iter()
-            .any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
+        self.subscriptions.iter().any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
     }
 
     /// When the newest stream connected; subscriptions are kept oldest first.
     pub fn last_connected(&self) -> Option<&str> {
-        self.subscriptions
-            .iter()
-            .rev()
-            .find_map(|s| s.connect_time.as_deref())
+        self.subscriptions.iter().rev().find_map(|s| s.connect_time.as_deref())
     }
 }
 

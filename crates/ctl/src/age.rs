@@ -24,11 +24,7 @@ fn human_duration(elapsed: Duration) -> String {
     let days = hours / 24;
     let years = days / 365;
     let with_rest = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
-        if small == 0 {
-            format!("{big}{big_unit}")
-        } else {
-            format!("{big}{big_unit}{small}{small_unit}")
-        }
+        if small == 0 { format!("{big}{big_unit}") } else { format!("{big}{big_unit}{small}{small_unit}") }
     };
     if seconds < 120 {
         format!("{seconds}s")

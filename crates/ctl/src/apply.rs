@@ -30,10 +30,7 @@ pub struct Args {
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let resources = load(&args.input)?;
     if args.dry_run {
-        let documents: Vec<String> = resources
-            .iter()
-            .map(|r| to_yaml(&r.to_document()))
-            .collect();
+        let documents: Vec<String> = resources.iter().map(|r| to_yaml(&r.to_document())).collect();
         print!("{}", documents.join("---\n"));
         return Ok(());
     }
@@ -51,8 +48,7 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                     1 => " (the document after it was not sent)".to_owned(),
                     n => format!(" (the {n} documents after it were not sent)"),
                 };
-                return Err(anyhow::Error::new(error)
-                    .context(format!("{} was not applied{note}", resource.key)));
+                return Err(anyhow::Error::new(error).context(format!("{} was not applied{note}", resource.key)));
             }
         }
     }

@@ -82,24 +82,13 @@ struct ControlPlane {
 
 impl ConfigFile {
     fn find(&self, name: &str) -> anyhow::Result<&ControlPlane> {
-        self.control_planes
-            .iter()
-            .find(|cp| cp.name == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self
-                    .control_planes
-                    .iter()
-                    .map(|cp| cp.name.as_str())
-                    .collect();
-                anyhow::anyhow!(
-                    "no control plane named {name:?}; known: {}",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                )
-            })
+        self.control_planes.iter().find(|cp| cp.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.control_planes.iter().map(|cp| cp.name.as_str()).collect();
+            anyhow::anyhow!(
+                "no control plane named {name:?}; known: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )
+        })
     }
 }
 
@@ -112,11 +101,7 @@ pub fn client(global: &Global) -> anyhow::Result<Client> {
             let path = config_path(global)?;
             let config = load(&path)?;
             match &config.current_control_plane {
-                Some(name) => config
-                    .find(name)
-                    .with_context(|| format!("in {}", path.display()))?
-                    .address
-                    .clone(),
+                Some(name) => config.find(name).with_context(|| format!("in {}", path.display()))?.address.clone(),
                 None => DEFAULT_ADDRESS.to_owned(),
             }
         }
@@ -129,24 +114,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut config = load(&path)?;
     let ConfigCommand::ControlPlanes(command) = args.command;
     match command {
-        ControlPlanesCommand::Add {
-            name,
-            address,
-            overwrite,
-        } => {
+        ControlPlanesCommand::Add { name, address, overwrite } => {
             Client::new(&address)?;
             let existing = config.control_planes.iter().position(|cp| cp.name == name);
             match existing {
                 Some(_) if !overwrite => {
-                    anyhow::bail!(
-                        "a control plane named {name:?} already exists; pass --overwrite to replace it"
-                    )
+                    anyhow::bail!("a control plane named {name:?} already exists; pass --overwrite to replace it")
                 }
                 Some(index) => config.control_planes[index].address = address.clone(),
-                None => config.control_planes.push(ControlPlane {
-                    name: name.clone(),
-                    address: address.clone(),
-                }),
+                None => config.control_planes.push(ControlPlane { name: name.clone(), address: address.clone() }),
             }
             config.current_control_plane = Some(name.clone());
             save(&path, &config)?;
@@ -156,11 +132,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             let mut table = Table::new(&["CURRENT", "NAME", "ADDRESS"]);
             for cp in &config.control_planes {
                 let current = config.current_control_plane.as_deref() == Some(cp.name.as_str());
-                table.push(vec![
-                    if current { "*" } else { "" }.to_owned(),
-                    cp.name.clone(),
-                    cp.address.clone(),
-                ]);
+                table.push(vec![if current { "*" } else { "" }.to_owned(), cp.name.clone(), cp.address.clone()]);
             }
             print!("{table}");
         }
@@ -196,25 +168,17 @@ fn config_path(global: &Global) -> anyhow::Result<PathBuf> {
     if let Some(path) = &global.config_file {
         return Ok(path.clone());
     }
-    let non_empty = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     let base = non_empty("XDG_CONFIG_HOME")
         .or_else(|| non_empty("HOME").map(|home| home.join(".config")))
-        .context(
-            "cannot find a place for the configuration: set --config-file, XDG_CONFIG_HOME or HOME",
-        )?;
+        .context("cannot find a place for the configuration: set --config-file, XDG_CONFIG_HOME or HOME")?;
     Ok(base.join("kodiak").join("kodiakctl.yaml"))
 }
 
 /// Reads the file; a missing file is an empty configuration.
 fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            serde_yaml::from_str(&text).with_context(|| format!("cannot read {}", path.display()))
-        }
+        Ok(text) => serde_yaml::from_str(&text).with_context(|| format!("cannot read {}", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -223,15 +187,9 @@ fn load(path: &Path) -> anyhow::Result<ConfigFile> {
 /// Writes a temporary file beside the target and renames it over the
 /// target, so an interrupted write never leaves a half-written config.
 fn save(path: &Path, config: &ConfigFile) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file_name = path
-        .file_name()
-        .context("the config file path names no file")?
-        .to_string_lossy();
+    let file_name = path.file_name().context("the config file path names no file")?.to_string_lossy();
     let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let file = std::fs::File::create(&temporary)?;

@@ -29,10 +29,9 @@ pub struct Input {
 pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
     let text = read(&input.file)?;
     let values: BTreeMap<String, String> = input.vars.iter().cloned().collect();
-    let text = vars::substitute(&text, &values)
-        .with_context(|| format!("cannot fill in {}", source(&input.file)))?;
-    let documents = parse_documents(&text)
-        .with_context(|| format!("{} is not valid YAML or JSON", source(&input.file)))?;
+    let text = vars::substitute(&text, &values).with_context(|| format!("cannot fill in {}", source(&input.file)))?;
+    let documents =
+        parse_documents(&text).with_context(|| format!("{} is not valid YAML or JSON", source(&input.file)))?;
     if documents.is_empty() {
         anyhow::bail!("{} holds no resource documents", source(&input.file));
     }
@@ -44,23 +43,17 @@ pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
             Err(violations) => {
                 report.push_str(&format!("\ndocument {}{}:", index + 1, identity(document)));
                 for violation in violations.iter() {
-                    let field = if violation.field.is_empty() {
-                        "(document)"
-                    } else {
-                        &violation.field
-                    };
+                    let field = if violation.field.is_empty() { "(document)" } else { &violation.field };
                     report.push_str(&format!("\n  * {field}: {}", violation.reason));
                 }
             }
         }
     }
     if !report.is_empty() {
-        let invalid = documents.len() - resources.len();
-        anyhow::bail!(
-            "{invalid} of {} documents in {} are invalid:{report}",
-            documents.len(),
-            source(&input.file)
-        );
+        let (invalid, total) = (documents.len() - resources.len(), documents.len());
+        let which = if total == 1 { "the document".to_owned() } else { format!("{invalid} of {total} documents") };
+        let verb = if invalid == 1 { "is" } else { "are" };
+        anyhow::bail!("{which} in {} {verb} invalid:{report}", source(&input.file));
     }
     Ok(resources)
 }
@@ -68,9 +61,7 @@ pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
 fn read(file: &str) -> anyhow::Result<String> {
     if file == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
+        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
         Ok(text)
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))
@@ -78,11 +69,7 @@ fn read(file: &str) -> anyhow::Result<String> {
 }
 
 fn source(file: &str) -> String {
-    if file == "-" {
-        "standard input".to_owned()
-    } else {
-        file.to_owned()
-    }
+    if file == "-" { "standard input".to_owned() } else { file.to_owned() }
 }
 
 /// ` (MeshTimeout "x")`, from whatever the document says about itself,

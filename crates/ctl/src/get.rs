@@ -64,37 +64,16 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let client = crate::config::client(global)?;
     if let Some(name) = &args.name {
         let key = key(kind, &args.mesh, name);
-        let fetched = client
-            .get(&key)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!(describe(&key, "not found")))?;
-        print(
-            args.output,
-            kind,
-            &fetched.document,
-            std::slice::from_ref(&fetched.document),
-        );
+        let fetched = client.get(&key).await?.ok_or_else(|| anyhow::anyhow!(describe(&key, "not found")))?;
+        print(args.output, kind, &fetched.document, std::slice::from_ref(&fetched.document));
         return Ok(());
     }
     let mesh = (!args.all_meshes).then_some(args.mesh.as_str());
     let page = if args.size.is_some() || args.offset.is_some() {
-        client
-            .list(
-                kind,
-                mesh,
-                Page {
-                    size: args.size,
-                    offset: args.offset,
-                },
-            )
-            .await?
+        client.list(kind, mesh, Page { size: args.size, offset: args.offset }).await?
     } else {
         let items = client.list_all(kind, mesh).await?;
-        ListPage {
-            total: items.len() as u64,
-            items,
-            next: None,
-        }
+        ListPage { total: items.len() as u64, items, next: None }
     };
     let value = serde_json::to_value(&page)?;
     print(args.output, kind, &value, &page.items);
@@ -122,24 +101,16 @@ fn columns(kind: ResourceType) -> Vec<Column> {
     columns.push(("NAME", |doc, _| text(doc, "name")));
     match kind {
         ResourceType::Mesh => columns.push(("MTLS", |doc, _| {
-            doc.pointer("/mtls/enabledBackend")
-                .and_then(Value::as_str)
-                .unwrap_or("off")
-                .to_owned()
+            doc.pointer("/mtls/enabledBackend").and_then(Value::as_str).unwrap_or("off").to_owned()
         })),
         ResourceType::Dataplane => columns.push(("TAGS", |doc, _| dataplane_tags(doc))),
-        ResourceType::Zone => columns.push(("ENABLED", |doc, _| {
-            doc.get("enabled")
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-                .to_string()
-        })),
+        ResourceType::Zone => {
+            columns.push(("ENABLED", |doc, _| doc.get("enabled").and_then(Value::as_bool).unwrap_or(true).to_string()))
+        }
         kind if kind.is_policy() => columns.push(("TARGETREF", |doc, _| target_ref(doc))),
         _ => {}
     }
-    columns.push(("AGE", |doc, now| {
-        age(doc.get("creationTime").and_then(Value::as_str), now)
-    }));
+    columns.push(("AGE", |doc, now| age(doc.get("creationTime").and_then(Value::as_str), now)));
     columns
 }
 
@@ -148,22 +119,13 @@ fn table(kind: ResourceType, documents: &[Value], now: SystemTime) -> Table {
     let headers: Vec<&'static str> = columns.iter().map(|(header, _)| *header).collect();
     let mut table = Table::new(&headers);
     for document in documents {
-        table.push(
-            columns
-                .iter()
-                .map(|(_, cell)| cell(document, now))
-                .collect(),
-        );
+        table.push(columns.iter().map(|(_, cell)| cell(document, now)).collect());
     }
     table
 }
 
 fn text(document: &Value, field: &str) -> String {
-    document
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+    document.get(field).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 /// The tags of a Dataplane's inbounds and gateway, `k=v` sorted and
@@ -171,11 +133,7 @@ fn text(document: &Value, field: &str) -> String {
 /// document and an overview's `dataplane`.
 pub fn dataplane_tags(fields: &Value) -> String {
     let networking = &fields["networking"];
-    let inbound_tags = networking["inbound"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|inbound| &inbound["tags"]);
+    let inbound_tags = networking["inbound"].as_array().into_iter().flatten().map(|inbound| &inbound["tags"]);
     let gateway_tags = std::iter::once(&networking["gateway"]["tags"]);
     let mut tags: Vec<String> = inbound_tags
         .chain(gateway_tags)
@@ -199,10 +157,7 @@ fn target_ref(document: &Value) -> String {
         out.push_str(name);
     }
     if let Some(tags) = target["tags"].as_object().filter(|tags| !tags.is_empty()) {
-        let tags: Vec<String> = tags
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
+        let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
         out.push_str(&format!("[{}]", tags.join(",")));
     }
     out
@@ -243,37 +198,24 @@ mod tests {
 
     #[test]
     fn policies_show_their_target() {
-        let policy = |target: Value| json!({"type": "MeshTimeout", "mesh": "m", "name": "t", "spec": {"targetRef": target}});
+        let policy =
+            |target: Value| json!({"type": "MeshTimeout", "mesh": "m", "name": "t", "spec": {"targetRef": target}});
         assert_eq!(target_ref(&policy(json!({"kind": "Mesh"}))), "Mesh");
+        assert_eq!(target_ref(&policy(json!({"kind": "MeshService", "name": "web"}))), "MeshService:web");
         assert_eq!(
-            target_ref(&policy(json!({"kind": "MeshService", "name": "web"}))),
-            "MeshService:web"
-        );
-        assert_eq!(
-            target_ref(&policy(
-                json!({"kind": "MeshSubset", "tags": {"version": "v1"}})
-            )),
+            target_ref(&policy(json!({"kind": "MeshSubset", "tags": {"version": "v1"}}))),
             "MeshSubset[version=v1]"
         );
         assert_eq!(target_ref(&json!({"spec": {}})), "Mesh");
-        let headers = columns(ResourceType::MeshTimeout)
-            .iter()
-            .map(|(h, _)| *h)
-            .collect::<Vec<_>>();
+        let headers = columns(ResourceType::MeshTimeout).iter().map(|(h, _)| *h).collect::<Vec<_>>();
         assert_eq!(headers, ["MESH", "NAME", "TARGETREF", "AGE"]);
     }
 
     #[test]
     fn zones_and_secrets() {
         let zone = json!({"type": "Zone", "name": "east", "enabled": false});
-        assert_eq!(
-            table(ResourceType::Zone, &[zone], now()).to_string(),
-            "NAME   ENABLED   AGE\neast   false     -\n"
-        );
-        let headers = columns(ResourceType::Secret)
-            .iter()
-            .map(|(h, _)| *h)
-            .collect::<Vec<_>>();
+        assert_eq!(table(ResourceType::Zone, &[zone], now()).to_string(), "NAME   ENABLED   AGE\neast   false     -\n");
+        let headers = columns(ResourceType::Secret).iter().map(|(h, _)| *h).collect::<Vec<_>>();
         assert_eq!(headers, ["MESH", "NAME", "AGE"]);
     }
 }

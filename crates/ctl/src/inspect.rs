@@ -35,9 +35,7 @@ enum What {
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let What::Dataplanes { mesh } = args.what;
-    let overviews = crate::config::client(global)?
-        .dataplanes_overview(&mesh)
-        .await?;
+    let overviews = crate::config::client(global)?.dataplanes_overview(&mesh).await?;
     let now = SystemTime::now();
     let mut table = Table::new(&["MESH", "NAME", "TAGS", "STATUS", "LAST CONNECTED", "AGE"]);
     for overview in overviews {
@@ -46,15 +44,8 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             overview.mesh.clone(),
             overview.name.clone(),
             dataplane_tags(&overview.dataplane),
-            if insight.is_online() {
-                "Online"
-            } else {
-                "Offline"
-            }
-            .to_owned(),
-            insight
-                .last_connected()
-                .map_or_else(|| "never".to_owned(), |time| age(Some(time), now)),
+            if insight.is_online() { "Online" } else { "Offline" }.to_owned(),
+            insight.last_connected().map_or_else(|| "never".to_owned(), |time| age(Some(time), now)),
             age(overview.creation_time.as_deref(), now),
         ]);
     }

@@ -54,10 +54,7 @@ mod tests {
     #[test]
     fn an_unknown_type_lists_the_known_ones() {
         let error = parse_kind("meshtimeout5").unwrap_err().to_string();
-        assert!(
-            error.contains("unknown resource type \"meshtimeout5\""),
-            "{error}"
-        );
+        assert!(error.contains("unknown resource type \"meshtimeout5\""), "{error}");
         assert!(error.contains("meshtimeouts (mt)"), "{error}");
         assert!(error.contains("dataplanes (dp)"), "{error}");
     }
@@ -67,9 +64,6 @@ mod tests {
         let mesh = key(ResourceType::Mesh, "default", "demo");
         assert_eq!(describe(&mesh, "not found"), "Mesh \"demo\" not found");
         let timeout = key(ResourceType::MeshTimeout, "default", "x");
-        assert_eq!(
-            describe(&timeout, "created"),
-            "MeshTimeout \"x\" created in mesh \"default\""
-        );
+        assert_eq!(describe(&timeout, "created"), "MeshTimeout \"x\" created in mesh \"default\"");
     }
 }

@@ -16,10 +16,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Table {
-        Table {
-            headers: headers.to_vec(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.to_vec(), rows: Vec::new() }
     }
 
     /// Adds a row; it must have one cell per header.
@@ -37,11 +34,7 @@ impl fmt::Display for Table {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        let headers = self
-            .headers
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>();
+        let headers = self.headers.iter().map(|h| h.to_string()).collect::<Vec<_>>();
         for row in std::iter::once(&headers).chain(&self.rows) {
             let mut line = String::new();
             for (cell, width) in row.iter().zip(&widths) {
@@ -62,11 +55,7 @@ mod tests {
     fn pads_columns_to_the_widest_cell_plus_three_spaces() {
         let mut table = Table::new(&["MESH", "NAME", "AGE"]);
         table.push(vec!["default".into(), "web-1".into(), "5s".into()]);
-        table.push(vec![
-            "a".into(),
-            "backend-with-long-name".into(),
-            "3m".into(),
-        ]);
+        table.push(vec!["a".into(), "backend-with-long-name".into(), "3m".into()]);
         assert_eq!(
             table.to_string(),
             "MESH      NAME                     AGE\n\

@@ -19,9 +19,6 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let count = load(&args.input)?.len();
-    println!(
-        "{count} document{} valid",
-        if count == 1 { "" } else { "s" }
-    );
+    println!("{count} document{} valid", if count == 1 { "" } else { "s" });
     Ok(())
 }

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if is_key(key.trim()) => Ok((key.trim().to_owned(), value.to_owned())),
-        _ => Err(format!(
-            "expected KEY=VALUE (KEY of letters, digits, '_', '-' or '.'), got {text:?}"
-        )),
+        _ => Err(format!("expected KEY=VALUE (KEY of letters, digits, '_', '-' or '.'), got {text:?}")),
     }
 }
 
@@ -48,24 +46,13 @@ pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> anyhow::Resu
     if missing.is_empty() {
         return Ok(out);
     }
-    let names = missing
-        .iter()
-        .map(|key| format!("{{{{ {key} }}}}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let flags = missing
-        .iter()
-        .map(|key| format!("-v {key}=VALUE"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let names = missing.iter().map(|key| format!("{{{{ {key} }}}}")).collect::<Vec<_>>().join(", ");
+    let flags = missing.iter().map(|key| format!("-v {key}=VALUE")).collect::<Vec<_>>().join(" ");
     anyhow::bail!("no value for {names}; pass {flags}")
 }
 
 fn is_key(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -73,10 +60,7 @@ mod tests {
     use super::*;
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -88,13 +72,8 @@ mod tests {
 
     #[test]
     fn names_every_missing_placeholder_once() {
-        let error = substitute("{{ a }} {{b}} {{ a }}", &values(&[]))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            error,
-            "no value for {{ a }}, {{ b }}; pass -v a=VALUE -v b=VALUE"
-        );
+        let error = substitute("{{ a }} {{b}} {{ a }}", &values(&[])).unwrap_err().to_string();
+        assert_eq!(error, "no value for {{ a }}, {{ b }}; pass -v a=VALUE -v b=VALUE");
     }
 
     #[test]
@@ -111,14 +90,8 @@ mod tests {
 
     #[test]
     fn assignments_split_at_the_first_equals_sign() {
-        assert_eq!(
-            parse_assignment("query=a=b"),
-            Ok(("query".into(), "a=b".into()))
-        );
-        assert_eq!(
-            parse_assignment("empty="),
-            Ok(("empty".into(), String::new()))
-        );
+        assert_eq!(parse_assignment("query=a=b"), Ok(("query".into(), "a=b".into())));
+        assert_eq!(parse_assignment("empty="), Ok(("empty".into(), String::new())));
         assert!(parse_assignment("novalue").is_err());
         assert!(parse_assignment("=x").is_err());
     }
