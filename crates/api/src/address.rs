@@ -19,29 +19,18 @@ pub const HOST: Schema = Schema::Check(&Schema::String, |value, path, out| {
 
 /// `host:port`, such as a TCP log collector's address.
 pub const HOST_PORT: Schema = Schema::Check(&Schema::String, |value, path, out| {
-    report(
-        path,
-        out,
-        check_host_port(value.as_str().unwrap_or_default()),
-    );
+    report(path, out, check_host_port(value.as_str().unwrap_or_default()));
 });
 
 /// An absolute URL with an explicit port (a tracing collector).
 pub const URL_WITH_PORT: Schema = Schema::Check(&Schema::String, |value, path, out| {
-    report(
-        path,
-        out,
-        check_url_with_port(value.as_str().unwrap_or_default()),
-    );
+    report(path, out, check_url_with_port(value.as_str().unwrap_or_default()));
 });
 
 /// A URL path such as `/metrics`.
 pub const URL_PATH: Schema = Schema::Check(&Schema::String, |value, path, out| {
     if !is_url_path(value.as_str().unwrap_or_default()) {
-        out.add(
-            path,
-            format!("must be a URL path starting with '/', got {value}"),
-        );
+        out.add(path, format!("must be a URL path starting with '/', got {value}"));
     }
 });
 
@@ -54,18 +43,16 @@ fn report(path: &FieldPath, out: &mut Violations, result: Result<(), String>) {
 pub fn check_ip(text: &str) -> Result<(), String> {
     match text.parse::<IpAddr>() {
         Ok(_) => Ok(()),
-        Err(_) => Err(format!(
-            "{text:?} is not an IP address (such as 10.0.0.1 or fd00::1)"
-        )),
+        Err(_) => Err(format!("{text:?} is not an IP address (such as 10.0.0.1 or fd00::1)")),
     }
 }
 
 pub fn check_host(text: &str) -> Result<(), String> {
     match text.parse::<IpAddr>() {
         _ if text.is_empty() => Err("must not be empty".into()),
-        Ok(ip) if ip.is_unspecified() => Err(format!(
-            "must not be {text}: other proxies cannot reach a wildcard address"
-        )),
+        Ok(ip) if ip.is_unspecified() => {
+            Err(format!("must not be {text}: other proxies cannot reach a wildcard address"))
+        }
         Ok(_) => Ok(()),
         Err(_) if is_hostname(text) => Ok(()),
         Err(_) => Err(format!("{text:?} is neither an IP address nor a hostname")),
@@ -82,50 +69,29 @@ pub fn is_hostname(text: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 /// `host:port` with a hostname or IP (IPv6 in brackets) and a port number.
 pub fn check_host_port(text: &str) -> Result<(), String> {
-    let shape = || {
-        format!("{text:?} must have the form HOST:PORT, such as logstash:5000 or [fd00::1]:5000")
-    };
+    let shape = || format!("{text:?} must have the form HOST:PORT, such as logstash:5000 or [fd00::1]:5000");
     let (host, port) = text.rsplit_once(':').ok_or_else(shape)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
     let host_ok = host.parse::<IpAddr>().is_ok() || is_hostname(host);
-    if port_ok && host_ok {
-        Ok(())
-    } else {
-        Err(shape())
-    }
+    if port_ok && host_ok { Ok(()) } else { Err(shape()) }
 }
 
 /// An absolute URL with an explicit port, such as `http://zipkin:9411/api/v2/spans`.
 pub fn check_url_with_port(text: &str) -> Result<(), String> {
-    let shape = || {
-        format!(
-            "{text:?} must be a URL with an explicit port, such as http://zipkin:9411/api/v2/spans"
-        )
-    };
+    let shape = || format!("{text:?} must be a URL with an explicit port, such as http://zipkin:9411/api/v2/spans");
     let (scheme, rest) = text.split_once("://").ok_or_else(shape)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let scheme_ok = !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if scheme_ok && check_host_port(authority).is_ok() {
-        Ok(())
-    } else {
-        Err(shape())
-    }
+    let scheme_ok =
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if scheme_ok && check_host_port(authority).is_ok() { Ok(()) } else { Err(shape()) }
 }
 
 pub fn is_url_path(text: &str) -> bool {
@@ -141,41 +107,17 @@ mod tests {
         for good in ["10.0.0.1", "127.0.0.1", "::1", "fd00::1", "::ffff:10.0.0.1"] {
             assert!(check_ip(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "10.0.0",
-            "10.0.0.256",
-            "web",
-            "fe80::1%eth0",
-            " 10.0.0.1",
-        ] {
+        for bad in ["", "10.0.0", "10.0.0.256", "web", "fe80::1%eth0", " 10.0.0.1"] {
             assert!(check_ip(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn hosts() {
-        for good in [
-            "10.0.0.1",
-            "::1",
-            "web",
-            "web.default.svc.cluster.local",
-            "my_host.local.",
-            "a-b.c",
-        ] {
+        for good in ["10.0.0.1", "::1", "web", "web.default.svc.cluster.local", "my_host.local.", "a-b.c"] {
             assert!(check_host(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "0.0.0.0",
-            "::",
-            "web..local",
-            "-web",
-            "web-",
-            "we b",
-            "web:80",
-            &"a".repeat(64),
-        ] {
+        for bad in ["", "0.0.0.0", "::", "web..local", "-web", "web-", "we b", "web:80", &"a".repeat(64)] {
             assert!(check_host(bad).is_err(), "{bad}");
         }
     }
@@ -185,14 +127,7 @@ mod tests {
         for good in ["logstash:5000", "10.0.0.1:514", "[fd00::1]:5000"] {
             assert!(check_host_port(good).is_ok(), "{good}");
         }
-        for bad in [
-            "logstash",
-            ":5000",
-            "logstash:",
-            "logstash:0",
-            "logstash:99999",
-            "fd00::1:5000x",
-        ] {
+        for bad in ["logstash", ":5000", "logstash:", "logstash:0", "logstash:99999", "fd00::1:5000x"] {
             assert!(check_host_port(bad).is_err(), "{bad}");
         }
     }

@@ -20,13 +20,8 @@ pub const SCHEMA: Schema = Schema::Check(
         optional("probes", PROBES),
     ]),
     |value, path, out| {
-        if is_builtin_gateway(&value["networking"])
-            && value.get("probes").is_some_and(|p| !p.is_null())
-        {
-            out.add(
-                &path.field("probes"),
-                "must not be set for a builtin gateway",
-            );
+        if is_builtin_gateway(&value["networking"]) && value.get("probes").is_some_and(|p| !p.is_null()) {
+            out.add(&path.field("probes"), "must not be set for a builtin gateway");
         }
     },
 );
@@ -93,10 +88,7 @@ fn check_outbound(value: &Value, path: &FieldPath, out: &mut Violations) {
     let tags = value.get("tags").filter(|v| !v.is_null());
     let Some(backend) = value.get("backendRef").filter(|v| !v.is_null()) else {
         if tags.is_none() {
-            out.add(
-                &path.field("tags"),
-                "must be defined (with kuma.io/service) unless backendRef is set",
-            );
+            out.add(&path.field("tags"), "must be defined (with kuma.io/service) unless backendRef is set");
         }
         return;
     };
@@ -109,10 +101,7 @@ fn check_outbound(value: &Value, path: &FieldPath, out: &mut Violations) {
     }
     let external = backend["kind"] == "MeshExternalService";
     if !external && backend.get("port").is_none() {
-        out.add(
-            &backend_path.field("port"),
-            "must be defined: the port of the service to call",
-        );
+        out.add(&backend_path.field("port"), "must be defined: the port of the service to call");
     }
 }
 
@@ -124,19 +113,10 @@ const GATEWAY: Schema = Schema::Object(&[
 const TRANSPARENT_PROXYING: Schema = Schema::Object(&[
     optional("redirectPortInbound", Schema::Port),
     optional("redirectPortOutbound", Schema::Port),
-    optional(
-        "directAccessServices",
-        Schema::List(&Schema::NonEmptyString),
-    ),
+    optional("directAccessServices", Schema::List(&Schema::NonEmptyString)),
     optional("reachableServices", Schema::List(&Schema::NonEmptyString)),
-    optional(
-        "ipFamilyMode",
-        Schema::Enum(&["UnSpecified", "DualStack", "IPv4", "IPv6"]),
-    ),
-    optional(
-        "reachableBackends",
-        Schema::Object(&[optional("refs", Schema::List(&REACHABLE_BACKEND))]),
-    ),
+    optional("ipFamilyMode", Schema::Enum(&["UnSpecified", "DualStack", "IPv4", "IPv6"])),
+    optional("reachableBackends", Schema::Object(&[optional("refs", Schema::List(&REACHABLE_BACKEND))])),
 ]);
 
 const REACHABLE_BACKEND: Schema = Schema::Check(
@@ -150,16 +130,10 @@ const REACHABLE_BACKEND: Schema = Schema::Check(
     |value, path, out| {
         let has = |field: &str| value.get(field).is_some_and(|v| !v.is_null());
         if !has("name") && (has("namespace") || !has("labels")) {
-            out.add(
-                &path.field("name"),
-                "must be set (or select the backends by labels)",
-            );
+            out.add(&path.field("name"), "must be set (or select the backends by labels)");
         }
         if (has("name") || has("namespace")) && has("labels") {
-            out.add(
-                &path.field("labels"),
-                "must not be set together with name or namespace",
-            );
+            out.add(&path.field("labels"), "must not be set together with name or namespace");
         }
     },
 );
@@ -189,7 +163,10 @@ fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
     let outbounds = list(value, "outbound");
     match value.get("gateway").filter(|g| !g.is_null()) {
         Some(_) if !inbounds.is_empty() => {
-            out.add(&path.field("inbound"), "must not be set for a gateway: a gateway takes its identity from networking.gateway.tags");
+            out.add(
+                &path.field("inbound"),
+                "must not be set for a gateway: a gateway takes its identity from networking.gateway.tags",
+            );
         }
         Some(_) if is_builtin_gateway(value) && !outbounds.is_empty() => {
             out.add(
@@ -199,27 +176,21 @@ fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
         }
         Some(_) => {}
         None if inbounds.is_empty() => {
-            out.add(
-                &path.field("inbound"),
-                "must have at least one element (or set networking.gateway)",
-            );
+            out.add(&path.field("inbound"), "must have at least one element (or set networking.gateway)");
         }
         None => {}
     }
 
     let dataplane_address = value["address"].as_str().unwrap_or_default();
-    let inbounds: Vec<Interface> = inbounds
-        .iter()
-        .map(|inbound| Interface::inbound(inbound, dataplane_address))
-        .collect();
-    for i in duplicate_listeners(
-        inbounds
-            .iter()
-            .map(|inbound| (inbound.address, inbound.port)),
-    ) {
+    let inbounds: Vec<Interface> =
+        inbounds.iter().map(|inbound| Interface::inbound(inbound, dataplane_address)).collect();
+    for i in duplicate_listeners(inbounds.iter().map(|inbound| (inbound.address, inbound.port))) {
         out.add(
             &path.field("inbound").index(i).field("port"),
-            format!("{}:{} overlaps an earlier inbound on the same port and address (0.0.0.0 and :: overlap every address)", inbounds[i].address, inbounds[i].port),
+            format!(
+                "{}:{} overlaps an earlier inbound on the same port and address (0.0.0.0 and :: overlap every address)",
+                inbounds[i].address, inbounds[i].port
+            ),
         );
     }
     for (i, inbound) in inbounds.iter().enumerate() {
@@ -236,31 +207,15 @@ fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
 
     if let Some(admin) = value.pointer("/admin/port").and_then(Value::as_u64) {
         let admin_path = path.field("admin").field("port");
-        let on_admin = |address: &str, port: u64| {
-            port == admin && (address == ADMIN_ADDRESS || is_wildcard(address))
-        };
-        if inbounds
-            .iter()
-            .any(|i| on_admin(i.address, i.port) || on_admin(i.service_address, i.service_port))
-        {
-            out.add(
-                &admin_path,
-                format!("must differ from the inbound ports on {ADMIN_ADDRESS}"),
-            );
+        let on_admin = |address: &str, port: u64| port == admin && (address == ADMIN_ADDRESS || is_wildcard(address));
+        if inbounds.iter().any(|i| on_admin(i.address, i.port) || on_admin(i.service_address, i.service_port)) {
+            out.add(&admin_path, format!("must differ from the inbound ports on {ADMIN_ADDRESS}"));
         }
         let outbound_taken = outbounds.iter().any(|o| {
-            on_admin(
-                o.get("address")
-                    .and_then(Value::as_str)
-                    .unwrap_or(ADMIN_ADDRESS),
-                o["port"].as_u64().unwrap_or(0),
-            )
+            on_admin(o.get("address").and_then(Value::as_str).unwrap_or(ADMIN_ADDRESS), o["port"].as_u64().unwrap_or(0))
         });
         if outbound_taken {
-            out.add(
-                &admin_path,
-                format!("must differ from the outbound ports on {ADMIN_ADDRESS}"),
-            );
+            out.add(&admin_path, format!("must differ from the outbound ports on {ADMIN_ADDRESS}"));
         }
     }
 }
@@ -278,20 +233,14 @@ struct Interface<'a> {
 
 impl<'a> Interface<'a> {
     fn inbound(inbound: &'a Value, dataplane_address: &'a str) -> Self {
-        let address = inbound
-            .get("address")
-            .and_then(Value::as_str)
-            .unwrap_or(dataplane_address);
+        let address = inbound.get("address").and_then(Value::as_str).unwrap_or(dataplane_address);
         let port = inbound["port"].as_u64().unwrap_or(0);
         let explicit = inbound.get("serviceAddress").and_then(Value::as_str);
         Interface {
             address,
             port,
             service_address: explicit.unwrap_or(address),
-            service_port: inbound
-                .get("servicePort")
-                .and_then(Value::as_u64)
-                .unwrap_or(port),
+            service_port: inbound.get("servicePort").and_then(Value::as_u64).unwrap_or(port),
             explicit_service_address: explicit.is_some(),
         }
     }
@@ -306,9 +255,7 @@ pub fn duplicate_listeners<'a>(listeners: impl IntoIterator<Item = (&'a str, u64
     let mut duplicates = Vec::new();
     for (i, (address, port)) in listeners.into_iter().enumerate() {
         let overlaps = !exact.insert((address, port))
-            || seen
-                .iter()
-                .any(|&(a, p)| p == port && (is_wildcard(a) || is_wildcard(address)));
+            || seen.iter().any(|&(a, p)| p == port && (is_wildcard(a) || is_wildcard(address)));
         if overlaps {
             duplicates.push(i);
         }
@@ -318,9 +265,7 @@ pub fn duplicate_listeners<'a>(listeners: impl IntoIterator<Item = (&'a str, u64
 }
 
 fn is_wildcard(address: &str) -> bool {
-    address
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
+    address.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified())
 }
 
 fn is_builtin_gateway(networking: &Value) -> bool {
@@ -328,11 +273,7 @@ fn is_builtin_gateway(networking: &Value) -> bool {
 }
 
 fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value
-        .get(field)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    value.get(field).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -341,25 +282,14 @@ mod tests {
 
     #[test]
     fn duplicate_listeners_on_one_address() {
-        let found = duplicate_listeners([
-            ("10.0.0.1", 80),
-            ("10.0.0.2", 80),
-            ("10.0.0.1", 81),
-            ("10.0.0.1", 80),
-        ]);
+        let found = duplicate_listeners([("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.1", 81), ("10.0.0.1", 80)]);
         assert_eq!(found, [3]);
     }
 
     #[test]
     fn wildcard_addresses_overlap_every_address() {
-        assert_eq!(
-            duplicate_listeners([("10.0.0.1", 80), ("0.0.0.0", 80)]),
-            [1]
-        );
-        assert_eq!(
-            duplicate_listeners([("::", 80), ("fd00::1", 80), ("fd00::1", 81)]),
-            [1]
-        );
+        assert_eq!(duplicate_listeners([("10.0.0.1", 80), ("0.0.0.0", 80)]), [1]);
+        assert_eq!(duplicate_listeners([("::", 80), ("fd00::1", 80), ("fd00::1", 81)]), [1]);
         assert!(duplicate_listeners([("0.0.0.0", 80), ("0.0.0.0", 81)]).is_empty());
     }
 }

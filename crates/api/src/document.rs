@@ -44,10 +44,7 @@ pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
 }
 
 fn yaml_error(e: serde_yaml::Error) -> SyntaxError {
-    SyntaxError {
-        location: e.location().map(|l| (l.line(), l.column())),
-        message: strip_location(&e.to_string()),
-    }
+    SyntaxError { location: e.location().map(|l| (l.line(), l.column())), message: strip_location(&e.to_string()) }
 }
 
 /// Drops the " at line X column Y" suffix parsers add, since the location

@@ -45,11 +45,7 @@ macro_rules! backend_section {
     };
 }
 
-const MTLS: Schema = backend_section!(
-    "enabledBackend",
-    CA_BACKEND,
-    optional("skipValidation", Schema::Bool)
-);
+const MTLS: Schema = backend_section!("enabledBackend", CA_BACKEND, optional("skipValidation", Schema::Bool));
 
 /// A certificate authority: `builtin` (the control plane generates and
 /// keeps the root) or `provided` (the user supplies certificate and key).
@@ -60,28 +56,15 @@ const CA_BACKEND: Schema = Schema::Check(
         optional(
             "dpCert",
             Schema::Object(&[
-                optional(
-                    "rotation",
-                    Schema::Object(&[optional("expiration", CERT_DURATION)]),
-                ),
+                optional("rotation", Schema::Object(&[optional("expiration", CERT_DURATION)])),
                 optional("requestTimeout", Schema::Duration),
             ]),
         ),
         optional("conf", Schema::Any),
         optional("mode", Schema::Enum(&["STRICT", "PERMISSIVE"])),
-        optional(
-            "rootChain",
-            Schema::Object(&[optional("requestTimeout", Schema::Duration)]),
-        ),
+        optional("rootChain", Schema::Object(&[optional("requestTimeout", Schema::Duration)])),
     ]),
-    |value, path, out| {
-        check_conf_by_type(
-            value,
-            &[("builtin", &BUILTIN_CA), ("provided", &PROVIDED_CA)],
-            path,
-            out,
-        )
-    },
+    |value, path, out| check_conf_by_type(value, &[("builtin", &BUILTIN_CA), ("provided", &PROVIDED_CA)], path, out),
 );
 
 /// A CA backend name ends up in the names of the secrets that hold its
@@ -94,20 +77,10 @@ const BACKEND_NAME: Schema = Schema::Check(&Schema::String, |value, path, out| {
 
 const BUILTIN_CA: Schema = Schema::Object(&[optional(
     "caCert",
-    Schema::Object(&[
-        optional(
-            "RSAbits",
-            Schema::Int {
-                min: 2048,
-                max: 8192,
-            },
-        ),
-        optional("expiration", CERT_DURATION),
-    ]),
+    Schema::Object(&[optional("RSAbits", Schema::Int { min: 2048, max: 8192 }), optional("expiration", CERT_DURATION)]),
 )]);
 
-const PROVIDED_CA: Schema =
-    Schema::Object(&[required("cert", DATA_SOURCE), required("key", DATA_SOURCE)]);
+const PROVIDED_CA: Schema = Schema::Object(&[required("cert", DATA_SOURCE), required("key", DATA_SOURCE)]);
 
 /// Where to read bytes from: a Secret of the mesh, a file on the control
 /// plane, base64 bytes, or a plain string.
@@ -133,9 +106,7 @@ pub fn parse_cert_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let seconds_per_unit: u64 = match unit {
         "y" => 365 * 86_400,
@@ -145,10 +116,7 @@ pub fn parse_cert_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "s" => 1,
         "ms" => {
-            return number
-                .parse()
-                .map(Duration::from_millis)
-                .map_err(|_| cert_duration_error(text));
+            return number.parse().map(Duration::from_millis).map_err(|_| cert_duration_error(text));
         }
         _ => return Err(cert_duration_error(text)),
     };
@@ -171,33 +139,17 @@ const TRACING: Schema = backend_section!("defaultBackend", TRACING_BACKEND);
 const TRACING_BACKEND: Schema = Schema::Check(
     &Schema::Object(&[
         required("name", Schema::NonEmptyString),
-        optional(
-            "sampling",
-            Schema::Number {
-                min: 0.0,
-                max: 100.0,
-            },
-        ),
+        optional("sampling", Schema::Number { min: 0.0, max: 100.0 }),
         required("type", Schema::Enum(&["zipkin", "datadog"])),
         optional("conf", Schema::Any),
     ]),
-    |value, path, out| {
-        check_conf_by_type(
-            value,
-            &[("zipkin", &ZIPKIN), ("datadog", &DATADOG)],
-            path,
-            out,
-        )
-    },
+    |value, path, out| check_conf_by_type(value, &[("zipkin", &ZIPKIN), ("datadog", &DATADOG)], path, out),
 );
 
 const ZIPKIN: Schema = Schema::Object(&[
     required("url", URL_WITH_PORT),
     optional("traceId128bit", Schema::Bool),
-    optional(
-        "apiVersion",
-        Schema::Enum(&["httpJsonV1", "httpJson", "httpProto"]),
-    ),
+    optional("apiVersion", Schema::Enum(&["httpJsonV1", "httpJson", "httpProto"])),
     optional("sharedSpanContext", Schema::Bool),
 ]);
 
@@ -216,9 +168,7 @@ const LOGGING_BACKEND: Schema = Schema::Check(
         required("type", Schema::Enum(&["file", "tcp"])),
         optional("conf", Schema::Any),
     ]),
-    |value, path, out| {
-        check_conf_by_type(value, &[("file", &FILE_LOG), ("tcp", &TCP_LOG)], path, out)
-    },
+    |value, path, out| check_conf_by_type(value, &[("file", &FILE_LOG), ("tcp", &TCP_LOG)], path, out),
 );
 
 const FILE_LOG: Schema = Schema::Object(&[required("path", Schema::NonEmptyString)]);
@@ -256,17 +206,11 @@ const PROMETHEUS: Schema = Schema::Check(
         ),
         optional(
             "envoy",
-            Schema::Object(&[
-                optional("filterRegex", Schema::String),
-                optional("usedOnly", Schema::Bool),
-            ]),
+            Schema::Object(&[optional("filterRegex", Schema::String), optional("usedOnly", Schema::Bool)]),
         ),
         optional(
             "tls",
-            Schema::Object(&[optional(
-                "mode",
-                Schema::Enum(&["activeMTLSBackend", "providedTLS", "disabled"]),
-            )]),
+            Schema::Object(&[optional("mode", Schema::Enum(&["activeMTLSBackend", "providedTLS", "disabled"]))]),
         ),
     ]),
     check_prometheus,
@@ -275,39 +219,19 @@ const PROMETHEUS: Schema = Schema::Check(
 /// `skipMTLS` is the older spelling of `tls.mode`; both may be given only
 /// when they agree.
 fn check_prometheus(value: &Value, path: &FieldPath, out: &mut Violations) {
-    check_unique(
-        value.get("aggregate"),
-        "name",
-        &path.field("aggregate"),
-        out,
-    );
-    let (Some(skip), Some(tls)) = (
-        value.get("skipMTLS").and_then(Value::as_bool),
-        value.get("tls"),
-    ) else {
+    check_unique(value.get("aggregate"), "name", &path.field("aggregate"), out);
+    let (Some(skip), Some(tls)) = (value.get("skipMTLS").and_then(Value::as_bool), value.get("tls")) else {
         return;
     };
-    let mode = tls
-        .get("mode")
-        .and_then(Value::as_str)
-        .unwrap_or("activeMTLSBackend");
-    let agree = if skip {
-        mode == "disabled"
-    } else {
-        mode == "activeMTLSBackend"
-    };
+    let mode = tls.get("mode").and_then(Value::as_str).unwrap_or("activeMTLSBackend");
+    let agree = if skip { mode == "disabled" } else { mode == "activeMTLSBackend" };
     if !agree {
-        out.add(
-            path,
-            format!("skipMTLS: {skip} contradicts tls.mode: {mode}; set only tls.mode"),
-        );
+        out.add(path, format!("skipMTLS: {skip} contradicts tls.mode: {mode}; set only tls.mode"));
     }
 }
 
-const NETWORKING: Schema = Schema::Object(&[optional(
-    "outbound",
-    Schema::Object(&[optional("passthrough", Schema::Bool)]),
-)]);
+const NETWORKING: Schema =
+    Schema::Object(&[optional("outbound", Schema::Object(&[optional("passthrough", Schema::Bool)]))]);
 
 const ROUTING: Schema = Schema::Object(&[
     optional("localityAwareLoadBalancing", Schema::Bool),
@@ -327,10 +251,8 @@ const CONSTRAINTS: Schema = Schema::Object(&[optional(
 
 const CONSTRAINT_RULE: Schema = Schema::Object(&[required("tags", SELECTOR)]);
 
-const MESH_SERVICES: Schema = Schema::Object(&[optional(
-    "mode",
-    Schema::Enum(&["Disabled", "Everywhere", "ReachableBackends", "Exclusive"]),
-)]);
+const MESH_SERVICES: Schema =
+    Schema::Object(&[optional("mode", Schema::Enum(&["Disabled", "Everywhere", "ReachableBackends", "Exclusive"]))]);
 
 /// `*` skips every default policy; otherwise a policy type name.
 const INITIAL_POLICY: Schema = Schema::Check(&Schema::NonEmptyString, |value, path, out| {
@@ -343,19 +265,10 @@ const INITIAL_POLICY: Schema = Schema::Check(&Schema::NonEmptyString, |value, pa
 /// Traffic through a zone egress is carried over mesh mTLS, so the mesh
 /// needs an enabled CA backend.
 fn check_zone_egress(value: &Value, path: &FieldPath, out: &mut Violations) {
-    let egress = value
-        .pointer("/routing/zoneEgress")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mtls = value
-        .pointer("/mtls/enabledBackend")
-        .and_then(Value::as_str)
-        .is_some_and(|b| !b.is_empty());
+    let egress = value.pointer("/routing/zoneEgress").and_then(Value::as_bool).unwrap_or(false);
+    let mtls = value.pointer("/mtls/enabledBackend").and_then(Value::as_str).is_some_and(|b| !b.is_empty());
     if egress && !mtls {
-        out.add(
-            &path.field("mtls"),
-            "must enable a backend (mtls.enabledBackend) when routing.zoneEgress is on",
-        );
+        out.add(&path.field("mtls"), "must enable a backend (mtls.enabledBackend) when routing.zoneEgress is on");
     }
 }
 
@@ -366,14 +279,8 @@ mod tests {
     #[test]
     fn cert_durations() {
         assert_eq!(parse_cert_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(
-            parse_cert_duration("1y"),
-            Ok(Duration::from_secs(365 * 86_400))
-        );
-        assert_eq!(
-            parse_cert_duration("30d"),
-            Ok(Duration::from_secs(30 * 86_400))
-        );
+        assert_eq!(parse_cert_duration("1y"), Ok(Duration::from_secs(365 * 86_400)));
+        assert_eq!(parse_cert_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_cert_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_cert_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "h", "1h30m", "1.5h", "-1h", "10x", "24 h"] {

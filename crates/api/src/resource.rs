@@ -88,7 +88,10 @@ impl Resource {
         let name = required_name(object, "name", &mut out);
         let mesh = match (kind.map(ResourceType::scope), object.get("mesh")) {
             (Some(Scope::Global), Some(v)) if !v.is_null() => {
-                out.add(&root.field("mesh"), format!("must not be set: a {} does not belong to a mesh", kind.unwrap_or(ResourceType::Mesh)));
+                out.add(
+                    &root.field("mesh"),
+                    format!("must not be set: a {} does not belong to a mesh", kind.unwrap_or(ResourceType::Mesh)),
+                );
                 None
             }
             (Some(Scope::Mesh), _) => required_name(object, "mesh", &mut out),

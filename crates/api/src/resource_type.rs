@@ -96,10 +96,7 @@ impl ResourceType {
         let wanted = text.to_lowercase();
         ResourceType::ALL.iter().copied().find(|t| {
             let name = t.name().to_lowercase();
-            wanted == name
-                || wanted == t.plural()
-                || wanted == t.short_name()
-                || wanted == t.plural().replace('-', "")
+            wanted == name || wanted == t.plural() || wanted == t.short_name() || wanted == t.plural().replace('-', "")
         })
     }
 

@@ -22,9 +22,15 @@ pub enum Schema {
     NonEmptyString,
     Bool,
     /// A whole number in an inclusive range.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A number (whole or fractional) in an inclusive range.
-    Number { min: f64, max: f64 },
+    Number {
+        min: f64,
+        max: f64,
+    },
     /// A TCP/UDP port, 1-65535.
     Port,
     /// A non-negative Go-style duration string (`5s`, `1m30s`).
@@ -243,7 +249,8 @@ fn check_target_ref(kinds: &[&str], extra: &[Field], value: &Value, path: &Field
     };
     for key in object.keys() {
         if !TARGET_REF_FIELDS.contains(&key.as_str()) && !extra.iter().any(|field| field.name == key) {
-            let known: Vec<&str> = TARGET_REF_FIELDS.iter().copied().chain(extra.iter().map(|field| field.name)).collect();
+            let known: Vec<&str> =
+                TARGET_REF_FIELDS.iter().copied().chain(extra.iter().map(|field| field.name)).collect();
             out.add(&path.field(key), format!("unknown field (known fields: {})", known.join(", ")));
         }
     }
@@ -273,7 +280,15 @@ fn check_target_ref(kinds: &[&str], extra: &[Field], value: &Value, path: &Field
         return;
     }
     let has = |field: &str| object.get(field).is_some_and(|v| !v.is_null());
-    let named = matches!(kind, "MeshService" | "MeshServiceSubset" | "MeshGateway" | "MeshHTTPRoute" | "MeshExternalService" | "MeshMultiZoneService");
+    let named = matches!(
+        kind,
+        "MeshService"
+            | "MeshServiceSubset"
+            | "MeshGateway"
+            | "MeshHTTPRoute"
+            | "MeshExternalService"
+            | "MeshMultiZoneService"
+    );
     if named && !has("name") && !has("labels") {
         out.add(&path.field("name"), format!("must be set with kind {kind}"));
     }
@@ -358,7 +373,10 @@ mod tests {
         const REF: Schema = Schema::TargetRef(&["Mesh", "MeshService"]);
         assert!(violations(&REF, json!({"kind": "Mesh"})).is_empty());
         assert!(violations(&REF, json!({"kind": "MeshService", "name": "web"})).is_empty());
-        assert_eq!(violations(&REF, json!({"kind": "MeshService"})), vec!["spec.name: must be set with kind MeshService"]);
+        assert_eq!(
+            violations(&REF, json!({"kind": "MeshService"})),
+            vec!["spec.name: must be set with kind MeshService"]
+        );
         assert_eq!(
             violations(&REF, json!({"kind": "MeshGateway", "name": "gw"})),
             vec![r#"spec.kind: value "MeshGateway" is not supported here; allowed kinds: Mesh, MeshService"#]
@@ -367,7 +385,8 @@ mod tests {
 
     #[test]
     fn target_ref_with_extra_fields() {
-        const BACKEND: Schema = Schema::TargetRefWith(&["MeshService"], &[optional("weight", Schema::Int { min: 0, max: 100 })]);
+        const BACKEND: Schema =
+            Schema::TargetRefWith(&["MeshService"], &[optional("weight", Schema::Int { min: 0, max: 100 })]);
         assert!(violations(&BACKEND, json!({"kind": "MeshService", "name": "web", "weight": 5})).is_empty());
         let found = violations(&BACKEND, json!({"kind": "MeshService", "name": "web", "weight": -1, "port": 80}));
         assert_eq!(found.len(), 2, "{found:#?}");
@@ -381,7 +400,10 @@ mod tests {
         const SOME: Schema = Schema::AtLeastOneOf(&["a", "b"], &FIELDS);
         const ONE: Schema = Schema::ExactlyOneOf(&["a", "b"], &FIELDS);
         assert!(violations(&SOME, json!({"a": 1, "b": 2})).is_empty());
-        assert_eq!(violations(&SOME, json!({"a": [], "b": ""})), vec!["spec: must have at least one of a, b set, found 0"]);
+        assert_eq!(
+            violations(&SOME, json!({"a": [], "b": ""})),
+            vec!["spec: must have at least one of a, b set, found 0"]
+        );
         assert!(violations(&ONE, json!({"b": {}})).is_empty());
         assert_eq!(violations(&ONE, json!({"a": 1, "b": 2})), vec!["spec: must have exactly one of a, b set, found 2"]);
     }
@@ -390,9 +412,16 @@ mod tests {
     fn union_needs_the_field_its_type_names() {
         const BACKEND: Schema = Schema::Union(
             &[("File", "file"), ("Tcp", "tcp")],
-            &Schema::Object(&[required("type", Schema::Enum(&["File", "Tcp"])), optional("file", Schema::Any), optional("tcp", Schema::Any)]),
+            &Schema::Object(&[
+                required("type", Schema::Enum(&["File", "Tcp"])),
+                optional("file", Schema::Any),
+                optional("tcp", Schema::Any),
+            ]),
         );
         assert!(violations(&BACKEND, json!({"type": "File", "file": {"path": "/x"}})).is_empty());
-        assert_eq!(violations(&BACKEND, json!({"type": "Tcp", "file": {}})), vec!["spec.tcp: must be set when type is Tcp"]);
+        assert_eq!(
+            violations(&BACKEND, json!({"type": "Tcp", "file": {}})),
+            vec!["spec.tcp: must be set when type is Tcp"]
+        );
     }
 }

@@ -16,10 +16,7 @@ fn check_data(value: &serde_json::Value, path: &FieldPath, out: &mut Violations)
     if text.is_empty() {
         out.add(path, "must not be empty");
     } else if !is_base64(text) {
-        out.add(
-            path,
-            "must be base64-encoded (standard alphabet, with padding)",
-        );
+        out.add(path, "must be base64-encoded (standard alphabet, with padding)");
     }
 }
 
@@ -32,9 +29,7 @@ mod base64_check {
         }
         let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
         padding <= 2
-            && bytes[..bytes.len() - padding]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+            && bytes[..bytes.len() - padding].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
     }
 }
 

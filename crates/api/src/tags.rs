@@ -22,13 +22,7 @@ const UNLISTED_PROTOCOLS: &[&str] = &["tls", "mysql"];
 pub const TAGS: Schema = Schema::Check(&Schema::Map(&Schema::String), |value, path, out| {
     for (key, tag) in entries(value) {
         let result = check_label_key(key).and_then(|()| check_tag_value(tag));
-        let result = result.and_then(|()| {
-            if key == PROTOCOL_TAG {
-                check_protocol(tag)
-            } else {
-                Ok(())
-            }
-        });
+        let result = result.and_then(|()| if key == PROTOCOL_TAG { check_protocol(tag) } else { Ok(()) });
         if let Err(reason) = result {
             out.add(&path.key(key), reason);
         }
@@ -66,11 +60,7 @@ pub const PROTOCOL: Schema = Schema::Check(&Schema::String, |value, path, out| {
 });
 
 fn entries(value: &Value) -> impl Iterator<Item = (&str, &str)> {
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(key, tag)| (key.as_str(), tag.as_str().unwrap_or_default()))
+    value.as_object().into_iter().flatten().map(|(key, tag)| (key.as_str(), tag.as_str().unwrap_or_default()))
 }
 
 /// A tag value: not empty; letters, digits, `.`, `-`, `_` and `:`.
@@ -94,17 +84,11 @@ pub fn check_selector_value(value: &str) -> Result<(), String> {
     )
 }
 
-fn check_value_chars(
-    value: &str,
-    allowed: impl Fn(char) -> bool,
-    extra: &str,
-) -> Result<(), String> {
+fn check_value_chars(value: &str, allowed: impl Fn(char) -> bool, extra: &str) -> Result<(), String> {
     if value.is_empty() {
         Err("tag value must not be empty".into())
     } else if !value.chars().all(allowed) {
-        Err(format!(
-            "tag value {value:?} may only hold letters, digits, {extra}"
-        ))
+        Err(format!("tag value {value:?} may only hold letters, digits, {extra}"))
     } else {
         Ok(())
     }
@@ -117,10 +101,7 @@ pub fn check_protocol(value: &str) -> Result<(), String> {
     if PROTOCOLS.contains(&lower.as_str()) || UNLISTED_PROTOCOLS.contains(&lower.as_str()) {
         Ok(())
     } else {
-        Err(format!(
-            "unknown protocol {value:?}; use one of {}",
-            PROTOCOLS.join(", ")
-        ))
+        Err(format!("unknown protocol {value:?}; use one of {}", PROTOCOLS.join(", ")))
     }
 }
 
@@ -130,10 +111,7 @@ pub fn check_tcp_only(value: &Value, path: &FieldPath, out: &mut Violations) {
     if let Some(protocol) = value.get(PROTOCOL_TAG).and_then(Value::as_str)
         && !protocol.eq_ignore_ascii_case("tcp")
     {
-        out.add(
-            &path.key(PROTOCOL_TAG),
-            format!("a gateway only accepts tcp here, got {protocol:?}"),
-        );
+        out.add(&path.key(PROTOCOL_TAG), format!("a gateway only accepts tcp here, got {protocol:?}"));
     }
 }
 
@@ -173,27 +151,11 @@ mod tests {
 
     #[test]
     fn service_tags() {
-        assert!(
-            fields(
-                &SERVICE_TAGS,
-                json!({"kuma.io/service": "web", "kuma.io/protocol": "http"})
-            )
-            .is_empty()
-        );
+        assert!(fields(&SERVICE_TAGS, json!({"kuma.io/service": "web", "kuma.io/protocol": "http"})).is_empty());
+        assert_eq!(fields(&SERVICE_TAGS, json!({"version": "v1"})), [r#"tags["kuma.io/service"]"#]);
         assert_eq!(
-            fields(&SERVICE_TAGS, json!({"version": "v1"})),
-            [r#"tags["kuma.io/service"]"#]
-        );
-        assert_eq!(
-            fields(
-                &TAGS,
-                json!({"kuma.io/protocol": "udp", "bad key": "x", "v": ""})
-            ),
-            [
-                r#"tags["kuma.io/protocol"]"#,
-                r#"tags["bad key"]"#,
-                r#"tags["v"]"#
-            ]
+            fields(&TAGS, json!({"kuma.io/protocol": "udp", "bad key": "x", "v": ""})),
+            [r#"tags["kuma.io/protocol"]"#, r#"tags["bad key"]"#, r#"tags["v"]"#]
         );
         assert_eq!(fields(&SELECTOR, json!({})), ["tags"]);
     }

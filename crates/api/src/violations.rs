@@ -62,11 +62,7 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.field, self.reason)
-        }
+        if self.field.is_empty() { write!(f, "{}", self.reason) } else { write!(f, "{}: {}", self.field, self.reason) }
     }
 }
 
@@ -81,10 +77,7 @@ impl Violations {
     }
 
     pub fn add(&mut self, path: &FieldPath, reason: impl Into<String>) {
-        self.0.push(Violation {
-            field: path.to_string(),
-            reason: reason.into(),
-        });
+        self.0.push(Violation { field: path.to_string(), reason: reason.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,12 +122,7 @@ mod tests {
 
     #[test]
     fn paths_render_like_kuma() {
-        let path = FieldPath::root()
-            .field("networking")
-            .field("inbound")
-            .index(0)
-            .field("tags")
-            .key("kuma.io/service");
+        let path = FieldPath::root().field("networking").field("inbound").index(0).field("tags").key("kuma.io/service");
         assert_eq!(path.to_string(), r#"networking.inbound[0].tags["kuma.io/service"]"#);
     }
 }

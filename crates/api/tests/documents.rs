@@ -45,9 +45,8 @@ fn invalid_documents_report_exactly_the_expected_fields() {
         assert!(!expected.is_empty(), "{}: no '# expect: <field>' header", file.display());
         let documents = parse_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert_eq!(documents.len(), 1, "{}: one document per invalid file", file.display());
-        let violations = Resource::from_document(&documents[0])
-            .err()
-            .unwrap_or_else(|| panic!("{} was accepted", file.display()));
+        let violations =
+            Resource::from_document(&documents[0]).err().unwrap_or_else(|| panic!("{} was accepted", file.display()));
         let found: BTreeSet<String> = violations.iter().map(|v| v.field.clone()).collect();
         assert_eq!(found, expected, "{}: violations were:\n{violations}", file.display());
     }

@@ -161,7 +161,8 @@ async fn main() -> anyhow::Result<()> {
     let mut put = run_phase("PUT", args.dataplanes, args.concurrency, move |i| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let response = client.put(format!("{url}/meshes/default/dataplanes/dp-{i}")).json(&dataplane(i)).send().await?;
+            let response =
+                client.put(format!("{url}/meshes/default/dataplanes/dp-{i}")).json(&dataplane(i)).send().await?;
             if response.status() != 201 {
                 bail!("PUT dp-{i}: {}", response.status());
             }
@@ -187,7 +188,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     get.report();
 
-    let total: serde_json::Value = http.get(format!("{base}/meshes/default/dataplanes?size=1")).send().await?.json().await?;
+    let total: serde_json::Value =
+        http.get(format!("{base}/meshes/default/dataplanes?size=1")).send().await?.json().await?;
     println!("stored Dataplanes: {}", total["total"]);
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     println!("idle RSS of kodiak-cp: {:.1} MiB", rss_kib(pid)? as f64 / 1024.0);

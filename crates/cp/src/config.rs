@@ -154,15 +154,31 @@ fn default_data_dir() -> PathBuf {
 pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ("KODIAK_STORE_TYPE", "store.type", "sqlite (default, persistent) or memory"),
     ("KODIAK_STORE_DATA_DIR", "store.dataDir", "directory of the SQLite store (default ~/.local/share/kodiak)"),
-    ("KODIAK_API_SERVER_HTTP_INTERFACE", "apiServer.http.interface", "address the REST API listens on (default 127.0.0.1)"),
+    (
+        "KODIAK_API_SERVER_HTTP_INTERFACE",
+        "apiServer.http.interface",
+        "address the REST API listens on (default 127.0.0.1)",
+    ),
     ("KODIAK_API_SERVER_HTTP_PORT", "apiServer.http.port", "port of the REST API (default 5681)"),
     ("KODIAK_API_SERVER_MAX_BODY_BYTES", "apiServer.maxBodyBytes", "largest request body accepted (default 1048576)"),
-    ("KODIAK_DIAGNOSTICS_SERVER_INTERFACE", "diagnostics.server.interface", "address of /ready and /healthy (default 127.0.0.1)"),
+    (
+        "KODIAK_DIAGNOSTICS_SERVER_INTERFACE",
+        "diagnostics.server.interface",
+        "address of /ready and /healthy (default 127.0.0.1)",
+    ),
     ("KODIAK_DIAGNOSTICS_SERVER_PORT", "diagnostics.server.port", "port of /ready and /healthy (default 5680)"),
-    ("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "defaults.skipMeshCreation", "true: do not create the default mesh at start"),
+    (
+        "KODIAK_DEFAULTS_SKIP_MESH_CREATION",
+        "defaults.skipMeshCreation",
+        "true: do not create the default mesh at start",
+    ),
     ("KODIAK_LOG_LEVEL", "logging.level", "log filter, e.g. info or kodiak_cp=debug (default info)"),
     ("KODIAK_LOG_FORMAT", "logging.format", "text (default) or json"),
-    ("KODIAK_GENERAL_SHUTDOWN_TIMEOUT", "general.shutdownTimeout", "grace period for in-flight requests on shutdown (default 10s)"),
+    (
+        "KODIAK_GENERAL_SHUTDOWN_TIMEOUT",
+        "general.shutdownTimeout",
+        "grace period for in-flight requests on shutdown (default 10s)",
+    ),
 ];
 
 /// Why the configuration could not be loaded.
@@ -184,7 +200,8 @@ impl Config {
     pub fn load(file: Option<&std::path::Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut tree = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
             let overrides: Value = serde_yaml::from_str(&text)
                 .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
             if !overrides.is_null() {
@@ -213,7 +230,8 @@ impl Config {
 
     /// The shutdown grace period as a duration.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
-        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout).unwrap_or(std::time::Duration::from_secs(10))
+        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout)
+            .unwrap_or(std::time::Duration::from_secs(10))
     }
 
     fn check(&self) -> Result<(), ConfigError> {

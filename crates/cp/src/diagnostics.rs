@@ -11,10 +11,7 @@ use kodiak_api::ResourceKey;
 use kodiak_store::ResourceStore;
 
 pub fn router(store: Arc<dyn ResourceStore>) -> Router {
-    Router::new()
-        .route("/healthy", get(|| async { "ok\n" }))
-        .route("/ready", get(ready))
-        .with_state(store)
+    Router::new().route("/healthy", get(|| async { "ok\n" })).route("/ready", get(ready)).with_state(store)
 }
 
 async fn ready(State(store): State<Arc<dyn ResourceStore>>) -> (StatusCode, String) {

@@ -114,9 +114,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
 
 async fn bind(listen: &Listen, what: &str) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", listen.interface, listen.port);
-    TcpListener::bind(&address)
-        .await
-        .with_context(|| format!("cannot listen on {address} for the {what}: is another kodiak-cp running, or is the port taken?"))
+    TcpListener::bind(&address).await.with_context(|| {
+        format!("cannot listen on {address} for the {what}: is another kodiak-cp running, or is the port taken?")
+    })
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {

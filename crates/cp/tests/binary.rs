@@ -28,7 +28,8 @@ fn wait_ready(diagnostics_port: u16) {
     let url = format!("http://127.0.0.1:{diagnostics_port}/ready");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     while Instant::now() < deadline {
-        let ready = runtime.block_on(async { reqwest::get(&url).await.map(|r| r.status().is_success()).unwrap_or(false) });
+        let ready =
+            runtime.block_on(async { reqwest::get(&url).await.map(|r| r.status().is_success()).unwrap_or(false) });
         if ready {
             return;
         }

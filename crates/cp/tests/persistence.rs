@@ -10,7 +10,8 @@ async fn resources_survive_a_restart() {
     let http = reqwest::Client::new();
     let cp = start_sqlite(dir.path()).unwrap();
     let mesh = json!({"type": "Mesh", "name": "payments"});
-    let status = http.put(format!("{}/meshes/payments", cp.api_url())).body(mesh.to_string()).send().await.unwrap().status();
+    let status =
+        http.put(format!("{}/meshes/payments", cp.api_url())).body(mesh.to_string()).send().await.unwrap().status();
     assert_eq!(status, 201);
     cp.stop();
 

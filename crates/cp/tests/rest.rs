@@ -129,17 +129,38 @@ async fn stale_version_is_a_conflict_and_changes_nothing() {
     api.put("/meshes/default/secrets/s1", secret("default", "s1")).await;
     let mut newer = secret("default", "s1");
     newer["data"] = "bmV3".into();
-    let response = api.http.put(api.url("/meshes/default/secrets/s1")).header("If-Match", "\"7\"").body(newer.to_string()).send().await.unwrap();
+    let response = api
+        .http
+        .put(api.url("/meshes/default/secrets/s1"))
+        .header("If-Match", "\"7\"")
+        .body(newer.to_string())
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     error_fields(status, &body, StatusCode::CONFLICT);
     assert_eq!(api.get("/meshes/default/secrets/s1").await.1["data"], "c2VjcmV0");
 
-    let response = api.http.put(api.url("/meshes/default/secrets/s1")).header("If-Match", "\"1\"").body(newer.to_string()).send().await.unwrap();
+    let response = api
+        .http
+        .put(api.url("/meshes/default/secrets/s1"))
+        .header("If-Match", "\"1\"")
+        .body(newer.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(api.get("/meshes/default/secrets/s1").await.1["data"], "bmV3");
 
-    let response = api.http.put(api.url("/meshes/default/secrets/s1")).header("If-Match", "soon").body(newer.to_string()).send().await.unwrap();
+    let response = api
+        .http
+        .put(api.url("/meshes/default/secrets/s1"))
+        .header("If-Match", "soon")
+        .body(newer.to_string())
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     assert_eq!(error_fields(status, &response.json().await.unwrap(), StatusCode::BAD_REQUEST), vec!["If-Match"]);
 }
@@ -187,7 +208,8 @@ async fn resource_in_a_missing_mesh_is_refused() {
 #[tokio::test]
 async fn malformed_documents_name_line_and_column() {
     let api = Api::start();
-    let (status, body) = api.put_text("/meshes/default/secrets/s1", "{\n  \"type\": \"Secret\",\n  \"data\": }".into()).await;
+    let (status, body) =
+        api.put_text("/meshes/default/secrets/s1", "{\n  \"type\": \"Secret\",\n  \"data\": }".into()).await;
     error_fields(status, &body, StatusCode::BAD_REQUEST);
     assert!(body["detail"].as_str().unwrap().starts_with("line 3, column"), "{body}");
     let (status, body) = api.put_text("/meshes/default/secrets/s1", "type: Secret\ndata: [c2V\n".into()).await;
@@ -275,7 +297,10 @@ async fn deleting_a_mesh_deletes_what_is_in_it() {
 #[tokio::test]
 async fn global_types() {
     let api = Api::start();
-    assert_eq!(api.put("/zones/east", json!({"type": "Zone", "name": "east", "enabled": true})).await.0, StatusCode::CREATED);
+    assert_eq!(
+        api.put("/zones/east", json!({"type": "Zone", "name": "east", "enabled": true})).await.0,
+        StatusCode::CREATED
+    );
     let gs = json!({"type": "GlobalSecret", "name": "admin", "data": "c2VjcmV0"});
     assert_eq!(api.put("/global-secrets/admin", gs).await.0, StatusCode::CREATED);
     assert_eq!(api.get("/zones").await.1["total"], 1);

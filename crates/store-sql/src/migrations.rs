@@ -9,11 +9,7 @@ use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Mig
 /// (version, description, SQL) of each SQLite migration, oldest first.
 /// Never edit a released one: sqlx refuses a database whose applied
 /// migration's checksum changed. Add the next number instead.
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "resources",
-    include_str!("../migrations/sqlite/0001_resources.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[(1, "resources", include_str!("../migrations/sqlite/0001_resources.sql"))];
 
 /// The migrator for SQLite databases.
 pub(crate) async fn sqlite() -> Result<Migrator, MigrateError> {
@@ -30,13 +26,7 @@ impl MigrationSource<'static> for Embedded {
             .0
             .iter()
             .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    description.into(),
-                    MigrationType::Simple,
-                    sql.into(),
-                    false,
-                )
+                Migration::new(version, description.into(), MigrationType::Simple, sql.into(), false)
             })
             .collect();
         Box::pin(std::future::ready(Ok(migrations)))

@@ -25,19 +25,12 @@ pub(crate) struct ResourceRow {
 impl ResourceRow {
     pub fn into_resource(self) -> Result<Resource, StoreError> {
         let key = key_from_columns(&self.kind, &self.mesh, self.name)?;
-        let labels: BTreeMap<String, String> = serde_json::from_str(&self.labels).map_err(|e| {
-            corrupt(
-                &key,
-                format!("labels are not a JSON object of strings: {e}"),
-            )
-        })?;
+        let labels: BTreeMap<String, String> = serde_json::from_str(&self.labels)
+            .map_err(|e| corrupt(&key, format!("labels are not a JSON object of strings: {e}")))?;
         let body = match serde_json::from_str(&self.body) {
             Ok(Value::Object(body)) => body,
             Ok(other) => {
-                return Err(corrupt(
-                    &key,
-                    format!("body is not a JSON object but {other}"),
-                ));
+                return Err(corrupt(&key, format!("body is not a JSON object but {other}")));
             }
             Err(e) => return Err(corrupt(&key, format!("body is not JSON: {e}"))),
         };
@@ -57,11 +50,7 @@ pub(crate) fn mesh_column(key: &ResourceKey) -> &str {
     key.mesh.as_deref().unwrap_or("")
 }
 
-pub(crate) fn key_from_columns(
-    kind: &str,
-    mesh: &str,
-    name: String,
-) -> Result<ResourceKey, StoreError> {
+pub(crate) fn key_from_columns(kind: &str, mesh: &str, name: String) -> Result<ResourceKey, StoreError> {
     let kind: ResourceType = kind.parse().map_err(|reason| {
         StoreError::Backend(format!(
             "stored resource {name:?} has {reason}; was the database written by a newer Kodiak?"
@@ -76,14 +65,8 @@ pub(crate) fn version_from_column(key: &ResourceKey, version: i64) -> Result<u64
 }
 
 pub(crate) fn labels_column(resource: &Resource) -> String {
-    Value::Object(
-        resource
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect::<Map<_, _>>(),
-    )
-    .to_string()
+    Value::Object(resource.labels.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>())
+        .to_string()
 }
 
 pub(crate) fn body_column(resource: &Resource) -> String {
@@ -91,7 +74,5 @@ pub(crate) fn body_column(resource: &Resource) -> String {
 }
 
 fn corrupt(key: &ResourceKey, problem: String) -> StoreError {
-    StoreError::Backend(format!(
-        "stored {key} is damaged: {problem}; delete it and create it again"
-    ))
+    StoreError::Backend(format!("stored {key} is damaged: {problem}; delete it and create it again"))
 }

@@ -2,8 +2,7 @@
 //! both accept (`$n` parameters, `RETURNING`). Key parameters come first:
 //! `$1` type, `$2` mesh ('' for global types), `$3` name.
 
-pub(crate) const MESH_EXISTS: &str =
-    "SELECT 1 FROM resources WHERE type = 'Mesh' AND mesh = '' AND name = $1";
+pub(crate) const MESH_EXISTS: &str = "SELECT 1 FROM resources WHERE type = 'Mesh' AND mesh = '' AND name = $1";
 
 pub(crate) const INSERT: &str = "INSERT INTO resources \
      (type, mesh, name, version, labels, body, creation_time, modification_time) \
@@ -16,15 +15,12 @@ pub(crate) const UPDATE: &str = "UPDATE resources \
      WHERE type = $1 AND mesh = $2 AND name = $3 AND ($7 IS NULL OR version = $7) \
      RETURNING version, creation_time";
 
-pub(crate) const VERSION: &str =
-    "SELECT version FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";
+pub(crate) const VERSION: &str = "SELECT version FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";
 
-pub(crate) const DELETE: &str =
-    "DELETE FROM resources WHERE type = $1 AND mesh = $2 AND name = $3 RETURNING version";
+pub(crate) const DELETE: &str = "DELETE FROM resources WHERE type = $1 AND mesh = $2 AND name = $3 RETURNING version";
 
 /// Everything inside a mesh (`$1`), for the cascade when the Mesh goes.
-pub(crate) const DELETE_IN_MESH: &str =
-    "DELETE FROM resources WHERE mesh = $1 RETURNING type, name, version";
+pub(crate) const DELETE_IN_MESH: &str = "DELETE FROM resources WHERE mesh = $1 RETURNING type, name, version";
 
 pub(crate) const GET: &str = "SELECT type, mesh, name, version, labels, body, creation_time, modification_time \
      FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";

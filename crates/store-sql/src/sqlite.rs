@@ -6,19 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kodiak_api::{Resource, ResourceKey, ResourceType};
-use kodiak_store::{
-    ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, ResourceStore, StoreError, now_rfc3339,
-};
+use kodiak_store::{ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, ResourceStore, StoreError, now_rfc3339};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, broadcast};
 
-use crate::row::{
-    ResourceRow, body_column, key_from_columns, labels_column, mesh_column, version_from_column,
-};
+use crate::row::{ResourceRow, body_column, key_from_columns, labels_column, mesh_column, version_from_column};
 use crate::{OpenError, migrations, sql};
 
 /// The database file inside the data directory.
@@ -45,10 +40,7 @@ impl SqliteStore {
     pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
         tokio::fs::create_dir_all(data_dir)
             .await
-            .map_err(|source| OpenError::CreateDirectory {
-                path: data_dir.to_owned(),
-                source,
-            })?;
+            .map_err(|source| OpenError::CreateDirectory { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -61,24 +53,14 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| OpenError::Connect {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| OpenError::Connect { path: path.clone(), source })?;
         let migrated = match migrations::sqlite().await {
             Ok(migrator) => migrator.run(&pool).await,
             Err(e) => Err(e),
         };
-        migrated.map_err(|source| OpenError::Migrate {
-            path: path.clone(),
-            source,
-        })?;
+        migrated.map_err(|source| OpenError::Migrate { path: path.clone(), source })?;
         tracing::info!(path = %path.display(), "opened resource database");
-        Ok(Self {
-            pool,
-            write_turn: Mutex::new(()),
-            events: broadcast::channel(EVENT_BUFFER).0,
-        })
+        Ok(Self { pool, write_turn: Mutex::new(()), events: broadcast::channel(EVENT_BUFFER).0 })
     }
 
     /// Waits for running statements and closes the database, so that the
@@ -101,12 +83,7 @@ impl ResourceStore for SqliteStore {
         let _turn = self.write_turn.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if let Some(mesh) = &resource.key.mesh
-            && sqlx::query(sql::MESH_EXISTS)
-                .bind(mesh)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
-                .is_none()
+            && sqlx::query(sql::MESH_EXISTS).bind(mesh).fetch_optional(&mut *tx).await.map_err(backend)?.is_none()
         {
             return Err(StoreError::MeshNotFound(mesh.clone()));
         }
@@ -118,10 +95,7 @@ impl ResourceStore for SqliteStore {
             .execute(&mut *tx)
             .await;
         match inserted {
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|e| e.is_unique_violation()) =>
-            {
+            Err(e) if e.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
                 return Err(StoreError::AlreadyExists(resource.key));
             }
             other => other.map_err(backend)?,
@@ -131,19 +105,11 @@ impl ResourceStore for SqliteStore {
         resource.version = 1;
         resource.creation_time = Some(now.clone());
         resource.modification_time = Some(now);
-        self.announce([ChangeEvent {
-            kind: ChangeKind::Created,
-            key: resource.key.clone(),
-            version: 1,
-        }]);
+        self.announce([ChangeEvent { kind: ChangeKind::Created, key: resource.key.clone(), version: 1 }]);
         Ok(resource)
     }
 
-    async fn update(
-        &self,
-        mut resource: Resource,
-        expected_version: Option<u64>,
-    ) -> Result<Resource, StoreError> {
+    async fn update(&self, mut resource: Resource, expected_version: Option<u64>) -> Result<Resource, StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let now = now_rfc3339();
@@ -165,11 +131,7 @@ impl ResourceStore for SqliteStore {
         resource.modification_time = Some(now);
         tx.commit().await.map_err(backend)?;
 
-        let event = ChangeEvent {
-            kind: ChangeKind::Updated,
-            key: resource.key.clone(),
-            version: resource.version,
-        };
+        let event = ChangeEvent { kind: ChangeKind::Updated, key: resource.key.clone(), version: resource.version };
         self.announce([event]);
         Ok(resource)
     }
@@ -177,40 +139,24 @@ impl ResourceStore for SqliteStore {
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let deleted = bind_key(sqlx::query(sql::DELETE), key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let deleted = bind_key(sqlx::query(sql::DELETE), key).fetch_optional(&mut *tx).await.map_err(backend)?;
         let Some(deleted) = deleted else {
             return Err(StoreError::NotFound(key.clone()));
         };
         let mut events = Vec::new();
         if key.kind == ResourceType::Mesh {
-            let inside = sqlx::query(sql::DELETE_IN_MESH)
-                .bind(&key.name)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let inside = sqlx::query(sql::DELETE_IN_MESH).bind(&key.name).fetch_all(&mut *tx).await.map_err(backend)?;
             for row in inside {
                 let kind: String = row.try_get("type").map_err(backend)?;
-                let inner =
-                    key_from_columns(&kind, &key.name, row.try_get("name").map_err(backend)?)?;
+                let inner = key_from_columns(&kind, &key.name, row.try_get("name").map_err(backend)?)?;
                 let version = read_version(&row, &inner)?;
-                events.push(ChangeEvent {
-                    kind: ChangeKind::Deleted,
-                    key: inner,
-                    version,
-                });
+                events.push(ChangeEvent { kind: ChangeKind::Deleted, key: inner, version });
             }
             events.sort_by(|l, r| l.key.cmp(&r.key));
         }
         // The Mesh goes last: a watcher that sees it gone knows its contents are gone too.
         let version = read_version(&deleted, key)?;
-        events.push(ChangeEvent {
-            kind: ChangeKind::Deleted,
-            key: key.clone(),
-            version,
-        });
+        events.push(ChangeEvent { kind: ChangeKind::Deleted, key: key.clone(), version });
         tx.commit().await.map_err(backend)?;
 
         self.announce(events);
@@ -218,10 +164,7 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StoreError> {
-        let row = bind_key(sqlx::query(sql::GET), key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = bind_key(sqlx::query(sql::GET), key).fetch_optional(&self.pool).await.map_err(backend)?;
         row.map(|row| read_row(&row)?.into_resource()).transpose()
     }
 
@@ -232,10 +175,7 @@ impl ResourceStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        let resources = rows
-            .iter()
-            .map(|row| read_row(row)?.into_resource())
-            .collect::<Result<Vec<_>, _>>()?;
+        let resources = rows.iter().map(|row| read_row(row)?.into_resource()).collect::<Result<Vec<_>, _>>()?;
         Ok(query.page(resources))
     }
 
@@ -248,10 +188,7 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q
 
 /// Binds `$1` type, `$2` mesh and `$3` name, as every keyed statement expects.
 fn bind_key<'q>(query: Query<'q>, key: &'q ResourceKey) -> Query<'q> {
-    query
-        .bind(key.kind.name())
-        .bind(mesh_column(key))
-        .bind(key.name.as_str())
+    query.bind(key.kind.name()).bind(mesh_column(key)).bind(key.name.as_str())
 }
 
 /// Says why an update changed no row: the resource is missing, or its
@@ -261,20 +198,12 @@ async fn why_not_updated(
     key: ResourceKey,
     expected: Option<u64>,
 ) -> Result<StoreError, StoreError> {
-    let Some(row) = bind_key(sqlx::query(sql::VERSION), &key)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?
-    else {
+    let Some(row) = bind_key(sqlx::query(sql::VERSION), &key).fetch_optional(&mut **tx).await.map_err(backend)? else {
         return Ok(StoreError::NotFound(key));
     };
     let actual = read_version(&row, &key)?;
     Ok(match expected {
-        Some(expected) => StoreError::Conflict {
-            key,
-            expected,
-            actual,
-        },
+        Some(expected) => StoreError::Conflict { key, expected, actual },
         // Unreachable inside one transaction; said plainly should it happen.
         None => StoreError::Backend(format!("{key} exists but was not updated; try again")),
     })

@@ -15,10 +15,7 @@ fn resource(document: serde_json::Value) -> Resource {
 /// A store in `dir` that holds the Mesh "default".
 async fn open_with_default_mesh(dir: &Path) -> SqliteStore {
     let store = SqliteStore::open(dir).await.unwrap();
-    store
-        .create(resource(json!({"type": "Mesh", "name": "default"})))
-        .await
-        .unwrap();
+    store.create(resource(json!({"type": "Mesh", "name": "default"}))).await.unwrap();
     store
 }
 
@@ -42,23 +39,15 @@ async fn data_survives_closing_and_reopening() {
 
     let store = reopen(store, dir.path()).await;
 
-    assert_eq!(
-        store.get(&updated.key).await.unwrap(),
-        Some(updated.clone())
-    );
-    let page = store
-        .list(&ListQuery::in_mesh(updated.key.kind, "default", 10))
-        .await
-        .unwrap();
+    assert_eq!(store.get(&updated.key).await.unwrap(), Some(updated.clone()));
+    let page = store.list(&ListQuery::in_mesh(updated.key.kind, "default", 10)).await.unwrap();
     assert_eq!(page.items, std::slice::from_ref(&updated));
     let next = store.update(updated, Some(2)).await.unwrap();
     assert_eq!(next.version, 3, "versions continue after a restart");
 }
 
 async fn connect_directly(dir: &Path) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("kodiak.db").display()))
-        .await
-        .unwrap()
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("kodiak.db").display())).await.unwrap()
 }
 
 #[tokio::test]
@@ -68,10 +57,7 @@ async fn open_creates_missing_data_directories_and_a_wal_database() {
     SqliteStore::open(&nested).await.unwrap().close().await;
 
     let db = connect_directly(&nested).await;
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db).await.unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -80,15 +66,8 @@ async fn open_names_a_data_directory_it_cannot_create() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("occupied");
     std::fs::write(&file, "not a directory").unwrap();
-    let err = SqliteStore::open(&file.join("data"))
-        .await
-        .err()
-        .expect("a file is in the way");
-    assert!(
-        err.to_string()
-            .starts_with("could not create data directory"),
-        "{err}"
-    );
+    let err = SqliteStore::open(&file.join("data")).await.err().expect("a file is in the way");
+    assert!(err.to_string().starts_with("could not create data directory"), "{err}");
     assert!(err.to_string().contains("occupied"), "{err}");
 }
 
@@ -105,10 +84,7 @@ async fn a_stored_body_that_no_longer_validates_is_still_returned() {
     let store = reopen(store, dir.path()).await;
 
     assert_eq!(store.get(&legacy.key).await.unwrap(), Some(stored.clone()));
-    let page = store
-        .list(&ListQuery::in_mesh(legacy.key.kind, "default", 10))
-        .await
-        .unwrap();
+    let page = store.list(&ListQuery::in_mesh(legacy.key.kind, "default", 10)).await.unwrap();
     assert_eq!(page.items, [stored]);
 }
 
@@ -116,36 +92,14 @@ async fn a_stored_body_that_no_longer_validates_is_still_returned() {
 async fn a_damaged_row_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    store
-        .create(resource(json!({"type": "Zone", "name": "east"})))
-        .await
-        .unwrap();
+    store.create(resource(json!({"type": "Zone", "name": "east"}))).await.unwrap();
     store.close().await;
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("kodiak.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE resources SET body = 'not json' WHERE name = 'east'")
-        .execute(&db)
-        .await
-        .unwrap();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("kodiak.db").display())).await.unwrap();
+    sqlx::query("UPDATE resources SET body = 'not json' WHERE name = 'east'").execute(&db).await.unwrap();
     db.close().await;
 
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    let err = store
-        .get(&ResourceKey::new(
-            kodiak_api::ResourceType::Zone,
-            None,
-            "east",
-        ))
-        .await
-        .unwrap_err();
+    let err = store.get(&ResourceKey::new(kodiak_api::ResourceType::Zone, None, "east")).await.unwrap_err();
     assert!(matches!(&err, StoreError::Backend(_)), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("Zone \"east\" is damaged: body is not JSON"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("Zone \"east\" is damaged: body is not JSON"), "{err}");
 }

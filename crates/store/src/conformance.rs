@@ -72,19 +72,9 @@ pub async fn create_then_get(store: Store) {
     assert_eq!(created.labels, input.labels);
     assert_eq!(created.body, input.body);
     assert_eq!(created.version, 1, "versions start at 1");
-    let created_at = created
-        .creation_time
-        .as_deref()
-        .expect("create sets creationTime");
-    assert!(
-        humantime::parse_rfc3339(created_at).is_ok(),
-        "creationTime {created_at:?} is not RFC 3339"
-    );
-    assert_eq!(
-        created.modification_time.as_deref(),
-        Some(created_at),
-        "a new resource was modified when created"
-    );
+    let created_at = created.creation_time.as_deref().expect("create sets creationTime");
+    assert!(humantime::parse_rfc3339(created_at).is_ok(), "creationTime {created_at:?} is not RFC 3339");
+    assert_eq!(created.modification_time.as_deref(), Some(created_at), "a new resource was modified when created");
     assert_eq!(store.get(&input.key).await.unwrap(), Some(created));
 }
 
@@ -92,23 +82,12 @@ pub async fn create_then_get(store: Store) {
 /// the same name in another mesh is a different resource.
 pub async fn create_of_existing_is_refused(store: Store) {
     create_meshes(&store, &["a", "b"]).await;
-    let first = store
-        .create(secret("a", "token", &[("try", "first")]))
-        .await
-        .unwrap();
+    let first = store.create(secret("a", "token", &[("try", "first")])).await.unwrap();
 
-    let again = store
-        .create(secret("a", "token", &[("try", "second")]))
-        .await;
-    assert!(
-        matches!(&again, Err(StoreError::AlreadyExists(key)) if *key == first.key),
-        "{again:?}"
-    );
+    let again = store.create(secret("a", "token", &[("try", "second")])).await;
+    assert!(matches!(&again, Err(StoreError::AlreadyExists(key)) if *key == first.key), "{again:?}");
     assert_eq!(store.get(&first.key).await.unwrap(), Some(first));
-    store
-        .create(secret("b", "token", &[]))
-        .await
-        .expect("same name in another mesh");
+    store.create(secret("b", "token", &[])).await.expect("same name in another mesh");
 }
 
 /// A mesh-scoped resource needs its Mesh; a global resource that merely has
@@ -118,10 +97,7 @@ pub async fn create_in_missing_mesh_is_refused(store: Store) {
     let orphan = secret("nowhere", "token", &[]);
 
     let result = store.create(orphan.clone()).await;
-    assert!(
-        matches!(&result, Err(StoreError::MeshNotFound(mesh)) if mesh == "nowhere"),
-        "{result:?}"
-    );
+    assert!(matches!(&result, Err(StoreError::MeshNotFound(mesh)) if mesh == "nowhere"), "{result:?}");
     assert_eq!(store.get(&orphan.key).await.unwrap(), None);
 }
 
@@ -129,10 +105,7 @@ pub async fn create_in_missing_mesh_is_refused(store: Store) {
 /// creation time and moves the modification time forward.
 pub async fn update_bumps_version_and_modification_time(store: Store) {
     store.create(mesh("default")).await.unwrap();
-    let created = store
-        .create(secret("default", "token", &[("team", "core")]))
-        .await
-        .unwrap();
+    let created = store.create(secret("default", "token", &[("team", "core")])).await.unwrap();
     wait_for_clock_to_pass(created.modification_time.as_deref().unwrap()).await;
 
     let mut change = secret("default", "token", &[("team", "edge")]);
@@ -140,14 +113,8 @@ pub async fn update_bumps_version_and_modification_time(store: Store) {
     let updated = store.update(change.clone(), Some(1)).await.unwrap();
 
     assert_eq!(updated.version, 2);
-    assert_eq!(
-        (&updated.labels, &updated.body),
-        (&change.labels, &change.body)
-    );
-    assert_eq!(
-        updated.creation_time, created.creation_time,
-        "update keeps creationTime"
-    );
+    assert_eq!((&updated.labels, &updated.body), (&change.labels, &change.body));
+    assert_eq!(updated.creation_time, created.creation_time, "update keeps creationTime");
     assert!(
         updated.modification_time > created.modification_time,
         "modificationTime {:?} did not move past {:?}",
@@ -157,10 +124,7 @@ pub async fn update_bumps_version_and_modification_time(store: Store) {
     assert_eq!(store.get(&change.key).await.unwrap(), Some(updated));
 
     let unconditional = store.update(change, None).await.unwrap();
-    assert_eq!(
-        unconditional.version, 3,
-        "an update without expected version still counts"
-    );
+    assert_eq!(unconditional.version, 3, "an update without expected version still counts");
 }
 
 /// An update that expects an old version fails with both versions named and
@@ -168,14 +132,9 @@ pub async fn update_bumps_version_and_modification_time(store: Store) {
 pub async fn update_with_stale_version_conflicts(store: Store) {
     store.create(mesh("default")).await.unwrap();
     store.create(secret("default", "token", &[])).await.unwrap();
-    let current = store
-        .update(secret("default", "token", &[("step", "two")]), Some(1))
-        .await
-        .unwrap();
+    let current = store.update(secret("default", "token", &[("step", "two")]), Some(1)).await.unwrap();
 
-    let stale = store
-        .update(secret("default", "token", &[("step", "stale")]), Some(1))
-        .await;
+    let stale = store.update(secret("default", "token", &[("step", "stale")]), Some(1)).await;
     assert!(
         matches!(&stale, Err(StoreError::Conflict { key, expected: 1, actual: 2 }) if *key == current.key),
         "{stale:?}"
@@ -191,10 +150,7 @@ pub async fn update_of_missing_is_not_found(store: Store) {
 
     for expected in [None, Some(1)] {
         let result = store.update(missing.clone(), expected).await;
-        assert!(
-            matches!(&result, Err(StoreError::NotFound(key)) if *key == missing.key),
-            "{result:?}"
-        );
+        assert!(matches!(&result, Err(StoreError::NotFound(key)) if *key == missing.key), "{result:?}");
     }
     assert_eq!(store.get(&missing.key).await.unwrap(), None);
 }
@@ -208,14 +164,7 @@ pub async fn delete_removes_and_recreate_starts_over(store: Store) {
 
     store.delete(&token.key).await.unwrap();
     assert_eq!(store.get(&token.key).await.unwrap(), None);
-    assert_eq!(
-        store
-            .list(&ListQuery::in_mesh(ResourceType::Secret, "default", 10))
-            .await
-            .unwrap()
-            .total,
-        0
-    );
+    assert_eq!(store.list(&ListQuery::in_mesh(ResourceType::Secret, "default", 10)).await.unwrap().total, 0);
     assert_eq!(store.create(token).await.unwrap().version, 1);
 }
 
@@ -225,28 +174,17 @@ pub async fn delete_of_missing_is_not_found(store: Store) {
     let token = secret("default", "token", &[]);
     for key in [token.key.clone(), ResourceKey::mesh("absent")] {
         let result = store.delete(&key).await;
-        assert!(
-            matches!(&result, Err(StoreError::NotFound(k)) if *k == key),
-            "{result:?}"
-        );
+        assert!(matches!(&result, Err(StoreError::NotFound(k)) if *k == key), "{result:?}");
     }
     store.create(token.clone()).await.unwrap();
     store.delete(&token.key).await.unwrap();
-    assert!(matches!(
-        store.delete(&token.key).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.delete(&token.key).await, Err(StoreError::NotFound(_))));
 }
 
 /// Deleting a Mesh deletes everything in it and nothing outside it.
 pub async fn delete_mesh_cascades(store: Store) {
     create_meshes(&store, &["a", "b"]).await;
-    for resource in [
-        secret("a", "x", &[]),
-        secret("a", "y", &[]),
-        secret("b", "x", &[]),
-        global_secret("a"),
-    ] {
+    for resource in [secret("a", "x", &[]), secret("a", "y", &[]), secret("b", "x", &[]), global_secret("a")] {
         store.create(resource).await.unwrap();
     }
 
@@ -254,27 +192,13 @@ pub async fn delete_mesh_cascades(store: Store) {
 
     assert_eq!(store.get(&ResourceKey::mesh("a")).await.unwrap(), None);
     for gone in ["x", "y"] {
-        assert_eq!(
-            store.get(&secret("a", gone, &[]).key).await.unwrap(),
-            None,
-            "secret {gone} in deleted mesh"
-        );
+        assert_eq!(store.get(&secret("a", gone, &[]).key).await.unwrap(), None, "secret {gone} in deleted mesh");
     }
-    for kept in [
-        ResourceKey::mesh("b"),
-        secret("b", "x", &[]).key,
-        global_secret("a").key,
-    ] {
-        assert!(
-            store.get(&kept).await.unwrap().is_some(),
-            "{kept} was deleted with mesh \"a\""
-        );
+    for kept in [ResourceKey::mesh("b"), secret("b", "x", &[]).key, global_secret("a").key] {
+        assert!(store.get(&kept).await.unwrap().is_some(), "{kept} was deleted with mesh \"a\"");
     }
     store.create(mesh("a")).await.unwrap();
-    let page = store
-        .list(&ListQuery::in_mesh(ResourceType::Secret, "a", 10))
-        .await
-        .unwrap();
+    let page = store.list(&ListQuery::in_mesh(ResourceType::Secret, "a", 10)).await.unwrap();
     assert_eq!(page.total, 0, "a recreated mesh starts empty: {page:?}");
 }
 
@@ -288,19 +212,12 @@ pub async fn list_pages_in_name_order(store: Store) {
     store.create(secret("m2", "a", &[])).await.unwrap();
     store.create(global_secret("a")).await.unwrap();
 
-    let page_at = |offset| ListQuery {
-        offset,
-        ..ListQuery::in_mesh(ResourceType::Secret, "m1", 2)
-    };
+    let page_at = |offset| ListQuery { offset, ..ListQuery::in_mesh(ResourceType::Secret, "m1", 2) };
     let expected: [&[&str]; 4] = [&["a", "b"], &["c", "d"], &["e"], &[]];
     for (offset, names) in [0, 2, 4, 10].into_iter().zip(expected) {
         let page = store.list(&page_at(offset)).await.unwrap();
         assert_eq!(page.total, 5, "total at offset {offset}");
-        assert_eq!(
-            keys(&page.items),
-            names.iter().map(|n| in_mesh("m1", n)).collect::<Vec<_>>(),
-            "offset {offset}"
-        );
+        assert_eq!(keys(&page.items), names.iter().map(|n| in_mesh("m1", n)).collect::<Vec<_>>(), "offset {offset}");
     }
 }
 
@@ -311,23 +228,11 @@ pub async fn list_across_meshes_orders_by_mesh_then_name(store: Store) {
         store.create(secret(mesh, name, &[])).await.unwrap();
     }
 
-    let page = store
-        .list(&ListQuery::all(ResourceType::Secret, 10))
-        .await
-        .unwrap();
+    let page = store.list(&ListQuery::all(ResourceType::Secret, 10)).await.unwrap();
     assert_eq!(page.total, 3);
-    assert_eq!(
-        keys(&page.items),
-        [in_mesh("m1", "b"), in_mesh("m1", "z"), in_mesh("m2", "a")]
-    );
-    let meshes = store
-        .list(&ListQuery::all(ResourceType::Mesh, 10))
-        .await
-        .unwrap();
-    assert_eq!(
-        keys(&meshes.items),
-        [(None, "m1".to_owned()), (None, "m2".to_owned())]
-    );
+    assert_eq!(keys(&page.items), [in_mesh("m1", "b"), in_mesh("m1", "z"), in_mesh("m2", "a")]);
+    let meshes = store.list(&ListQuery::all(ResourceType::Mesh, 10)).await.unwrap();
+    assert_eq!(keys(&meshes.items), [(None, "m1".to_owned()), (None, "m2".to_owned())]);
 }
 
 /// Mesh, name and label filters combine, and `total` counts filtered matches.
@@ -344,57 +249,26 @@ pub async fn list_filters_by_mesh_name_and_labels(store: Store) {
     }
 
     let base = ListQuery::in_mesh(ResourceType::Secret, "m1", 10);
-    let by_name = |text: &str| ListQuery {
-        name_contains: Some(text.to_owned()),
-        ..base.clone()
-    };
-    let by_labels = |query: ListQuery, pairs: &[(&str, &str)]| ListQuery {
-        labels: label_map(pairs),
-        ..query
-    };
+    let by_name = |text: &str| ListQuery { name_contains: Some(text.to_owned()), ..base.clone() };
+    let by_labels = |query: ListQuery, pairs: &[(&str, &str)]| ListQuery { labels: label_map(pairs), ..query };
     let cases = [
         (by_name("web"), vec!["web-1", "web-2"]),
-        (
-            by_labels(base.clone(), &[("env", "prod")]),
-            vec!["db-1", "web-1"],
-        ),
-        (
-            by_labels(base.clone(), &[("app", "web"), ("env", "prod")]),
-            vec!["web-1"],
-        ),
+        (by_labels(base.clone(), &[("env", "prod")]), vec!["db-1", "web-1"]),
+        (by_labels(base.clone(), &[("app", "web"), ("env", "prod")]), vec!["web-1"]),
         (by_labels(by_name("web"), &[("env", "dev")]), vec!["web-2"]),
         (by_labels(base.clone(), &[("env", "staging")]), vec![]),
     ];
     for (query, names) in cases {
         let page = store.list(&query).await.unwrap();
-        assert_eq!(
-            keys(&page.items),
-            names.iter().map(|n| in_mesh("m1", n)).collect::<Vec<_>>(),
-            "{query:?}"
-        );
+        assert_eq!(keys(&page.items), names.iter().map(|n| in_mesh("m1", n)).collect::<Vec<_>>(), "{query:?}");
         assert_eq!(page.total, names.len(), "{query:?}");
     }
 
-    let first_of_two = store
-        .list(&ListQuery {
-            size: 1,
-            ..by_name("web")
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        (first_of_two.total, keys(&first_of_two.items)),
-        (2, vec![in_mesh("m1", "web-1")])
-    );
-    let everywhere = by_labels(
-        ListQuery::all(ResourceType::Secret, 10),
-        &[("app", "web"), ("env", "prod")],
-    );
+    let first_of_two = store.list(&ListQuery { size: 1, ..by_name("web") }).await.unwrap();
+    assert_eq!((first_of_two.total, keys(&first_of_two.items)), (2, vec![in_mesh("m1", "web-1")]));
+    let everywhere = by_labels(ListQuery::all(ResourceType::Secret, 10), &[("app", "web"), ("env", "prod")]);
     let page = store.list(&everywhere).await.unwrap();
-    assert_eq!(
-        keys(&page.items),
-        [in_mesh("m1", "web-1"), in_mesh("m2", "web-3")]
-    );
+    assert_eq!(keys(&page.items), [in_mesh("m1", "web-1"), in_mesh("m2", "web-3")]);
 }
 
 /// Mesh, Zone and GlobalSecret live beside the meshes: stored and listed
@@ -404,16 +278,8 @@ pub async fn global_types_have_no_mesh(store: Store) {
         let created = store.create(resource.clone()).await.unwrap();
         assert_eq!(created.key.mesh, None);
         assert_eq!(store.get(&resource.key).await.unwrap(), Some(created));
-        let page = store
-            .list(&ListQuery::all(resource.key.kind, 10))
-            .await
-            .unwrap();
-        assert_eq!(
-            keys(&page.items),
-            [(None, resource.key.name.clone())],
-            "{}",
-            resource.key.kind
-        );
+        let page = store.list(&ListQuery::all(resource.key.kind, 10)).await.unwrap();
+        assert_eq!(keys(&page.items), [(None, resource.key.name.clone())], "{}", resource.key.kind);
     }
 }
 
@@ -435,34 +301,20 @@ pub async fn watch_reports_changes_in_order(store: Store) {
         (ChangeKind::Deleted, token.key.clone(), 2),
     ];
     for (kind, key, version) in expected {
-        assert_eq!(
-            next_event(&mut events).await,
-            ChangeEvent { kind, key, version }
-        );
+        assert_eq!(next_event(&mut events).await, ChangeEvent { kind, key, version });
     }
 
     let mut events = store.watch();
     store.create(token.clone()).await.unwrap();
     let created = next_event(&mut events).await;
     let seen = store.get(&created.key).await.unwrap().map(|r| r.version);
-    assert_eq!(
-        seen,
-        Some(created.version),
-        "get after the event shows the change"
-    );
+    assert_eq!(seen, Some(created.version), "get after the event shows the change");
     store.update(token.clone(), None).await.unwrap();
     let updated = next_event(&mut events).await;
-    assert_eq!(
-        store.get(&updated.key).await.unwrap().map(|r| r.version),
-        Some(2)
-    );
+    assert_eq!(store.get(&updated.key).await.unwrap().map(|r| r.version), Some(2));
     store.delete(&token.key).await.unwrap();
     next_event(&mut events).await;
-    assert_eq!(
-        store.get(&token.key).await.unwrap(),
-        None,
-        "get after the delete event"
-    );
+    assert_eq!(store.get(&token.key).await.unwrap(), None, "get after the delete event");
 }
 
 /// Deleting a Mesh reports each resource deleted with it, then the Mesh
@@ -481,28 +333,11 @@ pub async fn watch_reports_cascaded_deletes(store: Store) {
 
     let mut contents = vec![next_event(&mut events).await, next_event(&mut events).await];
     contents.sort_by(|l, r| l.key.cmp(&r.key));
-    let deleted = |key: ResourceKey, version| ChangeEvent {
-        kind: ChangeKind::Deleted,
-        key,
-        version,
-    };
-    assert_eq!(
-        contents,
-        [
-            deleted(secret("a", "x", &[]).key, 1),
-            deleted(secret("a", "y", &[]).key, 2)
-        ]
-    );
-    assert_eq!(
-        next_event(&mut events).await,
-        deleted(ResourceKey::mesh("a"), 1),
-        "the Mesh goes last"
-    );
+    let deleted = |key: ResourceKey, version| ChangeEvent { kind: ChangeKind::Deleted, key, version };
+    assert_eq!(contents, [deleted(secret("a", "x", &[]).key, 1), deleted(secret("a", "y", &[]).key, 2)]);
+    assert_eq!(next_event(&mut events).await, deleted(ResourceKey::mesh("a"), 1), "the Mesh goes last");
     let after = next_event(&mut events).await;
-    assert_eq!(
-        after.key, marker.key,
-        "no other events from deleting mesh \"a\""
-    );
+    assert_eq!(after.key, marker.key, "no other events from deleting mesh \"a\"");
 }
 
 /// Many writers updating one resource with expected versions: every version
@@ -511,11 +346,7 @@ pub async fn concurrent_updates_lose_nothing(store: Store) {
     const WRITERS: u64 = 8;
     const UPDATES_EACH: u64 = 5;
     store.create(mesh("default")).await.unwrap();
-    let key = store
-        .create(secret("default", "counter", &[]))
-        .await
-        .unwrap()
-        .key;
+    let key = store.create(secret("default", "counter", &[])).await.unwrap().key;
     let mut events = store.watch();
 
     let mut writers = JoinSet::new();
@@ -526,8 +357,7 @@ pub async fn concurrent_updates_lose_nothing(store: Store) {
             while (won.len() as u64) < UPDATES_EACH {
                 let mut next = store.get(&key).await.unwrap().expect("counter exists");
                 let expected = next.version;
-                next.labels
-                    .insert(format!("writer-{writer}"), won.len().to_string());
+                next.labels.insert(format!("writer-{writer}"), won.len().to_string());
                 match store.update(next, Some(expected)).await {
                     Ok(updated) => won.push(updated.version),
                     Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
@@ -541,21 +371,13 @@ pub async fn concurrent_updates_lose_nothing(store: Store) {
     versions.sort_unstable();
 
     let last = 1 + WRITERS * UPDATES_EACH;
-    assert_eq!(
-        versions,
-        (2..=last).collect::<Vec<_>>(),
-        "each version won exactly once"
-    );
+    assert_eq!(versions, (2..=last).collect::<Vec<_>>(), "each version won exactly once");
     let stored = store.get(&key).await.unwrap().unwrap();
     assert_eq!(stored.version, last);
     for writer in 0..WRITERS {
         let label = stored.labels.get(&format!("writer-{writer}"));
         let last_update = (UPDATES_EACH - 1).to_string();
-        assert_eq!(
-            label,
-            Some(&last_update),
-            "writer {writer}'s last update was lost"
-        );
+        assert_eq!(label, Some(&last_update), "writer {writer}'s last update was lost");
     }
     for version in 2..=last {
         let event = next_event(&mut events).await;
@@ -564,8 +386,7 @@ pub async fn concurrent_updates_lose_nothing(store: Store) {
 }
 
 fn resource(document: Value) -> Resource {
-    Resource::from_document(&document)
-        .unwrap_or_else(|e| panic!("test document {document} is invalid: {e}"))
+    Resource::from_document(&document).unwrap_or_else(|e| panic!("test document {document} is invalid: {e}"))
 }
 
 fn mesh(name: &str) -> Resource {
@@ -581,16 +402,11 @@ fn global_secret(name: &str) -> Resource {
 }
 
 fn secret(mesh: &str, name: &str, labels: &[(&str, &str)]) -> Resource {
-    resource(
-        json!({"type": "Secret", "mesh": mesh, "name": name, "labels": label_map(labels), "data": "c2VjcmV0"}),
-    )
+    resource(json!({"type": "Secret", "mesh": mesh, "name": name, "labels": label_map(labels), "data": "c2VjcmV0"}))
 }
 
 fn label_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 async fn create_meshes(store: &Store, names: &[&str]) {
@@ -601,10 +417,7 @@ async fn create_meshes(store: &Store, names: &[&str]) {
 
 /// (mesh, name) of each resource, the order `list` promises.
 fn keys(resources: &[Resource]) -> Vec<(Option<String>, String)> {
-    resources
-        .iter()
-        .map(|r| (r.key.mesh.clone(), r.key.name.clone()))
-        .collect()
+    resources.iter().map(|r| (r.key.mesh.clone(), r.key.name.clone())).collect()
 }
 
 fn in_mesh(mesh: &str, name: &str) -> (Option<String>, String) {

@@ -9,7 +9,9 @@ pub enum StoreError {
     NotFound(ResourceKey),
     #[error("mesh {0:?} does not exist; create the Mesh first")]
     MeshNotFound(String),
-    #[error("{key} was changed by someone else: expected version {expected}, stored version is {actual}; read it again and retry")]
+    #[error(
+        "{key} was changed by someone else: expected version {expected}, stored version is {actual}; read it again and retry"
+    )]
     Conflict { key: ResourceKey, expected: u64, actual: u64 },
     #[error("storage backend failed: {0}")]
     Backend(String),

@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use kodiak_api::{Resource, ResourceKey, ResourceType};
 use tokio::sync::broadcast;
 
-use crate::{
-    ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, ResourceStore, StoreError, now_rfc3339,
-};
+use crate::{ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, ResourceStore, StoreError, now_rfc3339};
 
 /// Resources in a map ordered like `list` returns them (type, mesh, name).
 ///
@@ -23,27 +21,18 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self {
-            resources: Mutex::new(BTreeMap::new()),
-            events: broadcast::channel(EVENT_BUFFER).0,
-        }
+        Self { resources: Mutex::new(BTreeMap::new()), events: broadcast::channel(EVENT_BUFFER).0 }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, BTreeMap<ResourceKey, Resource>> {
         // A panic while holding the lock cannot leave the map half-changed:
         // every change is a single insert or remove.
-        self.resources
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.resources.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn announce(&self, kind: ChangeKind, resource: &Resource) {
         // Sending fails only when nobody watches, which is fine.
-        let _ = self.events.send(ChangeEvent {
-            kind,
-            key: resource.key.clone(),
-            version: resource.version,
-        });
+        let _ = self.events.send(ChangeEvent { kind, key: resource.key.clone(), version: resource.version });
     }
 }
 
@@ -74,11 +63,7 @@ impl ResourceStore for MemoryStore {
         Ok(resource)
     }
 
-    async fn update(
-        &self,
-        resource: Resource,
-        expected_version: Option<u64>,
-    ) -> Result<Resource, StoreError> {
+    async fn update(&self, resource: Resource, expected_version: Option<u64>) -> Result<Resource, StoreError> {
         let mut resources = self.locked();
         let Some(stored) = resources.get_mut(&resource.key) else {
             return Err(StoreError::NotFound(resource.key));
@@ -86,11 +71,7 @@ impl ResourceStore for MemoryStore {
         if let Some(expected) = expected_version
             && expected != stored.version
         {
-            return Err(StoreError::Conflict {
-                key: resource.key,
-                expected,
-                actual: stored.version,
-            });
+            return Err(StoreError::Conflict { key: resource.key, expected, actual: stored.version });
         }
         stored.labels = resource.labels;
         stored.body = resource.body;
@@ -107,11 +88,8 @@ impl ResourceStore for MemoryStore {
             return Err(StoreError::NotFound(key.clone()));
         };
         if key.kind == ResourceType::Mesh {
-            let inside: Vec<ResourceKey> = resources
-                .keys()
-                .filter(|k| k.mesh.as_deref() == Some(key.name.as_str()))
-                .cloned()
-                .collect();
+            let inside: Vec<ResourceKey> =
+                resources.keys().filter(|k| k.mesh.as_deref() == Some(key.name.as_str())).cloned().collect();
             for key in inside {
                 if let Some(resource) = resources.remove(&key) {
                     self.announce(ChangeKind::Deleted, &resource);
@@ -130,10 +108,7 @@ impl ResourceStore for MemoryStore {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let resources = self.locked();
         let first_of_kind = ResourceKey::new(query.kind, None, "");
-        let of_kind = resources
-            .range(first_of_kind..)
-            .map(|(_, r)| r)
-            .take_while(|r| r.key.kind == query.kind);
+        let of_kind = resources.range(first_of_kind..).map(|(_, r)| r).take_while(|r| r.key.kind == query.kind);
         Ok(query.page(of_kind))
     }
 

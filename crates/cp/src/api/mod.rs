@@ -2,8 +2,8 @@
 
 mod error;
 mod index;
-mod list_params;
 mod overview;
+mod paging;
 mod resources;
 mod route;
 
@@ -57,7 +57,7 @@ async fn handle(
             format!("{method} is not supported on {}", uri.path()),
         ));
     }
-    let page = || list_params::parse(uri.query());
+    let page = || paging::parse(uri.query());
     match (route, method) {
         (Route::Index, _) => Ok(index::index(state).into_response()),
         (Route::Config, _) => Ok(index::config(state).into_response()),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::list_params::{ListParams, page_body};
+use super::paging::{ListParams, page_body};
 use super::resources::{not_found, query};
 
 pub async fn list(
@@ -36,7 +36,9 @@ fn overview(dataplane: &Resource) -> Value {
     let object = document.as_object_mut().expect("documents are objects");
     object.insert("type".into(), "DataplaneOverview".into());
     let own_fields = Value::Object(dataplane.body.clone());
-    object.retain(|key, _| ["type", "mesh", "name", "creationTime", "modificationTime", "labels"].contains(&key.as_str()));
+    object.retain(|key, _| {
+        ["type", "mesh", "name", "creationTime", "modificationTime", "labels"].contains(&key.as_str())
+    });
     object.insert("dataplane".into(), own_fields);
     object.insert("dataplaneInsight".into(), json!({ "subscriptions": [] }));
     document

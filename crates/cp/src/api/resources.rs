@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::list_params::{ListParams, page_body};
+use super::paging::{ListParams, page_body};
 
 pub async fn list(
     state: &ApiState,
@@ -65,13 +65,7 @@ pub async fn put(
     limit: usize,
 ) -> Result<Response, ApiError> {
     let expected_version = if_match(headers)?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large",
-            format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
-        )
-    })?;
+    let bytes = read_body(body, limit).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the request body is not UTF-8 text"))?;
     let mut document = parse_document(text)?;
     fill_identity(&mut document, &key)?;
@@ -129,6 +123,34 @@ fn fill_identity(document: &mut Value, key: &ResourceKey) -> Result<(), ApiError
     Ok(())
 }
 
+/// Reads at most `limit` bytes. A larger body is answered with 413 after
+/// reading (and dropping) a bounded amount more, so the client sees the
+/// answer instead of a connection reset in the middle of its upload.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        seen += chunk.len();
+        if seen <= limit {
+            collected.extend_from_slice(&chunk);
+        } else if seen > limit.saturating_mul(8) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
+        ));
+    }
+    Ok(collected.into())
+}
+
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
     value
@@ -137,7 +159,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
         .and_then(|v| v.parse().ok())
         .map(Some)
-        .ok_or_else(|| ApiError::invalid_field("If-Match", "must be a resource version in quotes, as in an ETag: \"3\""))
+        .ok_or_else(|| {
+            ApiError::invalid_field("If-Match", "must be a resource version in quotes, as in an ETag: \"3\"")
+        })
 }
 
 pub fn not_found(key: &ResourceKey) -> ApiError {

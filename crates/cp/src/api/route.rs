@@ -13,11 +13,17 @@ pub enum Route {
     ResourceTypes,
     /// A list: of a global type, of a mesh-scoped type in one mesh, or of a
     /// mesh-scoped type across meshes (`mesh: None`).
-    List { kind: ResourceType, mesh: Option<String> },
+    List {
+        kind: ResourceType,
+        mesh: Option<String>,
+    },
     One(ResourceKey),
     /// `/meshes/{mesh}/dataplanes/_overview` (all) or
     /// `/meshes/{mesh}/dataplanes/{name}/_overview` (one).
-    Overview { mesh: String, name: Option<String> },
+    Overview {
+        mesh: String,
+        name: Option<String>,
+    },
 }
 
 impl Route {

@@ -1,4 +1,5 @@
-//! List query parameters: `size`, `offset`, `name`, `labels.<key>`.
+//! Paging of lists: the query parameters `size`, `offset`, `name` and
+//! `labels.<key>`, and the `{total, items, next}` answer.
 
 use std::collections::BTreeMap;
 
@@ -43,11 +44,31 @@ pub fn parse(query: Option<&str>) -> Result<ListParams, ApiError> {
             },
         }
     }
-    if violations.is_empty() {
-        Ok(params)
-    } else {
-        Err(ApiError::invalid("invalid query parameters", violations))
-    }
+    if violations.is_empty() { Ok(params) } else { Err(ApiError::invalid("invalid query parameters", violations)) }
+}
+
+/// The list answer `{total, items, next}`; `next` is the absolute URL of
+/// the following page, or null on the last one.
+pub fn page_body(
+    total: usize,
+    items: Vec<serde_json::Value>,
+    params: &ListParams,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> serde_json::Value {
+    let next_offset = params.offset + params.size;
+    let next = (next_offset < total).then(|| {
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let mut query: Vec<(String, String)> =
+            vec![("offset".into(), next_offset.to_string()), ("size".into(), params.size.to_string())];
+        if let Some(name) = &params.name {
+            query.push(("name".into(), name.clone()));
+        }
+        query.extend(params.labels.iter().map(|(k, v)| (format!("labels.{k}"), v.clone())));
+        let query = serde_urlencoded::to_string(query).unwrap_or_default();
+        format!("http://{host}{}?{query}", uri.path())
+    });
+    serde_json::json!({ "total": total, "items": items, "next": next })
 }
 
 #[cfg(test)]
@@ -68,30 +89,4 @@ mod tests {
             assert!(parse(Some(query)).is_err(), "{query}");
         }
     }
-}
-
-/// The list answer `{total, items, next}`; `next` is the absolute URL of
-/// the following page, or null on the last one.
-pub fn page_body(
-    total: usize,
-    items: Vec<serde_json::Value>,
-    params: &ListParams,
-    uri: &axum::http::Uri,
-    headers: &axum::http::HeaderMap,
-) -> serde_json::Value {
-    let next_offset = params.offset + params.size;
-    let next = (next_offset < total).then(|| {
-        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        let mut query: Vec<(String, String)> = vec![
-            ("offset".into(), next_offset.to_string()),
-            ("size".into(), params.size.to_string()),
-        ];
-        if let Some(name) = &params.name {
-            query.push(("name".into(), name.clone()));
-        }
-        query.extend(params.labels.iter().map(|(k, v)| (format!("labels.{k}"), v.clone())));
-        let query = serde_urlencoded::to_string(query).unwrap_or_default();
-        format!("http://{host}{}?{query}", uri.path())
-    });
-    serde_json::json!({ "total": total, "items": items, "next": next })
 }
