@@ -35,6 +35,7 @@ const NETWORKING: Schema = Schema::Check(
         optional("gateway", GATEWAY),
         optional("transparentProxying", TRANSPARENT_PROXYING),
         optional("admin", Schema::Object(&[optional("port", Schema::Port)])),
+        optional("listeners", Schema::List(&LISTENER)),
     ]),
     check_networking,
 );
@@ -44,7 +45,7 @@ const INBOUND: Schema = Schema::Object(&[
     optional("servicePort", Schema::Port),
     optional("serviceAddress", IP),
     optional("address", IP),
-    required("tags", SERVICE_TAGS),
+    optional("tags", TAGGED_SERVICE),
     optional("health", Schema::Object(&[optional("ready", Schema::Bool)])),
     optional(
         "serviceProbe",
@@ -105,8 +106,27 @@ fn check_outbound(value: &Value, path: &FieldPath, out: &mut Violations) {
     }
 }
 
+/// An inbound's or a gateway's tags may be left out (the proxy is then
+/// known by its MeshService); once any tag is given, the service tag must be
+/// among them.
+const TAGGED_SERVICE: Schema = Schema::Check(&TAGS, |value, path, out| {
+    if value.as_object().is_some_and(|tags| !tags.is_empty()) {
+        SERVICE_TAGS.validate(value, path, out);
+    }
+});
+
+/// A zone ingress or zone egress listener the proxy opens beside (or
+/// instead of) its inbounds.
+const LISTENER: Schema = Schema::Object(&[
+    required("type", Schema::Enum(&["ZoneIngress", "ZoneEgress"])),
+    required("address", HOST),
+    required("port", Schema::Port),
+    optional("name", Schema::NonEmptyString),
+    optional("state", Schema::Enum(&["Ready", "NotReady"])),
+]);
+
 const GATEWAY: Schema = Schema::Object(&[
-    required("tags", Schema::Check(&SERVICE_TAGS, check_tcp_only)),
+    optional("tags", Schema::Check(&TAGGED_SERVICE, check_tcp_only)),
     optional("type", Schema::Enum(&["DELEGATED", "BUILTIN"])),
 ]);
 

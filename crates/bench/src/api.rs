@@ -118,7 +118,39 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc status")
 }
 
+/// A `kodiak-cp` process, killed when dropped.
 struct ControlPlane(Child);
+
+impl ControlPlane {
+    /// Starts `kodiak-cp` on `data_dir` and waits until it is ready.
+    async fn start(args: &Args, data_dir: &std::path::Path, http: &reqwest::Client) -> anyhow::Result<ControlPlane> {
+        let child = Command::new(&args.cp_binary)
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .args(["--api-port", &args.api_port.to_string(), "--diagnostics-port", &args.diagnostics_port.to_string()])
+            .env("KODIAK_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start kodiak-cp")?;
+        let cp = ControlPlane(child);
+        let ready = format!("http://127.0.0.1:{}/ready", args.diagnostics_port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+            if Instant::now() > deadline {
+                bail!("kodiak-cp did not become ready in 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(cp)
+    }
+
+    /// Stops it with SIGTERM, as an operator would, and waits for the exit.
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
@@ -134,26 +166,9 @@ async fn main() -> anyhow::Result<()> {
         bail!("{} not found: run `cargo build --release -p kodiak-cp` first", args.cp_binary.display());
     }
     let data = tempfile::tempdir()?;
-    let cp = ControlPlane(
-        Command::new(&args.cp_binary)
-            .args(["run", "--data-dir"])
-            .arg(data.path())
-            .args(["--api-port", &args.api_port.to_string(), "--diagnostics-port", &args.diagnostics_port.to_string()])
-            .env("KODIAK_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start kodiak-cp")?,
-    );
-    let pid = cp.0.id();
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let ready = format!("http://127.0.0.1:{}/ready", args.diagnostics_port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
-        if Instant::now() > deadline {
-            bail!("kodiak-cp did not become ready in 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let cp = ControlPlane::start(&args, data.path(), &http).await?;
+    let pid = cp.0.id();
     println!("kodiak-cp pid {pid}, SQLite store, {} Dataplanes, {} in flight", args.dataplanes, args.concurrency);
     let base = format!("http://127.0.0.1:{}", args.api_port);
 
@@ -192,6 +207,17 @@ async fn main() -> anyhow::Result<()> {
         http.get(format!("{base}/meshes/default/dataplanes?size=1")).send().await?.json().await?;
     println!("stored Dataplanes: {}", total["total"]);
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    println!("idle RSS of kodiak-cp: {:.1} MiB", rss_kib(pid)? as f64 / 1024.0);
+    println!("idle RSS of kodiak-cp after the load: {:.1} MiB", rss_kib(pid)? as f64 / 1024.0);
+
+    cp.stop()?;
+    let cp = ControlPlane::start(&args, data.path(), &http).await?;
+    let page: serde_json::Value =
+        http.get(format!("{base}/meshes/default/dataplanes?size=1")).send().await?.json().await?;
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    println!(
+        "idle RSS of kodiak-cp restarted on the same store ({} Dataplanes): {:.1} MiB",
+        page["total"],
+        rss_kib(cp.0.id())? as f64 / 1024.0
+    );
     Ok(())
 }

@@ -25,8 +25,10 @@ pub(crate) const DELETE_IN_MESH: &str = "DELETE FROM resources WHERE mesh = $1 R
 pub(crate) const GET: &str = "SELECT type, mesh, name, version, labels, body, creation_time, modification_time \
      FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";
 
-/// One type, in one mesh (`$2`) or all (`$2` NULL), in list order; the
-/// name and label filters and paging happen on the rows. The order is byte
-/// order, as in Rust (PostgreSQL needs `COLLATE "C"` on mesh and name).
-pub(crate) const LIST: &str = "SELECT type, mesh, name, version, labels, body, creation_time, modification_time \
-     FROM resources WHERE type = $1 AND ($2 IS NULL OR mesh = $2) ORDER BY mesh, name";
+/// The start of a list query; `sqlite.rs` appends the filters, the order
+/// (byte order, as in Rust; PostgreSQL needs `COLLATE "C"` on mesh and
+/// name) and the page.
+pub(crate) const SELECT_RESOURCES: &str =
+    "SELECT type, mesh, name, version, labels, body, creation_time, modification_time FROM resources";
+
+pub(crate) const COUNT_RESOURCES: &str = "SELECT COUNT(*) FROM resources";

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kodiak_api::name::check_label_key;
 use kodiak_api::{Resource, ResourceKey, ResourceType};
 use kodiak_store::{ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, ResourceStore, StoreError, now_rfc3339};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::row::{ResourceRow, body_column, key_from_columns, labels_column, mesh_column, version_from_column};
@@ -168,15 +169,25 @@ impl ResourceStore for SqliteStore {
         row.map(|row| read_row(&row)?.into_resource()).transpose()
     }
 
+    /// Filters, counts and pages in SQL, inside one read transaction so the
+    /// total and the page agree; only the requested page is read into memory.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let rows = sqlx::query(sql::LIST)
-            .bind(query.kind.name())
-            .bind(query.mesh.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let resources = rows.iter().map(|row| read_row(row)?.into_resource()).collect::<Result<Vec<_>, _>>()?;
-        Ok(query.page(resources))
+        if query.labels.keys().any(|key| check_label_key(key).is_err()) {
+            // No stored resource can carry an invalid label key.
+            return Ok(Page { total: 0, items: Vec::new() });
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut count = QueryBuilder::<Sqlite>::new(sql::COUNT_RESOURCES);
+        push_filters(&mut count, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await.map_err(backend)?;
+        let mut select = QueryBuilder::<Sqlite>::new(sql::SELECT_RESOURCES);
+        push_filters(&mut select, query);
+        select.push(" ORDER BY mesh, name LIMIT ").push_bind(as_i64(query.size));
+        select.push(" OFFSET ").push_bind(as_i64(query.offset));
+        let rows = select.build().fetch_all(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let items = rows.iter().map(|row| read_row(row)?.into_resource()).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { total: usize::try_from(total).unwrap_or(0), items })
     }
 
     fn watch(&self) -> broadcast::Receiver<ChangeEvent> {
@@ -225,6 +236,26 @@ fn read_row(row: &SqliteRow) -> Result<ResourceRow, StoreError> {
         creation_time: column("creation_time")?,
         modification_time: column("modification_time")?,
     })
+}
+
+/// Appends the WHERE clause of a list query. Label keys were checked, so
+/// they are safe inside a JSON path.
+fn push_filters(builder: &mut QueryBuilder<'_, Sqlite>, query: &ListQuery) {
+    builder.push(" WHERE type = ").push_bind(query.kind.name());
+    if let Some(mesh) = &query.mesh {
+        builder.push(" AND mesh = ").push_bind(mesh.clone());
+    }
+    if let Some(name) = &query.name_contains {
+        builder.push(" AND instr(name, ").push_bind(name.clone()).push(") > 0");
+    }
+    for (key, value) in &query.labels {
+        builder.push(" AND json_extract(labels, ").push_bind(format!("$.\"{key}\""));
+        builder.push(") = ").push_bind(value.clone());
+    }
+}
+
+fn as_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn backend(e: sqlx::Error) -> StoreError {

@@ -257,6 +257,8 @@ pub async fn list_filters_by_mesh_name_and_labels(store: Store) {
         (by_labels(base.clone(), &[("app", "web"), ("env", "prod")]), vec!["web-1"]),
         (by_labels(by_name("web"), &[("env", "dev")]), vec!["web-2"]),
         (by_labels(base.clone(), &[("env", "staging")]), vec![]),
+        (by_labels(base.clone(), &[("env\"", "prod")]), vec![]),
+        (by_labels(base.clone(), &[("web", "app")]), vec![]),
     ];
     for (query, names) in cases {
         let page = store.list(&query).await.unwrap();
