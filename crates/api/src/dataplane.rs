@@ -10,7 +10,7 @@ use crate::address::{HOST, IP, URL_PATH};
 use crate::mesh::METRICS_BACKEND;
 use crate::rules::{POSITIVE_COUNT, POSITIVE_DURATION};
 use crate::schema::{Schema, optional, required};
-use crate::tags::{PROTOCOL, SERVICE_TAGS, check_tcp_only};
+use crate::tags::{OPTIONAL_SERVICE_TAGS, PROTOCOL, SERVICE_TAGS, check_tcp_only};
 use crate::violations::{FieldPath, Violations};
 
 pub const SCHEMA: Schema = Schema::Check(
@@ -45,7 +45,7 @@ const INBOUND: Schema = Schema::Object(&[
     optional("servicePort", Schema::Port),
     optional("serviceAddress", IP),
     optional("address", IP),
-    optional("tags", TAGGED_SERVICE),
+    optional("tags", OPTIONAL_SERVICE_TAGS),
     optional("health", Schema::Object(&[optional("ready", Schema::Bool)])),
     optional(
         "serviceProbe",
@@ -106,15 +106,6 @@ fn check_outbound(value: &Value, path: &FieldPath, out: &mut Violations) {
     }
 }
 
-/// An inbound's or a gateway's tags may be left out (the proxy is then
-/// known by its MeshService); once any tag is given, the service tag must be
-/// among them.
-const TAGGED_SERVICE: Schema = Schema::Check(&TAGS, |value, path, out| {
-    if value.as_object().is_some_and(|tags| !tags.is_empty()) {
-        SERVICE_TAGS.validate(value, path, out);
-    }
-});
-
 /// A zone ingress or zone egress listener the proxy opens beside (or
 /// instead of) its inbounds.
 const LISTENER: Schema = Schema::Object(&[
@@ -126,7 +117,7 @@ const LISTENER: Schema = Schema::Object(&[
 ]);
 
 const GATEWAY: Schema = Schema::Object(&[
-    optional("tags", Schema::Check(&TAGGED_SERVICE, check_tcp_only)),
+    optional("tags", Schema::Check(&OPTIONAL_SERVICE_TAGS, check_tcp_only)),
     optional("type", Schema::Enum(&["DELEGATED", "BUILTIN"])),
 ]);
 
@@ -174,45 +165,35 @@ const PROBES: Schema = Schema::Object(&[
 /// must keep off its port there.
 const ADMIN_ADDRESS: &str = "127.0.0.1";
 
-/// Rules across the networking section: a dataplane is either a service
-/// proxy with inbounds or a gateway; two inbounds never share an address
-/// and port; the application's address differs from the proxy's; the admin
-/// port is free.
+/// Rules across the networking section: a gateway has neither inbounds nor
+/// listeners (and a builtin one no outbounds); the application's address
+/// differs from the proxy's; zone listeners keep off each other and off the
+/// inbounds; the admin port is free. A proxy may have no inbound at all (a
+/// client that only calls out), and several inbounds may share one port.
 fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
     let inbounds = list(value, "inbound");
     let outbounds = list(value, "outbound");
-    match value.get("gateway").filter(|g| !g.is_null()) {
-        Some(_) if !inbounds.is_empty() => {
-            out.add(
-                &path.field("inbound"),
-                "must not be set for a gateway: a gateway takes its identity from networking.gateway.tags",
-            );
+    if value.get("gateway").is_some_and(|g| !g.is_null()) {
+        for (field, reason) in [
+            ("inbound", "must not be set for a gateway: a gateway takes its identity from networking.gateway"),
+            ("listeners", "must not be set for a gateway"),
+        ] {
+            if !list(value, field).is_empty() {
+                out.add(&path.field(field), reason);
+            }
         }
-        Some(_) if is_builtin_gateway(value) && !outbounds.is_empty() => {
+        if is_builtin_gateway(value) && !outbounds.is_empty() {
             out.add(
                 &path.field("outbound"),
                 "must not be set for a builtin gateway: its routes choose the destinations",
             );
         }
-        Some(_) => {}
-        None if inbounds.is_empty() => {
-            out.add(&path.field("inbound"), "must have at least one element (or set networking.gateway)");
-        }
-        None => {}
     }
 
     let dataplane_address = value["address"].as_str().unwrap_or_default();
     let inbounds: Vec<Interface> =
         inbounds.iter().map(|inbound| Interface::inbound(inbound, dataplane_address)).collect();
-    for i in duplicate_listeners(inbounds.iter().map(|inbound| (inbound.address, inbound.port))) {
-        out.add(
-            &path.field("inbound").index(i).field("port"),
-            format!(
-                "{}:{} overlaps an earlier inbound on the same port and address (0.0.0.0 and :: overlap every address)",
-                inbounds[i].address, inbounds[i].port
-            ),
-        );
-    }
+    check_listeners(value, &inbounds, &path.field("listeners"), out);
     for (i, inbound) in inbounds.iter().enumerate() {
         if inbound.explicit_service_address
             && inbound.service_address == inbound.address
@@ -249,6 +230,9 @@ struct Interface<'a> {
     service_address: &'a str,
     service_port: u64,
     explicit_service_address: bool,
+    /// How policies and listeners refer to the inbound: its name, or else
+    /// its port.
+    section_name: String,
 }
 
 impl<'a> Interface<'a> {
@@ -262,26 +246,40 @@ impl<'a> Interface<'a> {
             service_address: explicit.unwrap_or(address),
             service_port: inbound.get("servicePort").and_then(Value::as_u64).unwrap_or(port),
             explicit_service_address: explicit.is_some(),
+            section_name: inbound.get("name").and_then(Value::as_str).map_or_else(|| port.to_string(), str::to_owned),
         }
     }
 }
 
-/// The indexes of the listeners whose address and port an earlier one
-/// already takes; a wildcard address (`0.0.0.0`, `::`) overlaps every
-/// address.
-pub fn duplicate_listeners<'a>(listeners: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<usize> {
-    let mut seen: Vec<(&str, u64)> = Vec::new();
-    let mut exact = HashSet::new();
-    let mut duplicates = Vec::new();
-    for (i, (address, port)) in listeners.into_iter().enumerate() {
-        let overlaps = !exact.insert((address, port))
-            || seen.iter().any(|&(a, p)| p == port && (is_wildcard(a) || is_wildcard(address)));
-        if overlaps {
-            duplicates.push(i);
+/// Zone listeners: each name is unique among the inbounds' section names and
+/// the other listeners; no two listeners, and no listener and inbound, share
+/// an address and port.
+fn check_listeners(networking: &Value, inbounds: &[Interface], path: &FieldPath, out: &mut Violations) {
+    let mut names: HashSet<&str> = inbounds.iter().map(|inbound| inbound.section_name.as_str()).collect();
+    let mut taken: Vec<(&str, u64, &str)> = Vec::new();
+    for (i, listener) in list(networking, "listeners").iter().enumerate() {
+        let at = path.index(i);
+        if let Some(name) = listener.get("name").and_then(Value::as_str)
+            && !names.insert(name)
+        {
+            out.add(&at.field("name"), format!("{name:?} is already the name of an inbound or another listener"));
         }
-        seen.push((address, port));
+        let (Some(address), Some(port)) =
+            (listener.get("address").and_then(Value::as_str), listener.get("port").and_then(Value::as_u64))
+        else {
+            continue;
+        };
+        let kind = listener.get("type").and_then(Value::as_str).unwrap_or_default();
+        if let Some(&(_, _, other)) = taken.iter().find(|&&(a, p, _)| a == address && p == port) {
+            let reason = if other == kind { "another listener" } else { "a listener of another type" };
+            out.add(&at, format!("{address}:{port} is already used by {reason}"));
+        } else {
+            taken.push((address, port, kind));
+        }
+        if inbounds.iter().any(|inbound| inbound.address == address && inbound.port == port) {
+            out.add(&at, format!("{address}:{port} is already used by an inbound"));
+        }
     }
-    duplicates
 }
 
 fn is_wildcard(address: &str) -> bool {
@@ -294,22 +292,4 @@ fn is_builtin_gateway(networking: &Value) -> bool {
 
 fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
     value.get(field).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicate_listeners_on_one_address() {
-        let found = duplicate_listeners([("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.1", 81), ("10.0.0.1", 80)]);
-        assert_eq!(found, [3]);
-    }
-
-    #[test]
-    fn wildcard_addresses_overlap_every_address() {
-        assert_eq!(duplicate_listeners([("10.0.0.1", 80), ("0.0.0.0", 80)]), [1]);
-        assert_eq!(duplicate_listeners([("::", 80), ("fd00::1", 80), ("fd00::1", 81)]), [1]);
-        assert!(duplicate_listeners([("0.0.0.0", 80), ("0.0.0.0", 81)]).is_empty());
-    }
 }
