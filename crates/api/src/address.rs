@@ -17,6 +17,14 @@ pub const HOST: Schema = Schema::Check(&Schema::String, |value, path, out| {
     report(path, out, check_host(value.as_str().unwrap_or_default()));
 });
 
+/// An absolute file path on the proxy's host (`/var/log/access.log`, or
+/// `C:\logs\access.log` on Windows), such as an access log or an event log.
+pub const FILE_PATH: Schema = Schema::Check(&Schema::NonEmptyString, |value, path, out| {
+    if !is_file_path(value.as_str().unwrap_or_default()) {
+        out.add(path, format!("must be an absolute file path, got {value}"));
+    }
+});
+
 /// `host:port`, such as a TCP log collector's address.
 pub const HOST_PORT: Schema = Schema::Check(&Schema::String, |value, path, out| {
     report(path, out, check_host_port(value.as_str().unwrap_or_default()));
@@ -92,6 +100,12 @@ pub fn check_url_with_port(text: &str) -> Result<(), String> {
     let scheme_ok =
         !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if scheme_ok && check_host_port(authority).is_ok() { Ok(()) } else { Err(shape()) }
+}
+
+fn is_file_path(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let windows = bytes.len() >= 3 && bytes[0].is_ascii_alphabetic() && &bytes[1..3] == b":\\";
+    (text.starts_with('/') || windows) && !text.contains('\0')
 }
 
 pub fn is_url_path(text: &str) -> bool {

@@ -302,8 +302,25 @@ fn check_target_ref(kinds: &[&str], extra: &[Field], value: &Value, path: &Field
     } else if has("tags") && kind != "MeshGateway" {
         out.add(&path.field("tags"), format!("must not be set with kind {kind}"));
     }
-    if kind == "Dataplane" && has("name") && has("labels") {
-        out.add(&path.field("labels"), "must not be set together with name");
+    // The fields each kind leaves unset, and which kinds select by labels
+    // instead of by name (and namespace).
+    let unset: &[&str] = match kind {
+        "Mesh" | "MeshSubset" => &["mesh", "labels", "namespace", "sectionName"],
+        "Dataplane" | "MeshService" => &["mesh", "proxyTypes"],
+        "MeshHTTPRoute" | "MeshExternalService" => &["mesh", "proxyTypes", "sectionName"],
+        "MeshServiceSubset" | "MeshGateway" => &["mesh", "proxyTypes", "labels", "namespace", "sectionName"],
+        _ => &[],
+    };
+    for field in unset.iter().filter(|field| has(field)) {
+        out.add(&path.field(field), format!("must not be set with kind {kind}"));
+    }
+    let named_too = match kind {
+        "Dataplane" | "MeshService" | "MeshHTTPRoute" => has("name") || has("namespace"),
+        "MeshExternalService" => has("name"),
+        _ => false,
+    };
+    if named_too && has("labels") {
+        out.add(&path.field("labels"), "must not be set together with name or namespace");
     }
     for (field, schema) in [
         ("name", Schema::NonEmptyString),

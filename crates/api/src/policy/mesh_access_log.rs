@@ -7,6 +7,7 @@ use super::{
     DESTINATION_OR_ROUTE_KINDS, MATCH, MESH_GATEWAY, MESH_ONLY, OTEL_BACKEND_REF, OTEL_ENDPOINT, TOP_KINDS,
     limit_kinds, require_a_section, rules_replace, top_kind,
 };
+use crate::address::FILE_PATH;
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
@@ -56,10 +57,7 @@ const BACKEND: Schema = Schema::Union(
         ),
         optional(
             "file",
-            Schema::Object(&[
-                optional("format", FORMAT),
-                required("path", Schema::Check(&Schema::NonEmptyString, no_spaces)),
-            ]),
+            Schema::Object(&[optional("format", FORMAT), required("path", Schema::Check(&FILE_PATH, no_spaces))]),
         ),
         optional("openTelemetry", OPEN_TELEMETRY),
     ]),

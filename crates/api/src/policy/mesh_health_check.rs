@@ -4,6 +4,7 @@
 use super::{
     DESTINATION_KINDS, HEADER_SET_ADD, PERCENT_INT, POSITIVE_DURATION, POSITIVE_INT32, STATUS_CODE, TOP_KINDS,
 };
+use crate::address::FILE_PATH;
 use crate::schema::{Schema, optional, required};
 
 const TCP: Schema = Schema::Object(&[
@@ -37,7 +38,7 @@ const CONF: Schema = Schema::AtLeastOneOf(
         optional("intervalJitterPercent", PERCENT_INT),
         optional("healthyPanicThreshold", Schema::Percentage),
         optional("failTrafficOnPanic", Schema::Bool),
-        optional("eventLogPath", Schema::NonEmptyString),
+        optional("eventLogPath", FILE_PATH),
         optional("alwaysLogHealthCheckFailures", Schema::Bool),
         optional("noTrafficInterval", POSITIVE_DURATION),
         optional("tcp", TCP),
