@@ -10,7 +10,7 @@ use crate::address::{HOST, IP, URL_PATH};
 use crate::mesh::METRICS_BACKEND;
 use crate::rules::{POSITIVE_COUNT, POSITIVE_DURATION};
 use crate::schema::{Schema, optional, required};
-use crate::tags::{OPTIONAL_SERVICE_TAGS, PROTOCOL, SERVICE_TAGS, check_tcp_only};
+use crate::tags::{PROTOCOL, SERVICE_TAGS, check_tcp_only};
 use crate::violations::{FieldPath, Violations};
 
 pub const SCHEMA: Schema = Schema::Check(
@@ -45,7 +45,7 @@ const INBOUND: Schema = Schema::Object(&[
     optional("servicePort", Schema::Port),
     optional("serviceAddress", IP),
     optional("address", IP),
-    optional("tags", OPTIONAL_SERVICE_TAGS),
+    required("tags", SERVICE_TAGS),
     optional("health", Schema::Object(&[optional("ready", Schema::Bool)])),
     optional(
         "serviceProbe",
@@ -117,7 +117,7 @@ const LISTENER: Schema = Schema::Object(&[
 ]);
 
 const GATEWAY: Schema = Schema::Object(&[
-    optional("tags", Schema::Check(&OPTIONAL_SERVICE_TAGS, check_tcp_only)),
+    required("tags", Schema::Check(&SERVICE_TAGS, check_tcp_only)),
     optional("type", Schema::Enum(&["DELEGATED", "BUILTIN"])),
 ]);
 

@@ -32,15 +32,6 @@ pub const TAGS: Schema = Schema::Check(&Schema::Map(&Schema::String), |value, pa
 /// [`TAGS`] that must name the service (`kuma.io/service`).
 pub const SERVICE_TAGS: Schema = Schema::Check(&TAGS, require_service_tag);
 
-/// [`TAGS`] that may be empty or left out (an inbound or a gateway known by
-/// its MeshService rather than by tags); once any tag is given, the service
-/// tag must be among them.
-pub const OPTIONAL_SERVICE_TAGS: Schema = Schema::Check(&TAGS, |value, path, out| {
-    if value.as_object().is_some_and(|tags| !tags.is_empty()) {
-        require_service_tag(value, path, out);
-    }
-});
-
 fn require_service_tag(value: &Value, path: &FieldPath, out: &mut Violations) {
     if value.get(SERVICE_TAG).is_none() {
         out.add(

@@ -46,8 +46,7 @@ impl ApiError {
 
     /// One field in error.
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
-        let violation = Violation { field: field.into(), reason: reason.into() };
-        Self::invalid(format!("{violation}"), vec![violation])
+        Self::invalid(format!("{field} is invalid"), vec![Violation { field: field.into(), reason: reason.into() }])
     }
 }
 
@@ -71,7 +70,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "Not Found", error.to_string()),
             StoreError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, "Conflict", error.to_string()),
             StoreError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "Conflict", error.to_string()),
-            StoreError::MeshNotFound(_) => Self::invalid_field("mesh", error.to_string()),
+            StoreError::MeshNotFound(mesh) => Self::invalid(
+                error.to_string(),
+                vec![Violation { field: "mesh".into(), reason: format!("no Mesh named {mesh:?} exists") }],
+            ),
             StoreError::Backend(_) => {
                 tracing::error!(%error, "store failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", error.to_string())
