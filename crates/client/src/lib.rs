@@ -3,6 +3,7 @@
 //! reads errors the same way.
 
 mod error;
+mod page_walk;
 mod paths;
 mod types;
 
@@ -12,6 +13,8 @@ use kodiak_api::{Resource, ResourceKey, ResourceType};
 use reqwest::{Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use page_walk::{MAX_PAGES, PageWalk};
 
 pub use error::{ApiError, Error, InvalidParameter};
 pub use paths::Page;
@@ -37,6 +40,16 @@ impl Client {
     /// is checked here so a typo fails before any request.
     pub fn new(base_url: &str) -> Result<Client, Error> {
         let invalid = |reason: String| Error::InvalidAddress { address: base_url.to_owned(), reason };
+        // `127.0.0.1:5681` is the usual slip; the URL parser would call it a
+        // "relative URL without a base", which does not say what to add.
+        if !base_url.contains("://") {
+            let with_scheme = format!("http://{base_url}");
+            let hint = match Url::parse(&with_scheme) {
+                Ok(url) if url.host().is_some() => format!("did you mean {with_scheme}?"),
+                _ => "expected an address like http://127.0.0.1:5681".to_owned(),
+            };
+            return Err(invalid(format!("the address has no scheme (http:// or https://); {hint}")));
+        }
         let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(invalid(format!("the scheme must be http or https, not {:?}", base.scheme())));
@@ -131,20 +144,12 @@ impl Client {
 
     async fn collect<T: DeserializeOwned>(&self, first: Url) -> Result<Vec<T>, Error> {
         let mut items = Vec::new();
+        let mut walk = PageWalk::new(MAX_PAGES);
         let mut next = Some(first);
         while let Some(url) = next.take() {
             let page: ListPage<T> = self.get_json(&url).await?;
-            // An empty page ends the walk even if the server offers more, so a
-            // confused server cannot keep the client looping.
-            let exhausted = page.items.is_empty();
+            next = walk.next(&url, page.items.is_empty(), page.next.as_deref())?;
             items.extend(page.items);
-            next = match page.next {
-                Some(link) if !exhausted => Some(url.join(&link).map_err(|e| Error::UnexpectedAnswer {
-                    url: url.to_string(),
-                    reason: format!("the next page link {link:?} is not a URL: {e}"),
-                })?),
-                _ => None,
-            };
         }
         Ok(items)
     }
@@ -205,6 +210,52 @@ mod tests {
             assert!(matches!(error, Error::InvalidAddress { .. }), "{bad}: {error}");
             assert!(error.to_string().contains(bad), "{error}");
         }
+    }
+
+    #[test]
+    fn an_address_without_a_scheme_is_shown_with_one() {
+        let error = Client::new("127.0.0.1:5681").unwrap_err().to_string();
+        assert!(error.contains("has no scheme"), "{error}");
+        assert!(error.contains("did you mean http://127.0.0.1:5681?"), "{error}");
+        let error = Client::new("cp.example:5681/kodiak/").unwrap_err().to_string();
+        assert!(error.contains("did you mean http://cp.example:5681/kodiak/?"), "{error}");
+        let error = Client::new("not a url").unwrap_err().to_string();
+        assert!(error.contains("expected an address like http://127.0.0.1:5681"), "{error}");
+    }
+
+    /// A fake control plane on loopback that answers every request with the
+    /// JSON `body(its address)`; returns that address.
+    async fn serve_forever(body: impl Fn(&str) -> String + Send + 'static) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let base = address.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                // Requests without a body fit in one read.
+                let mut request = [0; 4096];
+                let _ = stream.read(&mut request).await;
+                let body = body(&base);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_server_that_keeps_offering_the_same_page_is_left() {
+        let address =
+            serve_forever(|base| format!(r#"{{"total":2,"items":[{{}}],"next":"{base}/meshes?size=1"}}"#)).await;
+        let client = Client::new(&address).unwrap();
+        let listed = tokio::time::timeout(Duration::from_secs(10), client.list_all(ResourceType::Mesh, None)).await;
+        let error = listed.expect("the walk ends").unwrap_err();
+        assert!(matches!(error, Error::UnexpectedAnswer { .. }), "{error}");
+        assert!(error.to_string().contains("leads back to a page already fetched"), "{error}");
     }
 
     #[tokio::test]

@@ -14,9 +14,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// The most items the server puts in one page (Kuma's limit).
+    pub const MAX_SIZE: u32 = 1000;
+
     /// The largest page the server hands out; used when fetching everything
     /// so that few round trips are needed.
-    pub const LARGEST: Page = Page { size: Some(1000), offset: None };
+    pub const LARGEST: Page = Page { size: Some(Page::MAX_SIZE), offset: None };
 }
 
 /// The URL of one resource: `/meshes/{name}` for a Mesh, `/{plural}/{name}`

@@ -64,9 +64,11 @@ enum ControlPlanesCommand {
     Remove { name: String },
 }
 
-/// The file's contents.
+/// The file's contents. Unknown fields are refused, so a misspelt
+/// `currentControlPlane` is an error rather than a silent fall back to the
+/// default address.
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     current_control_plane: Option<String>,
@@ -75,6 +77,7 @@ struct ConfigFile {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ControlPlane {
     name: String,
     address: String,
@@ -178,7 +181,8 @@ fn config_path(global: &Global) -> anyhow::Result<PathBuf> {
 /// Reads the file; a missing file is an empty configuration.
 fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_yaml::from_str(&text).with_context(|| format!("cannot read {}", path.display())),
+        Ok(text) => serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not a valid kodiakctl configuration", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }

@@ -3,10 +3,11 @@
 //! kodiak_api, the code the control plane runs.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::io::Read;
 
 use anyhow::Context;
-use kodiak_api::{Resource, parse_documents};
+use kodiak_api::{Resource, ResourceKey, parse_documents};
 use serde_json::Value;
 
 use crate::vars;
@@ -24,8 +25,9 @@ pub struct Input {
     vars: Vec<(String, String)>,
 }
 
-/// Reads, substitutes, parses and validates every document. Either all are
-/// valid or the error reports every problem of every document.
+/// Reads, substitutes, parses and validates every document, and refuses a
+/// resource named twice. Either all are valid or the error reports every
+/// problem of every document.
 pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
     let text = read(&input.file)?;
     let values: BTreeMap<String, String> = input.vars.iter().cloned().collect();
@@ -37,16 +39,12 @@ pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
     }
     let mut resources = Vec::new();
     let mut report = String::new();
+    let mut first_seen = BTreeMap::new();
     for (index, document) in documents.iter().enumerate() {
-        match Resource::from_document(document) {
+        let number = index + 1;
+        match check(document, number, &mut first_seen) {
             Ok(resource) => resources.push(resource),
-            Err(violations) => {
-                report.push_str(&format!("\ndocument {}{}:", index + 1, identity(document)));
-                for violation in violations.iter() {
-                    let field = if violation.field.is_empty() { "(document)" } else { &violation.field };
-                    report.push_str(&format!("\n  * {field}: {}", violation.reason));
-                }
-            }
+            Err(problems) => report.push_str(&format!("\ndocument {number}{}:{problems}", identity(document))),
         }
     }
     if !report.is_empty() {
@@ -56,6 +54,27 @@ pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
         anyhow::bail!("{which} in {} {verb} invalid:{report}", source(&input.file));
     }
     Ok(resources)
+}
+
+/// Document `number` as a resource, or what is wrong with it: one line per
+/// violation, or the earlier document that names the same resource. A
+/// second document with the same type, mesh and name would make `apply`
+/// create the resource and at once overwrite it, which is never meant.
+fn check(document: &Value, number: usize, first_seen: &mut BTreeMap<ResourceKey, usize>) -> Result<Resource, String> {
+    let resource = Resource::from_document(document).map_err(|violations| {
+        let lines = violations.iter().map(|violation| {
+            let field = if violation.field.is_empty() { "(document)" } else { &violation.field };
+            format!("\n  * {field}: {}", violation.reason)
+        });
+        lines.collect::<String>()
+    })?;
+    match first_seen.entry(resource.key.clone()) {
+        Entry::Occupied(first) => Err(format!(" repeats document {}", first.get())),
+        Entry::Vacant(slot) => {
+            slot.insert(number);
+            Ok(resource)
+        }
+    }
 }
 
 fn read(file: &str) -> anyhow::Result<String> {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::Global;
 use crate::age::age;
 use crate::kinds::{describe, key, parse_kind};
+use crate::missing_mesh::check_mesh_of_empty_list;
 use crate::table::Table;
 
 const EXAMPLES: &str = "\
@@ -43,8 +44,8 @@ pub struct Args {
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
 
-    /// Fetch one page of at most this many items (default: everything)
-    #[arg(long, conflicts_with = "name")]
+    /// Fetch one page of at most this many items, 1 to 1000 (default: everything)
+    #[arg(long, conflicts_with = "name", value_parser = clap::value_parser!(u32).range(1..=i64::from(Page::MAX_SIZE)))]
     size: Option<u32>,
 
     /// Fetch one page starting at this item (default: everything)
@@ -75,6 +76,9 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         let items = client.list_all(kind, mesh).await?;
         ListPage { total: items.len() as u64, items, next: None }
     };
+    if let Some(mesh) = mesh.filter(|_| kind.scope() == Scope::Mesh && page.items.is_empty()) {
+        check_mesh_of_empty_list(&client, mesh).await?;
+    }
     let value = serde_json::to_value(&page)?;
     print(args.output, kind, &value, &page.items);
     Ok(())

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use crate::Global;
 use crate::age::age;
 use crate::get::dataplane_tags;
+use crate::missing_mesh::check_mesh_of_empty_list;
 use crate::table::Table;
 
 const EXAMPLES: &str = "\
@@ -35,7 +36,11 @@ enum What {
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let What::Dataplanes { mesh } = args.what;
-    let overviews = crate::config::client(global)?.dataplanes_overview(&mesh).await?;
+    let client = crate::config::client(global)?;
+    let overviews = client.dataplanes_overview(&mesh).await?;
+    if overviews.is_empty() {
+        check_mesh_of_empty_list(&client, &mesh).await?;
+    }
     let now = SystemTime::now();
     let mut table = Table::new(&["MESH", "NAME", "TAGS", "STATUS", "LAST CONNECTED", "AGE"]);
     for overview in overviews {

@@ -9,6 +9,7 @@ mod documents;
 mod get;
 mod inspect;
 mod kinds;
+mod missing_mesh;
 mod table;
 mod validate;
 mod vars;

@@ -30,6 +30,7 @@ fn adding_checks_the_address_and_names_are_unique_unless_overwritten() {
     let ctl = Kodiakctl::new();
     let stderr = ctl.run("config control-planes add --name x --address 127.0.0.1:5681").fails();
     assert!(stderr.contains("invalid control plane address"), "{stderr}");
+    assert!(stderr.contains("did you mean http://127.0.0.1:5681?"), "{stderr}");
     assert!(!ctl.config_file().exists(), "nothing is written for a bad address");
 
     ctl.run("config control-planes add --name x --address http://127.0.0.1:5681").ok();
@@ -48,4 +49,18 @@ fn removing_the_current_control_plane_falls_back_to_the_default_address() {
     assert_eq!(ctl.run("config control-planes list").ok(), "CURRENT   NAME   ADDRESS\n");
     let stderr = ctl.run("config control-planes use x").fails();
     assert!(stderr.contains("no control plane named \"x\""), "{stderr}");
+}
+
+#[test]
+fn unknown_fields_in_the_config_file_are_named() {
+    let ctl = Kodiakctl::new();
+    std::fs::write(ctl.config_file(), "curentControlPlane: x\ncontrolPlanes: []\n").unwrap();
+    for command in ["get meshes", "config control-planes list"] {
+        let stderr = ctl.run(command).fails();
+        assert!(stderr.contains(&ctl.config_file().display().to_string()), "{command}: {stderr}");
+        assert!(stderr.contains("unknown field `curentControlPlane`"), "{command}: {stderr}");
+    }
+    std::fs::write(ctl.config_file(), "controlPlanes:\n- name: x\n  adress: http://127.0.0.1:5681\n").unwrap();
+    let stderr = ctl.run("config control-planes list").fails();
+    assert!(stderr.contains("unknown field `adress`"), "{stderr}");
 }

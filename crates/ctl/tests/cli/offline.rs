@@ -84,3 +84,43 @@ fn unknown_types_list_the_known_ones() {
     assert!(stderr.contains("unknown resource type \"meshtimeoutz\""), "{stderr}");
     assert!(stderr.contains("meshtimeouts (mt)"), "{stderr}");
 }
+
+#[test]
+fn validate_refuses_a_resource_named_twice() {
+    let ctl = Kodiakctl::new();
+    let twice = format!("{DEMO}---\ntype: Mesh\nname: other\n---\ntype: Mesh\nname: demo\nlabels: {{team: core}}\n");
+    let stderr = ctl.run(&format!("validate -f {}", ctl.file("twice.yaml", &twice))).fails();
+    assert!(stderr.contains("1 of 5 documents in "), "{stderr}");
+    assert!(stderr.ends_with("\ndocument 5 (Mesh \"demo\"): repeats document 1\n"), "{stderr}");
+    // The same name in another mesh, or as another type, is another resource.
+    let timeout = |mesh: &str| {
+        format!(
+            "type: MeshTimeout\nmesh: {mesh}\nname: same\nspec:\n  targetRef: {{kind: Mesh}}\n  \
+             to: [{{targetRef: {{kind: Mesh}}, default: {{connectionTimeout: 2s}}}}]\n"
+        )
+    };
+    let meshes = "type: Mesh\nname: a\n---\ntype: Mesh\nname: b\n---\ntype: Mesh\nname: same\n";
+    let distinct = format!("{meshes}---\n{}---\n{}", timeout("a"), timeout("b"));
+    assert_eq!(ctl.run(&format!("validate -f {}", ctl.file("distinct.yaml", &distinct))).ok(), "5 documents valid\n");
+}
+
+#[test]
+fn an_address_without_a_scheme_is_shown_with_one() {
+    let stderr = Kodiakctl::against("127.0.0.1:5681").run("get meshes").fails();
+    assert!(stderr.contains("invalid control plane address \"127.0.0.1:5681\""), "{stderr}");
+    assert!(stderr.contains("has no scheme") && stderr.contains("did you mean http://127.0.0.1:5681?"), "{stderr}");
+    assert!(!stderr.contains("relative URL"), "{stderr}");
+}
+
+#[test]
+fn page_sizes_are_checked_before_asking() {
+    let ctl = Kodiakctl::against(NOBODY);
+    for size in ["0", "1001", "5000"] {
+        let run = ctl.run(&format!("get meshes --size {size}"));
+        assert_eq!(run.code, 2, "--size {size}: {run:?}");
+        assert!(run.stderr.contains(&format!("invalid value '{size}' for '--size <SIZE>'")), "{}", run.stderr);
+        assert!(run.stderr.contains("1..=1000"), "{}", run.stderr);
+    }
+    // A size in range passes and reaches for the control plane.
+    assert!(ctl.run("get meshes --size 1000").fails().contains("cannot connect"));
+}

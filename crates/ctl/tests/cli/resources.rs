@@ -119,3 +119,31 @@ fn inspect_shows_dataplanes_offline_until_they_connect() {
     assert!(row.starts_with("demo ") && row.contains(" web-1 "), "{table}");
     assert!(row.contains(" Offline ") && row.contains(" never "), "{table}");
 }
+
+#[test]
+fn apply_sends_nothing_when_a_resource_is_named_twice() {
+    let cp = start_memory();
+    let ctl = Kodiakctl::against(cp.api_url());
+    let twice = "type: Mesh\nname: fresh\n---\ntype: Mesh\nname: fresh\nlabels: {team: core}\n";
+    let stderr = ctl.run(&format!("apply -f {}", ctl.file("twice.yaml", twice))).fails();
+    assert!(stderr.contains("document 2 (Mesh \"fresh\"): repeats document 1"), "{stderr}");
+    assert_eq!(ctl.run("get mesh fresh").fails(), "Error: Mesh \"fresh\" not found\n");
+}
+
+#[test]
+fn lists_in_a_mesh_that_does_not_exist_fail() {
+    let (_cp, ctl) = demo();
+    let missing = "Error: mesh \"nosuch\" does not exist\n";
+    for command in
+        ["get dp -m nosuch", "get mt -m nosuch -o json", "get dp -m nosuch --size 5", "inspect dataplanes -m nosuch"]
+    {
+        assert_eq!(ctl.run(command).fails(), missing, "{command}");
+    }
+    // An empty list is fine where it is the answer: an existing mesh, every
+    // mesh, a global type.
+    assert_eq!(ctl.run("get dp -m default").ok(), "MESH   NAME   TAGS   AGE\n");
+    assert_eq!(ctl.run("get dp -m demo --offset 5").ok(), "MESH   NAME   TAGS   AGE\n");
+    assert!(ctl.run("inspect dataplanes -m default").ok().starts_with("MESH "));
+    ctl.run("get zones").ok();
+    ctl.run("get mt -A -m nosuch").ok();
+}
