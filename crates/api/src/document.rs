@@ -26,15 +26,24 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, SyntaxError> {
     Ok(documents)
 }
 
-/// Parses exactly one document, choosing JSON when the text looks like
-/// JSON (for the better JSON error messages) and YAML otherwise.
+/// Parses exactly one document. A JSON object (`{` then a quoted key) is
+/// read as JSON, for its precise error messages; anything else as YAML,
+/// which also covers flow-style YAML such as `{type: Mesh, name: m}`.
 pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
-    if text.trim_start().starts_with('{') {
+    if looks_like_json(text) {
         return serde_json::from_str(text).map_err(|e| SyntaxError {
             location: Some((e.line(), e.column())),
             message: strip_location(&e.to_string()),
         });
     }
+    parse_single_yaml(text)
+}
+
+fn looks_like_json(text: &str) -> bool {
+    text.trim_start().strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with(['"', '}']))
+}
+
+fn parse_single_yaml(text: &str) -> Result<Value, SyntaxError> {
     let mut documents = parse_documents(text)?;
     match documents.len() {
         1 => Ok(documents.remove(0)),
@@ -82,6 +91,11 @@ mod tests {
         let err = parse_documents("type: Mesh\nname: [unclosed\n").unwrap_err();
         assert!(err.location.is_some(), "{err}");
         assert!(err.to_string().starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn flow_style_yaml_is_yaml() {
+        assert_eq!(parse_document("{type: Mesh, name: m}").unwrap()["name"], "m");
     }
 
     #[test]

@@ -98,6 +98,13 @@ impl Resource {
             _ => None,
         };
         let labels = read_labels(object.get("labels"), &root.field("labels"), &mut out);
+        // Timestamps are the store's to set: accepted (so a document read
+        // back can be applied again) and ignored, but they must be text.
+        for field in ["creationTime", "modificationTime"] {
+            if let Some(value) = object.get(field).filter(|v| !v.is_null() && !v.is_string()) {
+                out.add(&root.field(field), expected("an RFC 3339 timestamp string (it is ignored)", value));
+            }
+        }
 
         let mut body = object.clone();
         body.retain(|key, _| !META_FIELDS.contains(&key.as_str()));

@@ -13,8 +13,15 @@ pub enum Scope {
     Mesh,
 }
 
+/// Whether a type is a targetRef policy or another kind of resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Core,
+    Policy,
+}
+
 macro_rules! resource_types {
-    ($($variant:ident => $name:literal, $short:literal, $scope:ident, $schema:path;)*) => {
+    ($($variant:ident => $name:literal, $short:literal, $scope:ident, $role:ident, $schema:path;)*) => {
         /// Every resource type a control plane stores.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ResourceType {
@@ -38,6 +45,12 @@ macro_rules! resource_types {
                 match self { $(ResourceType::$variant => Scope::$scope,)* }
             }
 
+            /// Targeting policies keep their configuration under `spec`
+            /// and select proxies with `targetRef`.
+            pub fn is_policy(self) -> bool {
+                match self { $(ResourceType::$variant => Role::$role == Role::Policy,)* }
+            }
+
             /// The schema of the fields a document of this type holds besides
             /// `type`, `name`, `mesh`, `labels` and the timestamps.
             pub fn schema(self) -> &'static Schema {
@@ -48,24 +61,24 @@ macro_rules! resource_types {
 }
 
 resource_types! {
-    Mesh => "Mesh", "mesh", Global, crate::mesh::SCHEMA;
-    Dataplane => "Dataplane", "dp", Mesh, crate::dataplane::SCHEMA;
-    Secret => "Secret", "secret", Mesh, crate::secret::SCHEMA;
-    GlobalSecret => "GlobalSecret", "global-secret", Global, crate::secret::SCHEMA;
-    Zone => "Zone", "zone", Global, crate::zone::SCHEMA;
-    MeshTrafficPermission => "MeshTrafficPermission", "mtp", Mesh, crate::policy::mesh_traffic_permission::SCHEMA;
-    MeshTimeout => "MeshTimeout", "mt", Mesh, crate::policy::mesh_timeout::SCHEMA;
-    MeshRetry => "MeshRetry", "mr", Mesh, crate::policy::mesh_retry::SCHEMA;
-    MeshCircuitBreaker => "MeshCircuitBreaker", "mcb", Mesh, crate::policy::mesh_circuit_breaker::SCHEMA;
-    MeshHealthCheck => "MeshHealthCheck", "mhc", Mesh, crate::policy::mesh_health_check::SCHEMA;
-    MeshHTTPRoute => "MeshHTTPRoute", "mhr", Mesh, crate::policy::mesh_http_route::SCHEMA;
-    MeshTCPRoute => "MeshTCPRoute", "mtr", Mesh, crate::policy::mesh_tcp_route::SCHEMA;
-    MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy", "mlbs", Mesh, crate::policy::mesh_load_balancing_strategy::SCHEMA;
-    MeshFaultInjection => "MeshFaultInjection", "mfi", Mesh, crate::policy::mesh_fault_injection::SCHEMA;
-    MeshRateLimit => "MeshRateLimit", "mrl", Mesh, crate::policy::mesh_rate_limit::SCHEMA;
-    MeshAccessLog => "MeshAccessLog", "mal", Mesh, crate::policy::mesh_access_log::SCHEMA;
-    MeshTrace => "MeshTrace", "mtrace", Mesh, crate::policy::mesh_trace::SCHEMA;
-    MeshProxyPatch => "MeshProxyPatch", "mpp", Mesh, crate::policy::mesh_proxy_patch::SCHEMA;
+    Mesh => "Mesh", "mesh", Global, Core, crate::mesh::SCHEMA;
+    Dataplane => "Dataplane", "dp", Mesh, Core, crate::dataplane::SCHEMA;
+    Secret => "Secret", "secret", Mesh, Core, crate::secret::SCHEMA;
+    GlobalSecret => "GlobalSecret", "global-secret", Global, Core, crate::secret::SCHEMA;
+    Zone => "Zone", "zone", Global, Core, crate::zone::SCHEMA;
+    MeshTrafficPermission => "MeshTrafficPermission", "mtp", Mesh, Policy, crate::policy::mesh_traffic_permission::SCHEMA;
+    MeshTimeout => "MeshTimeout", "mt", Mesh, Policy, crate::policy::mesh_timeout::SCHEMA;
+    MeshRetry => "MeshRetry", "mr", Mesh, Policy, crate::policy::mesh_retry::SCHEMA;
+    MeshCircuitBreaker => "MeshCircuitBreaker", "mcb", Mesh, Policy, crate::policy::mesh_circuit_breaker::SCHEMA;
+    MeshHealthCheck => "MeshHealthCheck", "mhc", Mesh, Policy, crate::policy::mesh_health_check::SCHEMA;
+    MeshHTTPRoute => "MeshHTTPRoute", "mhr", Mesh, Policy, crate::policy::mesh_http_route::SCHEMA;
+    MeshTCPRoute => "MeshTCPRoute", "mtr", Mesh, Policy, crate::policy::mesh_tcp_route::SCHEMA;
+    MeshLoadBalancingStrategy => "MeshLoadBalancingStrategy", "mlbs", Mesh, Policy, crate::policy::mesh_load_balancing_strategy::SCHEMA;
+    MeshFaultInjection => "MeshFaultInjection", "mfi", Mesh, Policy, crate::policy::mesh_fault_injection::SCHEMA;
+    MeshRateLimit => "MeshRateLimit", "mrl", Mesh, Policy, crate::policy::mesh_rate_limit::SCHEMA;
+    MeshAccessLog => "MeshAccessLog", "mal", Mesh, Policy, crate::policy::mesh_access_log::SCHEMA;
+    MeshTrace => "MeshTrace", "mtrace", Mesh, Policy, crate::policy::mesh_trace::SCHEMA;
+    MeshProxyPatch => "MeshProxyPatch", "mpp", Mesh, Policy, crate::policy::mesh_proxy_patch::SCHEMA;
 }
 
 impl ResourceType {
@@ -83,11 +96,6 @@ impl ResourceType {
         } else {
             format!("{name}s")
         }
-    }
-
-    /// Targeting policies keep their configuration under `spec`.
-    pub fn is_policy(self) -> bool {
-        self.name().starts_with("Mesh") && self != ResourceType::Mesh
     }
 
     /// Finds a type by any name a user may type: `MeshTimeout`,

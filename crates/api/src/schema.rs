@@ -225,6 +225,8 @@ fn check_int(value: &Value, min: i64, max: i64, path: &FieldPath, out: &mut Viol
             out.add(path, format!("must be in inclusive range [{min}, {max}], got {n}"));
         }
         Some(_) => {}
+        // A whole number too large for i64 is still out of range.
+        None if value.is_u64() => out.add(path, format!("must be in inclusive range [{min}, {max}], got {value}")),
         None => out.add(path, expected("a whole number", value)),
     }
 }

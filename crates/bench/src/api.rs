@@ -41,13 +41,15 @@ struct Args {
     idle_seconds: u64,
 }
 
-fn dataplane(i: usize) -> serde_json::Value {
+/// Dataplane number `i`; `version` changes its tags, so a second PUT with
+/// another version is a real update.
+fn dataplane(i: usize, version: &str) -> serde_json::Value {
     json!({
         "type": "Dataplane", "mesh": "default", "name": format!("dp-{i}"),
         "networking": {
             "address": format!("127.0.{}.{}", i / 250 % 250, i % 250 + 1),
             "inbound": [{"port": 10001, "servicePort": 8080,
-                         "tags": {"kuma.io/service": format!("svc-{}", i / 2), "kuma.io/protocol": "http", "version": "v1"}}],
+                         "tags": {"kuma.io/service": format!("svc-{}", i / 2), "kuma.io/protocol": "http", "version": version}}],
             "outbound": [{"port": 20001, "tags": {"kuma.io/service": format!("svc-{}", (i / 2 + 1) % 5000)}}]
         }
     })
@@ -66,7 +68,7 @@ impl Phase {
         let pick = |q: f64| self.latencies[((self.latencies.len() - 1) as f64 * q) as usize];
         let rate = self.latencies.len() as f64 / self.elapsed.as_secs_f64();
         println!(
-            "{:<4} {:>7} requests  {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+            "{:<12} {:>7} requests  {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
             self.name,
             self.latencies.len(),
             rate,
@@ -109,6 +111,34 @@ where
     Ok(Phase { name, latencies, elapsed: started.elapsed() })
 }
 
+/// PUTs every Dataplane once with the given version tag and expects
+/// `status` (201 on the first round, 200 on the next).
+async fn put_phase(
+    name: &'static str,
+    http: &reqwest::Client,
+    base: &str,
+    args: &Args,
+    version: &'static str,
+    status: u16,
+) -> anyhow::Result<Phase> {
+    let (client, url) = (http.clone(), base.to_owned());
+    run_phase(name, args.dataplanes, args.concurrency, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let response = client
+                .put(format!("{url}/meshes/default/dataplanes/dp-{i}"))
+                .json(&dataplane(i, version))
+                .send()
+                .await?;
+            if response.status() != status {
+                bail!("{name} dp-{i}: {}", response.status());
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -132,10 +162,17 @@ impl ControlPlane {
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start kodiak-cp")?;
-        let cp = ControlPlane(child);
+        let mut cp = ControlPlane(child);
         let ready = format!("http://127.0.0.1:{}/ready", args.diagnostics_port);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+            if let Some(status) = cp.0.try_wait()? {
+                bail!(
+                    "kodiak-cp exited during start ({status}); are ports {} and {} free?",
+                    args.api_port,
+                    args.diagnostics_port
+                );
+            }
             if Instant::now() > deadline {
                 bail!("kodiak-cp did not become ready in 30s");
             }
@@ -162,6 +199,9 @@ impl Drop for ControlPlane {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.dataplanes == 0 || args.gets == 0 || args.concurrency == 0 {
+        bail!("--dataplanes, --gets and --concurrency must each be at least 1");
+    }
     if !args.cp_binary.exists() {
         bail!("{} not found: run `cargo build --release -p kodiak-cp` first", args.cp_binary.display());
     }
@@ -172,20 +212,10 @@ async fn main() -> anyhow::Result<()> {
     println!("kodiak-cp pid {pid}, SQLite store, {} Dataplanes, {} in flight", args.dataplanes, args.concurrency);
     let base = format!("http://127.0.0.1:{}", args.api_port);
 
-    let (client, url) = (http.clone(), base.clone());
-    let mut put = run_phase("PUT", args.dataplanes, args.concurrency, move |i| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let response =
-                client.put(format!("{url}/meshes/default/dataplanes/dp-{i}")).json(&dataplane(i)).send().await?;
-            if response.status() != 201 {
-                bail!("PUT dp-{i}: {}", response.status());
-            }
-            Ok(())
-        }
-    })
-    .await?;
-    put.report();
+    let mut create = put_phase("PUT (create)", &http, &base, &args, "v1", 201).await?;
+    create.report();
+    let mut update = put_phase("PUT (update)", &http, &base, &args, "v2", 200).await?;
+    update.report();
 
     let (client, url, stored) = (http.clone(), base.clone(), args.dataplanes);
     let mut get = run_phase("GET", args.gets, args.concurrency, move |i| {

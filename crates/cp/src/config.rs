@@ -38,7 +38,7 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ApiServerConfig {
-    pub http: Listen,
+    pub http: Listen<5681>,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
 }
@@ -46,15 +46,37 @@ pub struct ApiServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DiagnosticsConfig {
-    pub server: Listen,
+    pub server: Listen<5680>,
 }
 
-/// An address and port to listen on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Listen {
+/// An address and port to listen on; `PORT` is the default port, so a
+/// config file may set just one of the two.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listen<const PORT: u16> {
     pub interface: String,
     pub port: u16,
+}
+
+/// What a config file may say of a [`Listen`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenFields {
+    interface: Option<String>,
+    port: Option<u16>,
+}
+
+impl<'de, const PORT: u16> Deserialize<'de> for Listen<PORT> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = ListenFields::deserialize(deserializer)?;
+        let default = Self::default();
+        Ok(Self { interface: fields.interface.unwrap_or(default.interface), port: fields.port.unwrap_or(default.port) })
+    }
+}
+
+impl<const PORT: u16> Default for Listen<PORT> {
+    fn default() -> Self {
+        Self { interface: "127.0.0.1".into(), port: PORT }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,11 +112,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             store: StoreConfig::default(),
-            api_server: ApiServerConfig {
-                http: Listen { interface: "127.0.0.1".into(), port: 5681 },
-                max_body_bytes: 1024 * 1024,
-            },
-            diagnostics: DiagnosticsConfig { server: Listen { interface: "127.0.0.1".into(), port: 5680 } },
+            api_server: ApiServerConfig { http: Listen::default(), max_body_bytes: 1024 * 1024 },
+            diagnostics: DiagnosticsConfig { server: Listen::default() },
             defaults: DefaultsConfig { skip_mesh_creation: false },
             logging: LoggingConfig { level: "info".into(), format: LogFormat::Text },
             general: GeneralConfig { shutdown_timeout: "10s".into() },
@@ -136,6 +155,27 @@ impl Default for GeneralConfig {
     fn default() -> Self {
         Config::default().general
     }
+}
+
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log filter is a comma-separated list of levels (`info`) or
+/// `target=level` pairs (`kodiak_cp=debug`). Anything else is refused:
+/// tracing would read a typo such as `verbose` as a target name and
+/// silently log nothing.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let expected = format!(
+        "logging.level {filter:?}: expected levels ({}) or target=level pairs, comma-separated, e.g. \"info\" or \"kodiak_cp=debug,info\"",
+        LOG_LEVELS.join(", ")
+    );
+    for directive in filter.split(',').map(str::trim) {
+        let level =
+            directive.rsplit_once('=').map_or(directive, |(target, level)| if target.is_empty() { "" } else { level });
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(expected);
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_DATA_HOME/kodiak`, else `~/.local/share/kodiak`, else `./kodiak-data`.
@@ -198,29 +238,28 @@ impl Config {
     /// Builds the configuration from an optional YAML file and the
     /// environment (a lookup function, so tests need not touch the real one).
     pub fn load(file: Option<&std::path::Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut tree = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if let Some(path) = file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-            let overrides: Value = serde_yaml::from_str(&text)
-                .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
-            if !overrides.is_null() {
-                merge(&mut tree, overrides);
+        let from_file = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                // An empty file means "all defaults", like an empty YAML map.
+                if text.trim().is_empty() {
+                    Config::default()
+                } else {
+                    serde_yaml::from_str(&text)
+                        .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?
+                }
             }
-            // Check the file on its own first so errors name the file.
-            serde_json::from_value::<Config>(tree.clone())
-                .map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
-        }
+            None => Config::default(),
+        };
+        let mut tree = serde_json::to_value(from_file).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (name, setting, _) in ENVIRONMENT {
-            let Some(value) = env(name) else { continue };
-            let parsed: Value = serde_yaml::from_str(&value).unwrap_or(Value::String(value.clone()));
+            let Some(text) = env(name) else { continue };
+            let bad = |message: String| ConfigError::Environment { name: (*name).into(), value: text.clone(), message };
+            let value = typed_like(get_path(&tree, setting), &text).map_err(bad)?;
             let mut candidate = tree.clone();
-            set_path(&mut candidate, setting, parsed);
-            serde_json::from_value::<Config>(candidate.clone()).map_err(|e| ConfigError::Environment {
-                name: (*name).into(),
-                value: value.clone(),
-                message: e.to_string(),
-            })?;
+            set_path(&mut candidate, setting, value);
+            serde_json::from_value::<Config>(candidate.clone()).map_err(|e| bad(e.to_string()))?;
             tree = candidate;
         }
         let config: Config = serde_json::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -237,8 +276,7 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         kodiak_api::duration::parse_duration(&self.general.shutdown_timeout)
             .map_err(|e| ConfigError::Invalid(format!("general.shutdownTimeout: {e}")))?;
-        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
-            .map_err(|e| ConfigError::Invalid(format!("logging.level {:?}: {e}", self.logging.level)))?;
+        check_log_level(&self.logging.level).map_err(ConfigError::Invalid)?;
         if self.api_server.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("apiServer.maxBodyBytes must be greater than 0".into()));
         }
@@ -246,16 +284,25 @@ impl Config {
     }
 }
 
-/// Overlays `patch` onto `base`, object field by object field.
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(base), Value::Object(patch)) => {
-            for (key, value) in patch {
-                merge(base.entry(key).or_insert(Value::Null), value);
-            }
+/// Reads an environment value as the type the setting already has: text
+/// stays text (no YAML surprises such as `#` starting a comment), numbers
+/// and booleans must parse as such.
+fn typed_like(current: Option<&Value>, text: &str) -> Result<Value, String> {
+    match current {
+        Some(Value::Number(_)) => {
+            text.trim().parse::<u64>().map(Value::from).map_err(|_| "expected a whole number".to_owned())
         }
-        (base, patch) => *base = patch,
+        Some(Value::Bool(_)) => match text.trim() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err("expected true or false".to_owned()),
+        },
+        _ => Ok(Value::String(text.to_owned())),
     }
+}
+
+fn get_path<'a>(tree: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(tree, |node, part| node.get(part))
 }
 
 fn set_path(tree: &mut Value, dotted: &str, value: Value) {
@@ -318,5 +365,29 @@ mod tests {
         assert!(err.to_string().contains("unknown field `stor`"), "{err}");
         let err = Config::load(None, env(&[("KODIAK_GENERAL_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
         assert!(err.to_string().contains("shutdownTimeout"), "{err}");
+        std::fs::write(&file, "apiServer:\n  http:\n    port: 99999\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("apiServer.http.port") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn environment_values_keep_their_text() {
+        let config = Config::load(None, env(&[("KODIAK_STORE_DATA_DIR", "/srv/kodiak #2")])).unwrap();
+        assert_eq!(config.store.data_dir, std::path::PathBuf::from("/srv/kodiak #2"));
+        let config = Config::load(None, env(&[("KODIAK_STORE_DATA_DIR", "2024")])).unwrap();
+        assert_eq!(config.store.data_dir, std::path::PathBuf::from("2024"));
+        let config = Config::load(None, env(&[("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "true")])).unwrap();
+        assert!(config.defaults.skip_mesh_creation);
+        assert!(Config::load(None, env(&[("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "yes")])).is_err());
+    }
+
+    #[test]
+    fn log_levels_must_name_levels() {
+        for good in ["info", "DEBUG", "kodiak_cp=debug,info", "tower_http=trace, warn"] {
+            assert!(check_log_level(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "kodiak_cp=loud", "", "info,", "=info"] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
     }
 }

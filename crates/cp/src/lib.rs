@@ -79,7 +79,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
             (sqlite.clone(), Some(sqlite), Some(lock))
         }
     };
-    tracing::info!(store = ?config.store.kind, data_dir = %config.store.data_dir.display(), "store opened");
+    match config.store.kind {
+        StoreKind::Memory => tracing::info!("using the in-memory store: nothing is kept after exit"),
+        StoreKind::Sqlite => tracing::info!(data_dir = %config.store.data_dir.display(), "using the SQLite store"),
+    }
     if !config.defaults.skip_mesh_creation {
         defaults::ensure_default_mesh(store.as_ref()).await?;
     }
@@ -112,7 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     })
 }
 
-async fn bind(listen: &Listen, what: &str) -> anyhow::Result<TcpListener> {
+async fn bind<const PORT: u16>(listen: &Listen<PORT>, what: &str) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", listen.interface, listen.port);
     TcpListener::bind(&address).await.with_context(|| {
         format!("cannot listen on {address} for the {what}: is another kodiak-cp running, or is the port taken?")

@@ -1,18 +1,68 @@
 //! The REST API against a real control plane on loopback: every endpoint,
 //! status code and error shape.
 
-use kodiak_cp::testing::{TestControlPlane, start_memory};
+use kodiak_cp::testing::{TestControlPlane, start_memory, start_sqlite};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// Every test runs against both stores: the in-memory one and the SQLite
+/// one that `kodiak-cp run` uses by default.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Api::memory()).await
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Api::sqlite()).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    index_config_and_resource_types,
+    default_mesh_exists_after_start,
+    put_creates_then_updates_and_get_reads_back,
+    yaml_bodies_and_identity_from_the_path,
+    stale_version_is_a_conflict_and_changes_nothing,
+    invalid_bodies_are_refused_with_every_field,
+    bad_identity_and_types_are_refused,
+    resource_in_a_missing_mesh_is_refused,
+    malformed_documents_name_line_and_column,
+    flow_style_yaml_bodies,
+    if_match_star_requires_an_existing_resource,
+    concurrent_puts_create_exactly_once,
+    oversized_bodies_get_413,
+    lists_page_with_size_offset_and_next,
+    label_filters_and_cross_mesh_lists,
+    delete_and_not_found,
+    deleting_a_mesh_deletes_what_is_in_it,
+    global_types,
+    dataplane_overview_shape,
+    unknown_paths_and_methods,
+    diagnostics_ready_and_healthy,
+);
 
 struct Api {
     cp: TestControlPlane,
     http: reqwest::Client,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Api {
-    fn start() -> Api {
-        Api { cp: start_memory(), http: reqwest::Client::new() }
+    fn memory() -> Api {
+        Api { cp: start_memory(), http: reqwest::Client::new(), _data: None }
+    }
+
+    fn sqlite() -> Api {
+        let data = tempfile::tempdir().unwrap();
+        let cp = start_sqlite(data.path()).unwrap();
+        Api { cp, http: reqwest::Client::new(), _data: Some(data) }
     }
 
     fn url(&self, path: &str) -> String {
@@ -66,9 +116,7 @@ fn error_fields(status: StatusCode, body: &Value, expected: StatusCode) -> Vec<S
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn index_config_and_resource_types() {
-    let api = Api::start();
+async fn index_config_and_resource_types(api: Api) {
     let (status, index) = api.get("/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(index["product"], "Kodiak");
@@ -77,7 +125,7 @@ async fn index_config_and_resource_types() {
 
     let (status, config) = api.get("/config").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(config["store"]["type"], "memory");
+    assert!(["memory", "sqlite"].contains(&config["store"]["type"].as_str().unwrap()), "{config}");
 
     let (status, types) = api.get("/_resources").await;
     assert_eq!(status, StatusCode::OK);
@@ -87,18 +135,14 @@ async fn index_config_and_resource_types() {
     }
 }
 
-#[tokio::test]
-async fn default_mesh_exists_after_start() {
-    let api = Api::start();
+async fn default_mesh_exists_after_start(api: Api) {
     let (status, mesh) = api.get("/meshes/default").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(mesh["type"], "Mesh");
     assert!(mesh["creationTime"].is_string());
 }
 
-#[tokio::test]
-async fn put_creates_then_updates_and_get_reads_back() {
-    let api = Api::start();
+async fn put_creates_then_updates_and_get_reads_back(api: Api) {
     let doc = json!({"type": "Mesh", "name": "payments", "labels": {"team": "pay"}});
     assert_eq!(api.put("/meshes/payments", doc.clone()).await.0, StatusCode::CREATED);
     assert_eq!(api.put("/meshes/payments", doc).await.0, StatusCode::OK);
@@ -114,18 +158,14 @@ async fn put_creates_then_updates_and_get_reads_back() {
     assert_eq!(dp["networking"]["inbound"][0]["tags"]["kuma.io/service"], "web");
 }
 
-#[tokio::test]
-async fn yaml_bodies_and_identity_from_the_path() {
-    let api = Api::start();
+async fn yaml_bodies_and_identity_from_the_path(api: Api) {
     let (status, body) = api.put_text("/meshes/default/secrets/s1", "type: Secret\ndata: c2VjcmV0\n".into()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (_, stored) = api.get("/meshes/default/secrets/s1").await;
     assert_eq!((stored["mesh"].as_str(), stored["name"].as_str()), (Some("default"), Some("s1")));
 }
 
-#[tokio::test]
-async fn stale_version_is_a_conflict_and_changes_nothing() {
-    let api = Api::start();
+async fn stale_version_is_a_conflict_and_changes_nothing(api: Api) {
     api.put("/meshes/default/secrets/s1", secret("default", "s1")).await;
     let mut newer = secret("default", "s1");
     newer["data"] = "bmV3".into();
@@ -165,9 +205,7 @@ async fn stale_version_is_a_conflict_and_changes_nothing() {
     assert_eq!(error_fields(status, &response.json().await.unwrap(), StatusCode::BAD_REQUEST), vec!["If-Match"]);
 }
 
-#[tokio::test]
-async fn invalid_bodies_are_refused_with_every_field() {
-    let api = Api::start();
+async fn invalid_bodies_are_refused_with_every_field(api: Api) {
     let bad = json!({
         "type": "Dataplane", "mesh": "default", "name": "web-1",
         "networking": {"address": "127.0.0.2", "inbound": [{"port": 70000, "tags": {}}], "colour": "red"}
@@ -180,15 +218,13 @@ async fn invalid_bodies_are_refused_with_every_field() {
     assert_eq!(api.get("/meshes/default/dataplanes/web-1").await.0, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn bad_identity_and_types_are_refused() {
-    let api = Api::start();
+async fn bad_identity_and_types_are_refused(api: Api) {
     let (status, body) = api.put("/meshes/default/secrets/s1", secret("default", "s2")).await;
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["name"]);
     let (status, body) = api.put("/meshes/default/secrets/s1", secret("other", "s1")).await;
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["mesh"]);
     let (status, body) = api.put("/meshes/default/secrets/s1", json!({"type": "Zone", "name": "s1"})).await;
-    assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["mesh"]);
+    assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["type"]);
     let (status, body) = api.put("/meshes/default/meshtimeouts/s1", secret("default", "s1")).await;
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["type"]);
     let (status, body) = api.put("/meshes/default/secrets/s1", json!({"type": "Sekret", "data": "c2VjcmV0"})).await;
@@ -197,17 +233,51 @@ async fn bad_identity_and_types_are_refused() {
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["name"]);
 }
 
-#[tokio::test]
-async fn resource_in_a_missing_mesh_is_refused() {
-    let api = Api::start();
+async fn resource_in_a_missing_mesh_is_refused(api: Api) {
     let (status, body) = api.put("/meshes/nowhere/secrets/s1", secret("nowhere", "s1")).await;
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["mesh"]);
     assert!(body["detail"].as_str().unwrap().contains("nowhere"), "{body}");
 }
 
-#[tokio::test]
-async fn malformed_documents_name_line_and_column() {
-    let api = Api::start();
+async fn flow_style_yaml_bodies(api: Api) {
+    let (status, body) = api.put_text("/meshes/flowing", "{type: Mesh, name: flowing}".into()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn if_match_star_requires_an_existing_resource(api: Api) {
+    let put_if_match = |path: &str, tag: &str| {
+        api.http.put(api.url(path)).header("If-Match", tag).body(secret("default", "s1").to_string()).send()
+    };
+    let response = put_if_match("/meshes/default/secrets/s1", "*").await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = put_if_match("/meshes/default/secrets/s1", "\"1\"").await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/meshes/default/secrets/s1").await.0, StatusCode::NOT_FOUND);
+    api.put("/meshes/default/secrets/s1", secret("default", "s1")).await;
+    let response = put_if_match("/meshes/default/secrets/s1", "*").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["etag"], "\"2\"");
+}
+
+async fn concurrent_puts_create_exactly_once(api: Api) {
+    let puts: Vec<_> = (0..8)
+        .map(|_| {
+            let request =
+                api.http.put(api.url("/meshes/default/secrets/raced")).body(secret("default", "raced").to_string());
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for put in puts {
+        statuses.push(put.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 201]);
+    let response = api.http.get(api.url("/meshes/default/secrets/raced")).send().await.unwrap();
+    assert_eq!(response.headers()["etag"], "\"8\"");
+}
+
+async fn malformed_documents_name_line_and_column(api: Api) {
     let (status, body) =
         api.put_text("/meshes/default/secrets/s1", "{\n  \"type\": \"Secret\",\n  \"data\": }".into()).await;
     error_fields(status, &body, StatusCode::BAD_REQUEST);
@@ -219,18 +289,14 @@ async fn malformed_documents_name_line_and_column() {
     error_fields(status, &body, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413() {
-    let api = Api::start();
+async fn oversized_bodies_get_413(api: Api) {
     let huge = json!({"type": "Secret", "mesh": "default", "name": "big", "data": "QUFB".repeat(400_000)});
     let (status, body) = api.put("/meshes/default/secrets/big", huge).await;
     error_fields(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(api.get("/meshes/default/secrets/big").await.0, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn lists_page_with_size_offset_and_next() {
-    let api = Api::start();
+async fn lists_page_with_size_offset_and_next(api: Api) {
     for i in 0..5 {
         api.put(&format!("/meshes/default/secrets/s{i}"), secret("default", &format!("s{i}"))).await;
     }
@@ -248,16 +314,17 @@ async fn lists_page_with_size_offset_and_next() {
     let (_, filtered) = api.get("/meshes/default/secrets?name=s3").await;
     assert_eq!(filtered["total"], 1);
 
-    for query in ["size=0", "size=5000", "size=many", "offset=-2", "colour=blue"] {
+    let huge_offset = format!("offset={}", u64::MAX);
+    let bad_queries =
+        ["size=0", "size=5000", "size=many", "offset=-2", "colour=blue", "size=1&size=2", "labels.a%20b=x"];
+    for query in bad_queries.iter().copied().chain([huge_offset.as_str()]) {
         let (status, body) = api.get(&format!("/meshes/default/secrets?{query}")).await;
         let fields = error_fields(status, &body, StatusCode::BAD_REQUEST);
         assert_eq!(fields.len(), 1, "{query}: {body}");
     }
 }
 
-#[tokio::test]
-async fn label_filters_and_cross_mesh_lists() {
-    let api = Api::start();
+async fn label_filters_and_cross_mesh_lists(api: Api) {
     api.put("/meshes/other", json!({"type": "Mesh", "name": "other"})).await;
     api.put("/meshes/default/secrets/a", secret("default", "a")).await;
     let mut labelled = secret("other", "b");
@@ -272,9 +339,7 @@ async fn label_filters_and_cross_mesh_lists() {
     assert_eq!(meshes["total"], 2);
 }
 
-#[tokio::test]
-async fn delete_and_not_found() {
-    let api = Api::start();
+async fn delete_and_not_found(api: Api) {
     api.put("/meshes/default/secrets/s1", secret("default", "s1")).await;
     assert_eq!(api.delete("/meshes/default/secrets/s1").await.0, StatusCode::OK);
     let (status, body) = api.delete("/meshes/default/secrets/s1").await;
@@ -283,9 +348,7 @@ async fn delete_and_not_found() {
     error_fields(status, &body, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn deleting_a_mesh_deletes_what_is_in_it() {
-    let api = Api::start();
+async fn deleting_a_mesh_deletes_what_is_in_it(api: Api) {
     api.put("/meshes/doomed", json!({"type": "Mesh", "name": "doomed"})).await;
     api.put("/meshes/doomed/secrets/s1", secret("doomed", "s1")).await;
     api.put("/meshes/default/secrets/s1", secret("default", "s1")).await;
@@ -294,9 +357,7 @@ async fn deleting_a_mesh_deletes_what_is_in_it() {
     assert_eq!(api.get("/meshes/default/secrets/s1").await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn global_types() {
-    let api = Api::start();
+async fn global_types(api: Api) {
     assert_eq!(
         api.put("/zones/east", json!({"type": "Zone", "name": "east", "enabled": true})).await.0,
         StatusCode::CREATED
@@ -309,9 +370,7 @@ async fn global_types() {
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["mesh"]);
 }
 
-#[tokio::test]
-async fn dataplane_overview_shape() {
-    let api = Api::start();
+async fn dataplane_overview_shape(api: Api) {
     api.put("/meshes/default/dataplanes/web-1", dataplane("web-1")).await;
     let (status, page) = api.get("/meshes/default/dataplanes/_overview").await;
     assert_eq!(status, StatusCode::OK);
@@ -328,9 +387,7 @@ async fn dataplane_overview_shape() {
     error_fields(status, &body, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn unknown_paths_and_methods() {
-    let api = Api::start();
+async fn unknown_paths_and_methods(api: Api) {
     for path in ["/widgets", "/meshes/default/widgets", "/dataplanes/web-1", "/meshes/default/zones", "/a/b/c/d/e/f"] {
         let (status, body) = api.get(path).await;
         error_fields(status, &body, StatusCode::NOT_FOUND);
@@ -338,13 +395,13 @@ async fn unknown_paths_and_methods() {
     let response = api.http.post(api.url("/meshes/default")).body("{}").send().await.unwrap();
     let status = response.status();
     error_fields(status, &response.json().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED);
-    let (status, body) = api.delete("/meshes").await;
-    error_fields(status, &body, StatusCode::METHOD_NOT_ALLOWED);
+    let response = api.http.delete(api.url("/meshes")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET");
+    let response = api.http.post(api.url("/meshes/default")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET, PUT, DELETE");
 }
 
-#[tokio::test]
-async fn diagnostics_ready_and_healthy() {
-    let api = Api::start();
+async fn diagnostics_ready_and_healthy(api: Api) {
     for path in ["/ready", "/healthy"] {
         let response = api.http.get(format!("{}{path}", api.cp.diagnostics_url())).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");

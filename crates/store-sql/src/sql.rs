@@ -25,9 +25,10 @@ pub(crate) const DELETE_IN_MESH: &str = "DELETE FROM resources WHERE mesh = $1 R
 pub(crate) const GET: &str = "SELECT type, mesh, name, version, labels, body, creation_time, modification_time \
      FROM resources WHERE type = $1 AND mesh = $2 AND name = $3";
 
-/// The start of a list query; `sqlite.rs` appends the filters, the order
-/// (byte order, as in Rust; PostgreSQL needs `COLLATE "C"` on mesh and
-/// name) and the page.
+/// The start of a list query. `sqlite.rs` appends the filters (with
+/// SQLite's `instr` and `json_extract`, which other databases spell
+/// differently), the order (byte order, as in Rust; PostgreSQL needs
+/// `COLLATE "C"` on mesh and name) and the page.
 pub(crate) const SELECT_RESOURCES: &str =
     "SELECT type, mesh, name, version, labels, body, creation_time, modification_time FROM resources";
 

@@ -2,6 +2,7 @@
 //! so that reads never wait for a write.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,8 +29,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Every write is one transaction. Writes take turns (SQLite has a single
 /// writer anyway), and each announces its events after commit and before the
-/// next write starts, so watchers see changes in commit order.
+/// next write starts, so watchers see changes in commit order. Taking turns
+/// in-process is enough because one control plane owns a data directory
+/// (`kodiak-cp` locks it); a shared database such as PostgreSQL needs the
+/// database itself to order writes and carry events (LISTEN/NOTIFY).
 pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+/// The database and its write discipline, shared with write tasks.
+struct Shared {
     pool: SqlitePool,
     write_turn: Mutex<()>,
     events: broadcast::Sender<ChangeEvent>,
@@ -61,25 +70,25 @@ impl SqliteStore {
         };
         migrated.map_err(|source| OpenError::Migrate { path: path.clone(), source })?;
         tracing::info!(path = %path.display(), "opened resource database");
-        Ok(Self { pool, write_turn: Mutex::new(()), events: broadcast::channel(EVENT_BUFFER).0 })
+        let shared = Shared { pool, write_turn: Mutex::new(()), events: broadcast::channel(EVENT_BUFFER).0 };
+        Ok(Self { shared: Arc::new(shared) })
     }
 
     /// Waits for running statements and closes the database, so that the
     /// write-ahead log is folded into the file before the process exits.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.shared.pool.close().await;
     }
+}
 
+impl Shared {
     fn announce(&self, events: impl IntoIterator<Item = ChangeEvent>) {
         for event in events {
             // Sending fails only when nobody watches, which is fine.
             let _ = self.events.send(event);
         }
     }
-}
 
-#[async_trait]
-impl ResourceStore for SqliteStore {
     async fn create(&self, mut resource: Resource) -> Result<Resource, StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -163,9 +172,27 @@ impl ResourceStore for SqliteStore {
         self.announce(events);
         Ok(())
     }
+}
+
+#[async_trait]
+impl ResourceStore for SqliteStore {
+    async fn create(&self, resource: Resource) -> Result<Resource, StoreError> {
+        let shared = self.shared.clone();
+        run_to_completion(async move { shared.create(resource).await }).await
+    }
+
+    async fn update(&self, resource: Resource, expected_version: Option<u64>) -> Result<Resource, StoreError> {
+        let shared = self.shared.clone();
+        run_to_completion(async move { shared.update(resource, expected_version).await }).await
+    }
+
+    async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
+        let (shared, key) = (self.shared.clone(), key.clone());
+        run_to_completion(async move { shared.delete(&key).await }).await
+    }
 
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StoreError> {
-        let row = bind_key(sqlx::query(sql::GET), key).fetch_optional(&self.pool).await.map_err(backend)?;
+        let row = bind_key(sqlx::query(sql::GET), key).fetch_optional(&self.shared.pool).await.map_err(backend)?;
         row.map(|row| read_row(&row)?.into_resource()).transpose()
     }
 
@@ -176,7 +203,7 @@ impl ResourceStore for SqliteStore {
             // No stored resource can carry an invalid label key.
             return Ok(Page { total: 0, items: Vec::new() });
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.shared.pool.begin().await.map_err(backend)?;
         let mut count = QueryBuilder::<Sqlite>::new(sql::COUNT_RESOURCES);
         push_filters(&mut count, query);
         let total: i64 = count.build_query_scalar().fetch_one(&mut *tx).await.map_err(backend)?;
@@ -191,8 +218,17 @@ impl ResourceStore for SqliteStore {
     }
 
     fn watch(&self) -> broadcast::Receiver<ChangeEvent> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
+}
+
+/// Runs a write in a task of its own, so it finishes (commit and change
+/// events together) even when the caller stops waiting: a client that
+/// disconnects mid-request, or a shutdown that gives up on it.
+async fn run_to_completion<T: Send + 'static>(
+    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(write).await.map_err(|e| StoreError::Backend(format!("a store write failed to finish: {e}")))?
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;

@@ -44,6 +44,11 @@ impl ApiError {
         }
     }
 
+    /// Query parameters or headers that break rules.
+    pub fn bad_parameters(detail: impl Into<String>, violations: Vec<Violation>) -> Self {
+        Self { invalid_parameters: violations, ..Self::bad_request(detail) }
+    }
+
     /// One field in error.
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
         Self::invalid(format!("{field} is invalid"), vec![Violation { field: field.into(), reason: reason.into() }])

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kodiak_store::ResourceStore;
 
@@ -50,12 +50,19 @@ async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     let route = route::route(uri.path())?;
-    if !route.allows(method) {
-        return Err(ApiError::new(
+    let methods = route.methods();
+    if !methods.contains(method) {
+        let allowed: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        let error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method Not Allowed",
-            format!("{method} is not supported on {}", uri.path()),
-        ));
+            format!("{method} is not supported on {}; use {}", uri.path(), allowed.join(", ")),
+        );
+        let mut response = error.into_response();
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        return Ok(response);
     }
     let page = || paging::parse(uri.query());
     match (route, method) {

@@ -1,9 +1,10 @@
 //! Paging of lists: the query parameters `size`, `offset`, `name` and
 //! `labels.<key>`, and the `{total, items, next}` answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kodiak_api::Violation;
+use kodiak_api::name::check_label_key;
 
 use super::error::ApiError;
 
@@ -18,33 +19,49 @@ pub struct ListParams {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The largest offset accepted: beyond every store's row count, and safe
+/// to add a page size to.
+const MAX_OFFSET: usize = i64::MAX as usize;
+
 /// Reads a query string; every bad parameter is reported.
 pub fn parse(query: Option<&str>) -> Result<ListParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("cannot read the query string: {e}")))?;
     let mut params = ListParams { size: DEFAULT_PAGE_SIZE, offset: 0, name: None, labels: BTreeMap::new() };
     let mut violations = Vec::new();
+    let mut seen = BTreeSet::new();
     let mut bad = |field: &str, reason: String| violations.push(Violation { field: field.into(), reason });
     for (key, value) in pairs {
+        if !seen.insert(key.clone()) {
+            bad(&key, "is given more than once".into());
+            continue;
+        }
         match key.as_str() {
             "size" => match value.parse::<usize>() {
                 Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => params.size = size,
                 _ => bad("size", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}, got {value:?}")),
             },
             "offset" => match value.parse::<usize>() {
-                Ok(offset) => params.offset = offset,
-                _ => bad("offset", format!("must be a whole number of 0 or more, got {value:?}")),
+                Ok(offset) if offset <= MAX_OFFSET => params.offset = offset,
+                _ => bad("offset", format!("must be a whole number from 0 to {MAX_OFFSET}, got {value:?}")),
             },
             "name" => params.name = Some(value),
             other => match other.strip_prefix("labels.") {
-                Some(label) if !label.is_empty() => {
-                    params.labels.insert(label.into(), value);
-                }
-                _ => bad(other, "unknown query parameter; known: size, offset, name, labels.<key>".into()),
+                Some(label) => match check_label_key(label) {
+                    Ok(()) => {
+                        params.labels.insert(label.into(), value);
+                    }
+                    Err(reason) => bad(other, reason),
+                },
+                None => bad(other, "unknown query parameter; known: size, offset, name, labels.<key>".into()),
             },
         }
     }
-    if violations.is_empty() { Ok(params) } else { Err(ApiError::invalid("invalid query parameters", violations)) }
+    if violations.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::bad_parameters("invalid query parameters", violations))
+    }
 }
 
 /// The list answer `{total, items, next}`; `next` is the absolute URL of
@@ -56,7 +73,7 @@ pub fn page_body(
     uri: &axum::http::Uri,
     headers: &axum::http::HeaderMap,
 ) -> serde_json::Value {
-    let next_offset = params.offset + params.size;
+    let next_offset = params.offset.saturating_add(params.size);
     let next = (next_offset < total).then(|| {
         let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         let mut query: Vec<(String, String)> =
@@ -85,7 +102,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        for query in ["size=0", "size=1001", "size=ten", "offset=-1", "colour=red"] {
+        let huge = format!("offset={}", u64::MAX);
+        for query in [
+            "size=0",
+            "size=1001",
+            "size=ten",
+            "offset=-1",
+            "colour=red",
+            "size=1&size=2",
+            "labels.a%20b=x",
+            "labels.=x",
+            &huge,
+        ] {
             assert!(parse(Some(query)).is_err(), "{query}");
         }
     }

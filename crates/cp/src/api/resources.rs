@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use kodiak_api::{Resource, ResourceKey, ResourceType, parse_document};
+use kodiak_api::{Resource, ResourceKey, ResourceType, Violation, parse_document};
 use kodiak_store::{ListQuery, StoreError};
 use serde_json::{Value, json};
 
@@ -47,16 +47,14 @@ pub async fn get(state: &ApiState, key: &ResourceKey) -> Result<Response, ApiErr
 }
 
 pub async fn delete(state: &ApiState, key: &ResourceKey) -> Result<Response, ApiError> {
-    state.store.delete(key).await.map_err(|e| match e {
-        StoreError::NotFound(_) => not_found(key),
-        other => other.into(),
-    })?;
+    state.store.delete(key).await?;
     tracing::info!(resource = %key, "deleted");
     Ok(Json(json!({})).into_response())
 }
 
 /// Creates (201) or updates (200) the resource at `key`. An `If-Match`
-/// header with a version makes the update conditional (409 when stale).
+/// header makes it an update only: of the resource as it is (`*`), or only
+/// if it still has the given version (409 when stale).
 pub async fn put(
     state: &ApiState,
     key: ResourceKey,
@@ -64,28 +62,25 @@ pub async fn put(
     body: Body,
     limit: usize,
 ) -> Result<Response, ApiError> {
-    let expected_version = if_match(headers)?;
+    let precondition = if_match(headers)?;
     let bytes = read_body(body, limit).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the request body is not UTF-8 text"))?;
     let mut document = parse_document(text)?;
+    check_type(&document, key.kind)?;
     fill_identity(&mut document, &key)?;
     let resource = Resource::from_document(&document)?;
-    if resource.key.kind != key.kind {
-        return Err(ApiError::invalid_field(
-            "type",
-            format!("{} does not match the path, which is for {}", resource.key.kind, key.kind),
-        ));
-    }
     let existing = state.store.get(&key).await?;
-    let (status, stored) = match existing {
-        None if expected_version.is_some() => return Err(not_found(&key)),
-        None => match state.store.create(resource.clone()).await {
+    let (status, stored) = match (existing, precondition) {
+        (None, Some(_)) => return Err(not_found(&key)),
+        (None, None) => match state.store.create(resource.clone()).await {
             Ok(stored) => (StatusCode::CREATED, stored),
             // Someone created it between our read and write: update instead.
             Err(StoreError::AlreadyExists(_)) => (StatusCode::OK, state.store.update(resource, None).await?),
             Err(other) => return Err(other.into()),
         },
-        Some(_) => (StatusCode::OK, state.store.update(resource, expected_version).await?),
+        (Some(_), precondition) => {
+            (StatusCode::OK, state.store.update(resource, precondition.and_then(|p| p.version)).await?)
+        }
     };
     tracing::info!(resource = %key, version = stored.version, created = status == StatusCode::CREATED, "stored");
     let mut response = (status, Json(json!({}))).into_response();
@@ -95,8 +90,21 @@ pub async fn put(
     Ok(response)
 }
 
-/// Fills `name` and `mesh` from the path when the body leaves them out,
-/// and refuses a body that names something else.
+/// Refuses a body of another type than the path's, before anything else
+/// is looked at, so the error names the real mistake.
+fn check_type(document: &Value, kind: ResourceType) -> Result<(), ApiError> {
+    match document.get("type") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(name)) if name == kind.name() => Ok(()),
+        Some(other) => Err(ApiError::invalid_field(
+            "type",
+            format!("{other} does not match the path, which is for {kind} resources"),
+        )),
+    }
+}
+
+/// Fills `type`, `name` and `mesh` from the path when the body leaves them
+/// out, and refuses a body that names something else.
 fn fill_identity(document: &mut Value, key: &ResourceKey) -> Result<(), ApiError> {
     let Some(object) = document.as_object_mut() else {
         return Err(ApiError::bad_request("the request body must be a resource document (an object)"));
@@ -151,16 +159,31 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
     Ok(collected.into())
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// What an `If-Match` header asks for: that the resource exists (`*`), and
+/// optionally that it has a given version.
+#[derive(Debug, Clone, Copy)]
+struct Precondition {
+    version: Option<u64>,
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::invalid_field("If-Match", "must be a resource version in quotes, as in an ETag: \"3\"")
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(Some(Precondition { version: None }));
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(|version| Some(Precondition { version: Some(version) }))
+        .map_err(|_| {
+            ApiError::bad_parameters(
+                "the If-Match header is invalid",
+                vec![Violation {
+                    field: "If-Match".into(),
+                    reason: "must be a resource version in quotes, as in an ETag (\"3\"), or *".into(),
+                }],
+            )
         })
 }
 

@@ -27,12 +27,12 @@ pub enum Route {
 }
 
 impl Route {
-    /// Whether the route answers this HTTP method.
-    pub fn allows(&self, method: &axum::http::Method) -> bool {
+    /// The HTTP methods the route answers.
+    pub fn methods(&self) -> &'static [axum::http::Method] {
         use axum::http::Method;
         match self {
-            Route::One(_) => [Method::GET, Method::PUT, Method::DELETE].contains(method),
-            _ => method == Method::GET,
+            Route::One(_) => &[Method::GET, Method::PUT, Method::DELETE],
+            _ => &[Method::GET],
         }
     }
 }
