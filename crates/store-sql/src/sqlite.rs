@@ -12,7 +12,7 @@ use kodiak_store::{ChangeEvent, ChangeKind, EVENT_BUFFER, ListQuery, Page, Resou
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::row::{ResourceRow, body_column, key_from_columns, labels_column, mesh_column, version_from_column};
@@ -89,88 +89,107 @@ impl Shared {
         }
     }
 
-    async fn create(&self, mut resource: Resource) -> Result<Resource, StoreError> {
+    /// Runs one write transaction in this store's turn: commits and then
+    /// announces the events `work` returns, or rolls back when it fails.
+    /// Rolling back before the turn passes matters: a transaction merely
+    /// dropped is ended later, and would meanwhile lock out the next writer.
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<(T, Vec<ChangeEvent>), StoreError>,
+    ) -> Result<T, StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        if let Some(mesh) = &resource.key.mesh
-            && sqlx::query(sql::MESH_EXISTS).bind(mesh).fetch_optional(&mut *tx).await.map_err(backend)?.is_none()
-        {
-            return Err(StoreError::MeshNotFound(mesh.clone()));
-        }
-        let now = now_rfc3339();
-        let inserted = bind_key(sqlx::query(sql::INSERT), &resource.key)
-            .bind(labels_column(&resource))
-            .bind(body_column(&resource))
-            .bind(&now)
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            Err(e) if e.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
-                return Err(StoreError::AlreadyExists(resource.key));
+        match work(&mut tx).await {
+            Ok((value, events)) => {
+                tx.commit().await.map_err(backend)?;
+                self.announce(events);
+                Ok(value)
             }
-            other => other.map_err(backend)?,
-        };
-        tx.commit().await.map_err(backend)?;
+            Err(error) => {
+                tx.rollback().await.map_err(backend)?;
+                Err(error)
+            }
+        }
+    }
 
-        resource.version = 1;
-        resource.creation_time = Some(now.clone());
-        resource.modification_time = Some(now);
-        self.announce([ChangeEvent { kind: ChangeKind::Created, key: resource.key.clone(), version: 1 }]);
-        Ok(resource)
+    async fn create(&self, mut resource: Resource) -> Result<Resource, StoreError> {
+        self.write(async |db| {
+            if let Some(mesh) = &resource.key.mesh
+                && sqlx::query(sql::MESH_EXISTS).bind(mesh).fetch_optional(&mut *db).await.map_err(backend)?.is_none()
+            {
+                return Err(StoreError::MeshNotFound(mesh.clone()));
+            }
+            let now = now_rfc3339();
+            let inserted = bind_key(sqlx::query(sql::INSERT), &resource.key)
+                .bind(labels_column(&resource))
+                .bind(body_column(&resource))
+                .bind(&now)
+                .execute(&mut *db)
+                .await;
+            match inserted {
+                Err(e) if e.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
+                    return Err(StoreError::AlreadyExists(resource.key.clone()));
+                }
+                other => other.map_err(backend)?,
+            };
+            resource.version = 1;
+            resource.creation_time = Some(now.clone());
+            resource.modification_time = Some(now);
+            let event = ChangeEvent { kind: ChangeKind::Created, key: resource.key.clone(), version: 1 };
+            Ok((resource, vec![event]))
+        })
+        .await
     }
 
     async fn update(&self, mut resource: Resource, expected_version: Option<u64>) -> Result<Resource, StoreError> {
-        let _turn = self.write_turn.lock().await;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let now = now_rfc3339();
-        // No stored version is negative, so a version too large for SQL matches nothing.
-        let expected_column = expected_version.map(|v| i64::try_from(v).unwrap_or(-1));
-        let updated = bind_key(sqlx::query(sql::UPDATE), &resource.key)
-            .bind(labels_column(&resource))
-            .bind(body_column(&resource))
-            .bind(&now)
-            .bind(expected_column)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let Some(updated) = updated else {
-            return Err(why_not_updated(&mut tx, resource.key, expected_version).await?);
-        };
-        resource.version = read_version(&updated, &resource.key)?;
-        resource.creation_time = Some(updated.try_get("creation_time").map_err(backend)?);
-        resource.modification_time = Some(now);
-        tx.commit().await.map_err(backend)?;
-
-        let event = ChangeEvent { kind: ChangeKind::Updated, key: resource.key.clone(), version: resource.version };
-        self.announce([event]);
-        Ok(resource)
+        self.write(async |db| {
+            let now = now_rfc3339();
+            // No stored version is negative, so a version too large for SQL matches nothing.
+            let expected_column = expected_version.map(|v| i64::try_from(v).unwrap_or(-1));
+            let updated = bind_key(sqlx::query(sql::UPDATE), &resource.key)
+                .bind(labels_column(&resource))
+                .bind(body_column(&resource))
+                .bind(&now)
+                .bind(expected_column)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(backend)?;
+            let Some(updated) = updated else {
+                return Err(why_not_updated(db, resource.key.clone(), expected_version).await?);
+            };
+            resource.version = read_version(&updated, &resource.key)?;
+            resource.creation_time = Some(updated.try_get("creation_time").map_err(backend)?);
+            resource.modification_time = Some(now);
+            let event = ChangeEvent { kind: ChangeKind::Updated, key: resource.key.clone(), version: resource.version };
+            Ok((resource, vec![event]))
+        })
+        .await
     }
 
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
-        let _turn = self.write_turn.lock().await;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let deleted = bind_key(sqlx::query(sql::DELETE), key).fetch_optional(&mut *tx).await.map_err(backend)?;
-        let Some(deleted) = deleted else {
-            return Err(StoreError::NotFound(key.clone()));
-        };
-        let mut events = Vec::new();
-        if key.kind == ResourceType::Mesh {
-            let inside = sqlx::query(sql::DELETE_IN_MESH).bind(&key.name).fetch_all(&mut *tx).await.map_err(backend)?;
-            for row in inside {
-                let kind: String = row.try_get("type").map_err(backend)?;
-                let inner = key_from_columns(&kind, &key.name, row.try_get("name").map_err(backend)?)?;
-                let version = read_version(&row, &inner)?;
-                events.push(ChangeEvent { kind: ChangeKind::Deleted, key: inner, version });
+        self.write(async |db| {
+            let deleted = bind_key(sqlx::query(sql::DELETE), key).fetch_optional(&mut *db).await.map_err(backend)?;
+            let Some(deleted) = deleted else {
+                return Err(StoreError::NotFound(key.clone()));
+            };
+            let mut events = Vec::new();
+            if key.kind == ResourceType::Mesh {
+                let inside =
+                    sqlx::query(sql::DELETE_IN_MESH).bind(&key.name).fetch_all(&mut *db).await.map_err(backend)?;
+                for row in inside {
+                    let kind: String = row.try_get("type").map_err(backend)?;
+                    let inner = key_from_columns(&kind, &key.name, row.try_get("name").map_err(backend)?)?;
+                    let version = read_version(&row, &inner)?;
+                    events.push(ChangeEvent { kind: ChangeKind::Deleted, key: inner, version });
+                }
+                events.sort_by(|l, r| l.key.cmp(&r.key));
             }
-            events.sort_by(|l, r| l.key.cmp(&r.key));
-        }
-        // The Mesh goes last: a watcher that sees it gone knows its contents are gone too.
-        let version = read_version(&deleted, key)?;
-        events.push(ChangeEvent { kind: ChangeKind::Deleted, key: key.clone(), version });
-        tx.commit().await.map_err(backend)?;
-
-        self.announce(events);
-        Ok(())
+            // The Mesh goes last: a watcher that sees it gone knows its contents are gone too.
+            let version = read_version(&deleted, key)?;
+            events.push(ChangeEvent { kind: ChangeKind::Deleted, key: key.clone(), version });
+            Ok(((), events))
+        })
+        .await
     }
 }
 
@@ -241,11 +260,11 @@ fn bind_key<'q>(query: Query<'q>, key: &'q ResourceKey) -> Query<'q> {
 /// Says why an update changed no row: the resource is missing, or its
 /// version is not the expected one.
 async fn why_not_updated(
-    tx: &mut Transaction<'_, Sqlite>,
+    db: &mut SqliteConnection,
     key: ResourceKey,
     expected: Option<u64>,
 ) -> Result<StoreError, StoreError> {
-    let Some(row) = bind_key(sqlx::query(sql::VERSION), &key).fetch_optional(&mut **tx).await.map_err(backend)? else {
+    let Some(row) = bind_key(sqlx::query(sql::VERSION), &key).fetch_optional(&mut *db).await.map_err(backend)? else {
         return Ok(StoreError::NotFound(key));
     };
     let actual = read_version(&row, &key)?;

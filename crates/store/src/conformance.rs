@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
             watch_reports_changes_in_order,
             watch_reports_cascaded_deletes,
             concurrent_updates_lose_nothing,
+            refused_writes_leave_the_store_writable,
         );
     };
     (@rules $open:expr; $($rule:ident),* $(,)?) => {
@@ -55,6 +56,39 @@ macro_rules! conformance_tests {
             }
         )*
     };
+}
+
+/// Every refused write (existing key, missing mesh, stale version, missing
+/// resource) ends cleanly: writes from several tasks right after it succeed
+/// and nothing refused shows up.
+pub async fn refused_writes_leave_the_store_writable(store: Store) {
+    create_meshes(&store, &["a"]).await;
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let name = format!("token-{writer}");
+                let stored = store.create(secret("a", &name, &[])).await.unwrap();
+                for round in 0..200 {
+                    let refused = [
+                        store.create(secret("a", &name, &[])).await.err(),
+                        store.create(secret("missing", &name, &[])).await.err(),
+                        store.update(secret("a", &name, &[]), Some(stored.version + 1000)).await.err(),
+                        store.delete(&secret("a", &format!("ghost-{writer}"), &[]).key).await.err(),
+                    ];
+                    assert!(refused.iter().all(Option::is_some), "round {round}: {refused:?}");
+                    let change = secret("a", &name, &[("round", &round.to_string())]);
+                    store.update(change, None).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let page = store.list(&ListQuery::in_mesh(ResourceType::Secret, "a", 100)).await.unwrap();
+    assert_eq!(page.total, 4);
+    assert!(page.items.iter().all(|r| r.version == 201 && r.labels["round"] == "199"), "{:?}", page.items);
 }
 
 /// The store under test; rules that spawn tasks need to share it.
