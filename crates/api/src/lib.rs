@@ -19,6 +19,10 @@ pub mod tags;
 mod violations;
 pub mod zone;
 
+/// The most resources one page of a REST list holds (Kuma's limit); the
+/// control plane enforces it and clients ask for it to fetch everything.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
 pub use document::{SyntaxError, parse_document, parse_documents, to_json, to_yaml};
 pub use resource::{Resource, ResourceKey};
 pub use resource_type::{ResourceType, Scope};

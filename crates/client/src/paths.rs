@@ -15,7 +15,7 @@ pub struct Page {
 
 impl Page {
     /// The most items the server puts in one page (Kuma's limit).
-    pub const MAX_SIZE: u32 = 1000;
+    pub const MAX_SIZE: u32 = kodiak_api::MAX_PAGE_SIZE;
 
     /// The largest page the server hands out; used when fetching everything
     /// so that few round trips are needed.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Every setting of `kodiak-cp run`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
@@ -43,7 +43,7 @@ pub struct ApiServerConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DiagnosticsConfig {
     pub server: Listen<5680>,
@@ -79,7 +79,7 @@ impl<const PORT: u16> Default for Listen<PORT> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DefaultsConfig {
     /// Do not create the `default` mesh when it is missing at start.
@@ -108,19 +108,6 @@ pub struct GeneralConfig {
     pub shutdown_timeout: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            store: StoreConfig::default(),
-            api_server: ApiServerConfig { http: Listen::default(), max_body_bytes: 1024 * 1024 },
-            diagnostics: DiagnosticsConfig { server: Listen::default() },
-            defaults: DefaultsConfig { skip_mesh_creation: false },
-            logging: LoggingConfig { level: "info".into(), format: LogFormat::Text },
-            general: GeneralConfig { shutdown_timeout: "10s".into() },
-        }
-    }
-}
-
 impl Default for StoreConfig {
     fn default() -> Self {
         Self { kind: StoreKind::Sqlite, data_dir: default_data_dir() }
@@ -129,31 +116,19 @@ impl Default for StoreConfig {
 
 impl Default for ApiServerConfig {
     fn default() -> Self {
-        Config::default().api_server
-    }
-}
-
-impl Default for DiagnosticsConfig {
-    fn default() -> Self {
-        Config::default().diagnostics
-    }
-}
-
-impl Default for DefaultsConfig {
-    fn default() -> Self {
-        Config::default().defaults
+        Self { http: Listen::default(), max_body_bytes: 1024 * 1024 }
     }
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Config::default().logging
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
 impl Default for GeneralConfig {
     fn default() -> Self {
-        Config::default().general
+        Self { shutdown_timeout: "10s".into() }
     }
 }
 

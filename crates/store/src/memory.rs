@@ -1,5 +1,5 @@
-//! The in-memory backend: for tests, `kodiakctl` dry runs and control planes
-//! that need no durability.
+//! The in-memory backend: for tests and for control planes that need no
+//! durability (`kodiak-cp run --store memory`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -3,13 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kodiak_api::Violation;
 use kodiak_api::name::check_label_key;
+use kodiak_api::{MAX_PAGE_SIZE, Violation};
 
 use super::error::ApiError;
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
-pub const MAX_PAGE_SIZE: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
@@ -38,7 +37,7 @@ pub fn parse(query: Option<&str>) -> Result<ListParams, ApiError> {
         }
         match key.as_str() {
             "size" => match value.parse::<usize>() {
-                Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => params.size = size,
+                Ok(size) if (1..=MAX_PAGE_SIZE as usize).contains(&size) => params.size = size,
                 _ => bad("size", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}, got {value:?}")),
             },
             "offset" => match value.parse::<usize>() {
