@@ -4,6 +4,7 @@
 //! validate` run exactly the same checks.
 
 pub mod address;
+pub mod bootstrap;
 pub mod dataplane;
 pub mod document;
 pub mod duration;

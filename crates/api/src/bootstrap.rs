@@ -1,0 +1,81 @@
+//! What `kodiak-dp` and the control plane's dp-server say to each other
+//! before Envoy starts: `POST /bootstrap` on the dp-server port (5678).
+
+use serde::{Deserialize, Serialize};
+
+/// The body of `POST /bootstrap`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootstrapRequest {
+    /// The mesh of the Dataplane this sidecar serves.
+    pub mesh: String,
+    /// The Dataplane's name.
+    pub name: String,
+    /// The Dataplane itself (JSON text, after `-v` substitution) when
+    /// `kodiak-dp` registers it; absent when it was applied beforehand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_resource: Option<String>,
+    /// Envoy's admin port on 127.0.0.1; 0 lets the kernel choose one.
+    #[serde(default)]
+    pub admin_port: u16,
+    /// Which flavour of ADS Envoy speaks.
+    #[serde(default)]
+    pub xds_transport: XdsTransport,
+    pub version: Versions,
+}
+
+/// The ADS variants of the xDS protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XdsTransport {
+    /// Incremental xDS (`DELTA_GRPC`): only changed resources are sent.
+    #[default]
+    #[serde(rename = "delta")]
+    Delta,
+    /// State of the world (`GRPC`): every response carries all resources of its type.
+    #[serde(rename = "sotw")]
+    Sotw,
+}
+
+/// Versions of the programs beside the workload, shown in insights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Versions {
+    pub kodiak_dp: String,
+    pub envoy: String,
+}
+
+/// The answer to `POST /bootstrap`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootstrapResponse {
+    /// Envoy's bootstrap configuration, in Envoy's JSON form.
+    pub bootstrap: serde_json::Value,
+    /// The Dataplane as the control plane stores it (a resource document).
+    pub dataplane: serde_json::Value,
+}
+
+/// The body of `POST /drain`: the sidecar is shutting down, so callers
+/// should stop choosing it now rather than when its connection drops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DrainRequest {
+    pub mesh: String,
+    pub name: String,
+}
+
+/// Node metadata keys the bootstrap sets and the ADS server reads back.
+pub mod node_metadata {
+    /// The inline Dataplane (JSON text), so a control plane that lost it
+    /// (in-memory store, restart) can register it again when Envoy reconnects.
+    pub const DATAPLANE: &str = "kodiak.io/dataplane";
+    /// The kodiak-dp version.
+    pub const KODIAK_DP_VERSION: &str = "kodiak.io/kodiak-dp-version";
+    /// The Envoy version kodiak-dp found.
+    pub const ENVOY_VERSION: &str = "kodiak.io/envoy-version";
+}
+
+/// The label the control plane puts on Dataplanes that `kodiak-dp`
+/// registered from a dataplane file: those are removed again a while after
+/// their sidecar goes away; applied ones are never removed by the control plane.
+pub const REGISTERED_BY_LABEL: &str = "kodiak.io/registered-by";
+pub const REGISTERED_BY_KODIAK_DP: &str = "kodiak-dp";

@@ -1,0 +1,1 @@
+//! A generic ADS server.
