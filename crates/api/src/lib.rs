@@ -6,6 +6,7 @@
 pub mod address;
 pub mod bootstrap;
 pub mod dataplane;
+pub mod dataplane_view;
 pub mod document;
 pub mod duration;
 pub mod mesh;
