@@ -89,6 +89,32 @@ pub struct DataplaneInsight {
 pub struct Subscription {
     pub connect_time: Option<String>,
     pub disconnect_time: Option<String>,
+    #[serde(default)]
+    pub control_plane_instance_id: Option<String>,
+    #[serde(default)]
+    pub status: SubscriptionStatus,
+}
+
+/// What was sent on a stream and how the sidecar answered, in all and per
+/// xDS type (`cds`, `eds`, `lds`, `rds`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionStatus {
+    #[serde(default)]
+    pub total: Counters,
+    #[serde(flatten)]
+    pub types: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    #[serde(default)]
+    pub responses_sent: u64,
+    #[serde(default)]
+    pub responses_acknowledged: u64,
+    #[serde(default)]
+    pub responses_rejected: u64,
 }
 
 impl DataplaneInsight {
@@ -96,6 +122,26 @@ impl DataplaneInsight {
     /// (Kuma's rule).
     pub fn is_online(&self) -> bool {
         self.subscriptions.iter().any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
+    }
+
+    /// The newest stream; subscriptions are kept oldest first.
+    pub fn latest(&self) -> Option<&Subscription> {
+        self.subscriptions.last()
+    }
+
+    /// The newest refusal of a configuration on the newest stream, as
+    /// `<type>: <Envoy's reason>`.
+    pub fn last_nack(&self) -> Option<String> {
+        let status = &self.latest()?.status;
+        status
+            .types
+            .iter()
+            .filter_map(|(kind, value)| {
+                let nack = value.get("lastNack")?;
+                Some((nack.get("time")?.as_str()?, format!("{kind}: {}", nack.get("error")?.as_str()?)))
+            })
+            .max()
+            .map(|(_, reason)| reason)
     }
 
     /// When the newest stream connected; subscriptions are kept oldest first.
