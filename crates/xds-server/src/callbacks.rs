@@ -1,0 +1,48 @@
+//! What the mesh-aware layer learns from, and decides about, each ADS stream.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+
+/// Which ADS variant a stream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// State of the world: `StreamAggregatedResources`.
+    Sotw,
+    /// Incremental: `DeltaAggregatedResources`.
+    Delta,
+}
+
+/// One ADS stream as the callbacks see it.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    /// Unique per server, increasing.
+    pub id: u64,
+    /// The node from the first request that carried one.
+    pub node: Node,
+    /// SotW or delta.
+    pub transport: Transport,
+    /// The client's address, when the server that accepted the connection recorded it.
+    pub peer: Option<SocketAddr>,
+}
+
+/// What the mesh-aware layer wants to know and decide. Called synchronously
+/// from the stream's task: must not block.
+///
+/// For one stream, calls come in order: `stream_opened`, then the others, then
+/// `stream_closed` exactly once if and only if `stream_opened` returned `Ok`.
+pub trait Callbacks: Send + Sync + 'static {
+    /// Before anything is sent. An `Err` ends the stream with that status (e.g.
+    /// an unknown Dataplane: NOT_FOUND with a message saying what to do).
+    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status>;
+    /// The stream ended, also when the client went away without a word.
+    fn stream_closed(&self, stream: &StreamInfo);
+    /// A response was handed to the transport (SotW `version_info` or delta `system_version_info`).
+    fn response_sent(&self, stream: &StreamInfo, type_url: &str, version: &str);
+    /// The client accepted `version` of `type_url`, or reconnected already holding it.
+    fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str);
+    /// The client rejected `rejected_version`; `error` is its `error_detail.message`, verbatim.
+    fn nacked(&self, stream: &StreamInfo, type_url: &str, rejected_version: &str, error: &str);
+    /// Every type of snapshot `generation` has been ACKed.
+    fn synced(&self, stream: &StreamInfo, generation: u64);
+}

@@ -1,0 +1,74 @@
+//! The tonic `AggregatedDiscoveryService`: one task per stream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::stream::{self, Protocol};
+use crate::{Callbacks, SnapshotCache, delta, sotw};
+
+/// Responses a stream may have queued for a slow client; the connection holds
+/// at most one unanswered response per type, so this is rarely reached.
+const RESPONSE_BUFFER: usize = 8;
+
+/// An ADS server (SotW and delta) serving each node the newest snapshot in a [`SnapshotCache`].
+pub struct AdsServer<C: Callbacks> {
+    cache: Arc<SnapshotCache>,
+    callbacks: Arc<C>,
+    next_stream_id: AtomicU64,
+}
+
+impl<C: Callbacks> AdsServer<C> {
+    /// A server over `cache` that reports every stream to `callbacks`.
+    pub fn new(cache: Arc<SnapshotCache>, callbacks: Arc<C>) -> Self {
+        Self { cache, callbacks, next_stream_id: AtomicU64::new(1) }
+    }
+
+    /// The tonic service, ready to add to a router: SotW
+    /// (StreamAggregatedResources) and delta (DeltaAggregatedResources).
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+
+    /// Starts the task that runs one stream; its responses come out of the returned stream.
+    fn open<P: Protocol>(&self, request: Request<Streaming<P::Request>>) -> ReceiverStream<Result<P::Response, Status>>
+    where
+        P::Response: Send,
+    {
+        let (responses, body) = mpsc::channel(RESPONSE_BUFFER);
+        let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        let peer = request.remote_addr();
+        let (cache, callbacks) = (self.cache.clone(), self.callbacks.clone());
+        tokio::spawn(stream::run::<P, C>(id, peer, request.into_inner(), cache, callbacks, responses));
+        ReceiverStream::new(body)
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Callbacks> AggregatedDiscoveryService for AdsServer<C> {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.open::<sotw::Connection>(request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.open::<delta::Connection>(request)))
+    }
+}

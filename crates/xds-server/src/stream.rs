@@ -1,0 +1,141 @@
+//! The async shell around one ADS stream: reads requests, follows the node's
+//! snapshots, writes responses and tells the callbacks. All protocol
+//! decisions are made by the synchronous connection it drives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::tracker::{Encode, Event, Output, Tracker};
+use crate::{Callbacks, Snapshot, SnapshotCache, StreamInfo, Transport};
+
+/// A protocol variant's synchronous state machine, as the shell drives it.
+pub(crate) trait Protocol: Encode + Default + Send + 'static {
+    type Request: Send + 'static;
+    const TRANSPORT: Transport;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn tracker(&mut self) -> &mut Tracker;
+    /// Handles one request: its ACK or NACK, then its subscription.
+    fn on_request(&mut self, request: Self::Request) -> Output<Self::Response>;
+    /// The type URL and version a response carries, for `Callbacks::response_sent`.
+    fn sent(response: &Self::Response) -> (&str, &str);
+
+    /// Takes the newest snapshot and sends what changed.
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response> {
+        self.tracker().set_snapshot(snapshot);
+        self.tracker().push::<Self>()
+    }
+}
+
+/// Where a stream's responses go: a bounded channel read by the gRPC response body.
+pub(crate) type Responses<P> = mpsc::Sender<Result<<P as Encode>::Response, Status>>;
+
+/// Runs one stream to its end.
+pub(crate) async fn run<P: Protocol, C: Callbacks>(
+    id: u64,
+    peer: Option<SocketAddr>,
+    mut requests: Streaming<P::Request>,
+    cache: Arc<SnapshotCache>,
+    callbacks: Arc<C>,
+    responses: Responses<P>,
+) where
+    P::Response: Send,
+{
+    // Only the first request is sure to carry the node (xDS protocol, "Basic
+    // Protocol Overview"); Envoy sends it there alone (set_node_on_first_message_only).
+    let first = match requests.next().await {
+        Some(Ok(request)) => request,
+        Some(Err(status)) => return debug!(id, %status, "ADS stream failed before its first request"),
+        None => return,
+    };
+    let Some(node) = P::node(&first).filter(|node| !node.id.is_empty()).cloned() else {
+        let status = Status::invalid_argument("the first request of an ADS stream must carry node.id");
+        let _ = responses.send(Err(status)).await;
+        return;
+    };
+    let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer };
+    if let Err(status) = callbacks.stream_opened(&stream) {
+        debug!(id, node = %stream.node.id, %status, "ADS stream refused");
+        let _ = responses.send(Err(status)).await;
+        return;
+    }
+    let _closed = Closed { callbacks: &*callbacks, stream: &stream };
+    debug!(id, node = %stream.node.id, transport = ?P::TRANSPORT, "ADS stream opened");
+
+    let mut connection = P::default();
+    let mut snapshots = cache.watch(&stream.node.id);
+    let current = snapshots.borrow_and_update().clone();
+    if let Some(snapshot) = current {
+        let output = connection.on_snapshot(snapshot);
+        if deliver::<P>(&stream, &*callbacks, output, &responses).await.is_err() {
+            return;
+        }
+    }
+    let mut output = Some(connection.on_request(first));
+    loop {
+        if let Some(output) = output.take()
+            && deliver::<P>(&stream, &*callbacks, output, &responses).await.is_err()
+        {
+            return;
+        }
+        output = tokio::select! {
+            request = requests.next() => match request {
+                Some(Ok(request)) => Some(connection.on_request(request)),
+                Some(Err(status)) => return debug!(id, %status, "ADS stream ended by the client"),
+                None => return,
+            },
+            // The cache keeps a node's sender while streams watch it, so this never errs.
+            Ok(()) = snapshots.changed() => {
+                // Release the watch's lock before the work, so `SnapshotCache::set` never waits on it.
+                let snapshot = snapshots.borrow_and_update().clone();
+                snapshot.map(|snapshot| connection.on_snapshot(snapshot))
+            }
+            () = responses.closed() => return,
+        };
+    }
+}
+
+/// Hands events to the callbacks and responses to the transport, in order.
+async fn deliver<P: Protocol>(
+    stream: &StreamInfo,
+    callbacks: &impl Callbacks,
+    output: Output<P::Response>,
+    responses: &Responses<P>,
+) -> Result<(), ()> {
+    for event in output.events {
+        match event {
+            Event::Acked { type_url, version } => callbacks.acked(stream, &type_url, &version),
+            Event::Nacked { type_url, version, error } => {
+                warn!(node = %stream.node.id, %type_url, %version, %error, "proxy rejected configuration");
+                callbacks.nacked(stream, &type_url, &version, &error);
+            }
+            Event::Synced(generation) => callbacks.synced(stream, generation),
+        }
+    }
+    for response in output.responses {
+        let (type_url, version) = P::sent(&response);
+        let (type_url, version) = (type_url.to_owned(), version.to_owned());
+        responses.send(Ok(response)).await.map_err(drop)?;
+        callbacks.response_sent(stream, &type_url, &version);
+    }
+    Ok(())
+}
+
+/// Calls `stream_closed` however the stream ends, including when its task is dropped.
+struct Closed<'a, C: Callbacks> {
+    callbacks: &'a C,
+    stream: &'a StreamInfo,
+}
+
+impl<C: Callbacks> Drop for Closed<'_, C> {
+    fn drop(&mut self) {
+        debug!(id = self.stream.id, node = %self.stream.node.id, "ADS stream closed");
+        self.callbacks.stream_closed(self.stream);
+    }
+}
