@@ -1,1 +1,30 @@
-//! Envoy configuration from Kodiak resources.
+//! Envoy configuration from Kodiak resources: pure functions from typed
+//! views of the mesh to xDS resources, golden-tested.
+//!
+//! The shape follows "generate once, share everywhere": [`services`] reads
+//! the mesh, [`service_resources`] builds each service's cluster, endpoints
+//! and routes once, and [`proxy_snapshot`] adds one proxy's own listeners and
+//! inbound clusters around `Arc` clones of the services it calls.
+//!
+//! Addresses in the views are used as given: listener and EDS endpoint
+//! addresses must be IP addresses, so the caller resolves Dataplane host
+//! names first.
+
+mod bootstrap;
+mod envoy;
+mod inbound;
+pub mod names;
+mod outbound;
+mod render;
+mod service;
+mod services;
+mod snapshot;
+#[cfg(test)]
+mod test_support;
+
+pub use bootstrap::{BootstrapParams, XDS_CLUSTER, bootstrap};
+pub use envoy::CONNECT_TIMEOUT_SECONDS;
+pub use render::{RenderError, descriptor_pool, render, try_render};
+pub use service::{ServiceResources, service_resources};
+pub use services::{Endpoint, ServiceView, services};
+pub use snapshot::{ProxyResources, proxy_resources, proxy_snapshot};

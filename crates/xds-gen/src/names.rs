@@ -1,0 +1,31 @@
+//! Names of the generated resources. They are part of Kodiak's contract
+//! with users (they appear in Envoy's stats and config dumps), and they
+//! follow Kuma's so dashboards and habits carry over.
+
+/// The cluster of a service is named after the service.
+pub fn service_cluster(service: &str) -> String {
+    service.to_owned()
+}
+
+/// The route configuration an outbound HTTP listener fetches over RDS.
+pub fn outbound_route(service: &str) -> String {
+    format!("outbound:{service}")
+}
+
+/// The cluster that forwards an inbound's traffic to the application.
+pub fn inbound_cluster(service_address: &str, service_port: u16) -> String {
+    format!("inbound:{service_address}:{service_port}")
+}
+
+pub fn inbound_listener(address: &str, port: u16) -> String {
+    format!("inbound:{address}:{port}")
+}
+
+pub fn outbound_listener(address: &str, port: u16) -> String {
+    format!("outbound:{address}:{port}")
+}
+
+/// The route configuration inside an inbound listener.
+pub fn inbound_route(service: &str) -> String {
+    format!("inbound:{service}")
+}

@@ -1,0 +1,193 @@
+//! One proxy's snapshot: its own inbound and outbound listeners and inbound
+//! clusters, plus the shared resources of every service it calls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kodiak_api::dataplane_view::DataplaneView;
+use kodiak_xds_server::{Resource, Snapshot, type_url};
+
+use crate::service::{ServiceResources, service_resources};
+use crate::services::ServiceView;
+use crate::{inbound, names, outbound};
+
+/// Everything one proxy gets, by xDS type, each list sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyResources {
+    pub clusters: Vec<Arc<Resource>>,
+    pub endpoints: Vec<Arc<Resource>>,
+    pub listeners: Vec<Arc<Resource>>,
+    pub routes: Vec<Arc<Resource>>,
+}
+
+impl ProxyResources {
+    /// The lists by type URL, in make-before-break order (CDS, EDS, LDS, RDS).
+    pub fn by_type(&self) -> [(&'static str, &[Arc<Resource>]); 4] {
+        [
+            (type_url::CLUSTER, &self.clusters),
+            (type_url::ENDPOINT, &self.endpoints),
+            (type_url::LISTENER, &self.listeners),
+            (type_url::ROUTE, &self.routes),
+        ]
+    }
+
+    pub fn into_snapshot(self, generation: u64) -> Snapshot {
+        Snapshot::new(generation)
+            .with(type_url::CLUSTER, self.clusters)
+            .with(type_url::ENDPOINT, self.endpoints)
+            .with(type_url::LISTENER, self.listeners)
+            .with(type_url::ROUTE, self.routes)
+    }
+}
+
+/// The snapshot of `dataplane`'s proxy, numbered `generation`; see
+/// [`proxy_resources`].
+pub fn proxy_snapshot(
+    dataplane: &DataplaneView,
+    services: &BTreeMap<String, Arc<ServiceResources>>,
+    generation: u64,
+) -> Snapshot {
+    proxy_resources(dataplane, services).into_snapshot(generation)
+}
+
+/// Builds the resources of `dataplane`'s proxy from the mesh's shared
+/// service resources (see [`service_resources`]).
+///
+/// Every inbound gets a listener, ready or not: readiness only decides
+/// whether callers are sent there. An outbound to a service `services`
+/// does not hold (no instance registered yet) still gets a TCP listener,
+/// a cluster and an empty assignment, so the application's calls fail
+/// fast and start working once the service appears. When two inbounds or
+/// outbounds share an address and port, the first one wins.
+pub fn proxy_resources(
+    dataplane: &DataplaneView,
+    services: &BTreeMap<String, Arc<ServiceResources>>,
+) -> ProxyResources {
+    let mut listeners: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
+    let mut clusters: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
+    let mut endpoints: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
+    let mut routes: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
+
+    for inbound in &dataplane.inbounds {
+        let name = names::inbound_listener(&inbound.address, inbound.port);
+        if listeners.contains_key(&name) {
+            continue;
+        }
+        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound)));
+        let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
+        clusters.entry(cluster.clone()).or_insert_with(|| Resource::new(cluster, &inbound::cluster(inbound)));
+    }
+
+    for outbound in &dataplane.outbounds {
+        let name = names::outbound_listener(&outbound.address, outbound.port);
+        if listeners.contains_key(&name) {
+            continue;
+        }
+        let service = services
+            .get(&outbound.service)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(service_resources(&outbound.service, &ServiceView::default())));
+        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, service.protocol)));
+        clusters.entry(service.cluster.name.clone()).or_insert_with(|| service.cluster.clone());
+        endpoints.entry(service.endpoints.name.clone()).or_insert_with(|| service.endpoints.clone());
+        if let Some(route) = &service.route {
+            routes.entry(route.name.clone()).or_insert_with(|| route.clone());
+        }
+    }
+
+    ProxyResources {
+        clusters: clusters.into_values().collect(),
+        endpoints: endpoints.into_values().collect(),
+        listeners: listeners.into_values().collect(),
+        routes: routes.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::services;
+    use crate::test_support::{dataplane, instance};
+
+    fn caller(name: &str, address: &str) -> DataplaneView {
+        dataplane(&format!(
+            "{{type: Dataplane, mesh: default, name: {name}, networking: {{address: {address},
+                inbound: [{{port: 10001, tags: {{kuma.io/service: web, kuma.io/protocol: http}}}}],
+                outbound: [{{port: 20001, tags: {{kuma.io/service: backend}}}}]}}}}"
+        ))
+    }
+
+    fn shared<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneView>) -> BTreeMap<String, Arc<ServiceResources>> {
+        services(dataplanes)
+            .iter()
+            .map(|(name, view)| (name.clone(), Arc::new(service_resources(name, view))))
+            .collect()
+    }
+
+    fn versions(resources: &ProxyResources) -> Vec<(String, String)> {
+        resources
+            .by_type()
+            .iter()
+            .flat_map(|(_, list)| list.iter())
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn proxies_share_the_service_resources() {
+        let (web_1, web_2) = (caller("web-1", "127.0.0.2"), caller("web-2", "127.0.0.3"));
+        let backend = instance("backend-1", "127.0.0.4", "backend", "http");
+        let services = shared([&web_1, &web_2, &backend]);
+        let (one, two) = (proxy_resources(&web_1, &services), proxy_resources(&web_2, &services));
+        let backend_cluster = |r: &ProxyResources| r.clusters.iter().find(|c| c.name == "backend").unwrap().clone();
+        assert!(Arc::ptr_eq(&backend_cluster(&one), &backend_cluster(&two)));
+        assert!(Arc::ptr_eq(&one.endpoints[0], &two.endpoints[0]));
+        assert!(Arc::ptr_eq(&one.routes[0], &two.routes[0]));
+        assert!(Arc::ptr_eq(&one.routes[0], services["backend"].route.as_ref().unwrap()));
+        // The listeners are each proxy's own: web-2's inbound listens elsewhere.
+        assert_ne!(one.listeners[0].name, two.listeners[0].name);
+    }
+
+    #[test]
+    fn versions_are_stable_across_rebuilds() {
+        let web = caller("web-1", "127.0.0.2");
+        let grpc = dataplane(
+            "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
+                {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: grpc}}]}}",
+        );
+        let build = || proxy_resources(&web, &shared([&web, &grpc]));
+        let first = versions(&build());
+        for _ in 0..20 {
+            assert_eq!(versions(&build()), first);
+        }
+        assert!(first.iter().all(|(_, version)| version.len() == 16), "{first:?}");
+    }
+
+    #[test]
+    fn a_new_endpoint_changes_only_the_assignment() {
+        let web = caller("web-1", "127.0.0.2");
+        let (b1, b2) = (
+            instance("backend-1", "127.0.0.4", "backend", "http"),
+            instance("backend-2", "127.0.0.5", "backend", "http"),
+        );
+        let before = shared([&web, &b1]);
+        let after = shared([&web, &b1, &b2]);
+        let (before, after) = (&before["backend"], &after["backend"]);
+        assert_eq!(before.cluster.version, after.cluster.version);
+        assert_eq!(before.route.as_ref().unwrap().version, after.route.as_ref().unwrap().version);
+        assert_ne!(before.endpoints.version, after.endpoints.version);
+    }
+
+    #[test]
+    fn an_unknown_service_gets_a_cluster_and_an_empty_assignment() {
+        let web = caller("web-1", "127.0.0.2");
+        let resources = proxy_resources(&web, &BTreeMap::new());
+        let names = |list: &[Arc<Resource>]| list.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&resources.clusters), ["backend", "inbound:127.0.0.2:10001"]);
+        assert_eq!(names(&resources.endpoints), ["backend"]);
+        assert_eq!(names(&resources.listeners), ["inbound:127.0.0.2:10001", "outbound:127.0.0.1:20001"]);
+        assert!(resources.routes.is_empty(), "an unknown service is tcp: no route");
+        let empty = crate::render(&resources.endpoints[0]);
+        assert_eq!(empty, serde_json::json!({"clusterName": "backend"}));
+    }
+}
