@@ -119,3 +119,161 @@ impl Protocol for Connection {
         (&response.type_url, &response.system_version_info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+    use super::*;
+    use crate::testing::{self, acked, quiet, resource, snapshot};
+    use crate::tracker::Event;
+    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER};
+
+    fn request(type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: type_url.into(),
+            resource_names_subscribe: testing::names(subscribe),
+            resource_names_unsubscribe: testing::names(unsubscribe),
+            ..Default::default()
+        }
+    }
+
+    fn ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest { response_nonce: response.nonce.clone(), ..request(&response.type_url, &[], &[]) }
+    }
+
+    fn single(output: Output<DeltaDiscoveryResponse>) -> (DeltaDiscoveryResponse, Vec<Event>) {
+        assert_eq!(output.responses.len(), 1, "expected one response: {output:?}");
+        (output.responses.into_iter().next().unwrap(), output.events)
+    }
+
+    /// (names sent, names removed)
+    fn changes(response: &DeltaDiscoveryResponse) -> (Vec<&str>, Vec<&str>) {
+        let sent = response.resources.iter().map(|resource| resource.name.as_str()).collect();
+        (sent, response.removed_resources.iter().map(String::as_str).collect())
+    }
+
+    fn clusters(generation: u64, resources: &[(&str, u32)]) -> Arc<crate::Snapshot> {
+        snapshot(generation, &[(CLUSTER, resources)])
+    }
+
+    #[test]
+    fn wildcard_gets_everything_then_only_changes_and_removals() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1), ("b", 1)])));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[], &[])));
+        assert_eq!(changes(&response), (vec!["a", "b"], vec![]));
+        let a = resource(CLUSTER, "a", 1);
+        assert_eq!(response.resources[0].version, a.version);
+        assert_eq!(response.resources[0].resource.as_ref(), Some(&a.body));
+        let events = quiet(connection.on_request(ack(&response)));
+        assert_eq!(events, vec![acked(CLUSTER, &response.system_version_info), Event::Synced(1)]);
+        let (response, _) = single(connection.on_snapshot(clusters(2, &[("a", 2), ("c", 1)])));
+        assert_eq!(changes(&response), (vec!["a", "c"], vec!["b"]));
+    }
+
+    #[test]
+    fn an_empty_first_answer_is_still_sent() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(snapshot(1, &[(CLUSTER, &[])])));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[], &[])));
+        assert_eq!(changes(&response), (vec![], vec![]));
+    }
+
+    #[test]
+    fn named_subscriptions_send_what_is_asked_and_say_what_does_not_exist() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(snapshot(1, &[(ENDPOINT, &[("a", 1), ("b", 1)])])));
+        let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "missing"], &[])));
+        assert_eq!(changes(&response), (vec!["a"], vec!["missing"]));
+        quiet(connection.on_request(ack(&response)));
+        // Unsubscribing needs no answer (xDS protocol, "Unsubscribing from Resources").
+        assert!(quiet(connection.on_request(request(ENDPOINT, &[], &["a"]))).is_empty());
+        // Subscribing again gets the resource again, unchanged as it is.
+        let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "b"], &[])));
+        assert_eq!(changes(&response), (vec!["a", "b"], vec![]));
+    }
+
+    #[test]
+    fn unsubscribing_a_name_also_under_the_wildcard_is_answered() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1)])));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &["*", "a", "gone"], &[])));
+        assert_eq!(changes(&response), (vec!["a"], vec!["gone"]));
+        quiet(connection.on_request(ack(&response)));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[], &["a", "gone"])));
+        assert_eq!(changes(&response), (vec!["a"], vec!["gone"]));
+    }
+
+    #[test]
+    fn reconnect_sends_only_what_differs_and_removes_what_is_gone() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1), ("b", 2), ("c", 1)])));
+        let held = |name: &str, content| (name.to_owned(), resource(CLUSTER, name, content).version.clone());
+        let initial_resource_versions: HashMap<String, String> = [held("a", 1), held("b", 1), held("old", 1)].into();
+        let reconnect = DeltaDiscoveryRequest { initial_resource_versions, ..request(CLUSTER, &[], &[]) };
+        let (response, events) = single(connection.on_request(reconnect));
+        assert!(events.is_empty());
+        assert_eq!(changes(&response), (vec!["b", "c"], vec!["old"]));
+    }
+
+    #[test]
+    fn reconnect_holding_everything_is_not_resent_and_counts_as_acked() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1)])));
+        let initial_resource_versions = [("a".to_owned(), resource(CLUSTER, "a", 1).version.clone())].into();
+        let reconnect = DeltaDiscoveryRequest { initial_resource_versions, ..request(CLUSTER, &[], &[]) };
+        let version = crate::version::of_pairs([("a", resource(CLUSTER, "a", 1).version.as_str())]);
+        assert_eq!(quiet(connection.on_request(reconnect)), vec![acked(CLUSTER, &version), Event::Synced(1)]);
+    }
+
+    #[test]
+    fn a_stale_nonce_drops_the_ack_but_keeps_the_subscription() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(snapshot(1, &[(ENDPOINT, &[("a", 1), ("b", 1)])])));
+        let (first, _) = single(connection.on_request(request(ENDPOINT, &["a"], &[])));
+        quiet(connection.on_request(ack(&first)));
+        let (second, _) = single(connection.on_snapshot(snapshot(2, &[(ENDPOINT, &[("a", 2), ("b", 1)])])));
+        // Subscribing to b while replying to `first`: b is due, but waits for the ACK of `second`.
+        let stale = DeltaDiscoveryRequest { response_nonce: first.nonce.clone(), ..request(ENDPOINT, &["b"], &[]) };
+        assert!(quiet(connection.on_request(stale)).is_empty());
+        let (third, events) = single(connection.on_request(ack(&second)));
+        assert_eq!(events, vec![acked(ENDPOINT, &second.system_version_info)]);
+        assert_eq!(changes(&third), (vec!["b"], vec![]));
+    }
+
+    #[test]
+    fn nack_is_recorded_and_not_looped() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1)])));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[], &[])));
+        let error_detail = Some(RpcStatus { code: 3, message: "bad a".into(), details: vec![] });
+        let events = quiet(connection.on_request(DeltaDiscoveryRequest { error_detail, ..ack(&response) }));
+        let version = response.system_version_info.clone();
+        assert_eq!(events, vec![Event::Nacked { type_url: CLUSTER.into(), version, error: "bad a".into() }]);
+        assert!(quiet(connection.on_snapshot(clusters(2, &[("a", 1)]))).is_empty());
+        let (response, _) = single(connection.on_snapshot(clusters(3, &[("a", 1), ("b", 1)])));
+        assert_eq!(changes(&response), (vec!["b"], vec![]));
+    }
+
+    #[test]
+    fn stale_clusters_are_removed_after_the_new_listeners_are_acked() {
+        let mut connection = Connection::default();
+        let generation_1 = snapshot(1, &[(CLUSTER, &[("a", 1), ("b", 1)]), (LISTENER, &[("l", 1)])]);
+        quiet(connection.on_snapshot(generation_1));
+        for type_url in [CLUSTER, LISTENER] {
+            let (response, _) = single(connection.on_request(request(type_url, &[], &[])));
+            quiet(connection.on_request(ack(&response)));
+        }
+        let generation_2 = snapshot(2, &[(CLUSTER, &[("a", 1)]), (LISTENER, &[("l", 2)])]);
+        let (listeners, _) = single(connection.on_snapshot(generation_2));
+        assert_eq!(listeners.type_url, LISTENER);
+        let (clusters, _) = single(connection.on_request(ack(&listeners)));
+        assert_eq!(changes(&clusters), (vec![], vec!["b"]));
+        let events = quiet(connection.on_request(ack(&clusters)));
+        assert_eq!(events, vec![acked(CLUSTER, &clusters.system_version_info), Event::Synced(2)]);
+    }
+}

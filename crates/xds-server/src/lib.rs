@@ -16,6 +16,8 @@ mod snapshot;
 mod sotw;
 mod stream;
 mod subscription;
+#[cfg(test)]
+mod testing;
 mod tracker;
 pub mod type_url;
 mod version;

@@ -77,3 +77,328 @@ impl Protocol for Connection {
         (&response.type_url, &response.version_info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+    use super::*;
+    use crate::Snapshot;
+    use crate::testing::{self, acked, name_of, quiet, snapshot};
+    use crate::tracker::Event;
+    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+
+    fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest { type_url: type_url.into(), resource_names: testing::names(names), ..Default::default() }
+    }
+
+    fn ack(response: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+        let version_info = response.version_info.clone();
+        DiscoveryRequest { version_info, response_nonce: response.nonce.clone(), ..request(&response.type_url, names) }
+    }
+
+    fn nack(response: &DiscoveryResponse, names: &[&str], error: &str) -> DiscoveryRequest {
+        let error_detail = Some(RpcStatus { code: 3, message: error.into(), details: vec![] });
+        DiscoveryRequest { error_detail, version_info: String::new(), ..ack(response, names) }
+    }
+
+    fn sent(response: &DiscoveryResponse) -> Vec<String> {
+        response.resources.iter().map(name_of).collect()
+    }
+
+    /// The only response of `output`, with the events.
+    fn single(output: Output<DiscoveryResponse>) -> (DiscoveryResponse, Vec<Event>) {
+        assert_eq!(output.responses.len(), 1, "expected one response: {output:?}");
+        (output.responses.into_iter().next().unwrap(), output.events)
+    }
+
+    /// Everything a type subscribes to: nothing (wildcard) for CDS and LDS, the snapshot's names otherwise.
+    fn subscription(snapshot: &Snapshot, type_url: &str) -> Vec<String> {
+        match type_url {
+            CLUSTER | LISTENER => vec![],
+            _ => snapshot.resources(type_url).keys().cloned().collect(),
+        }
+    }
+
+    fn ack_names(connection: &mut Connection, response: &DiscoveryResponse, names: &[String]) -> Vec<Event> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        quiet(connection.on_request(ack(response, &names)))
+    }
+
+    /// A connection that holds `snapshot` entirely, every type requested and ACKed in Envoy's order.
+    fn holding(snapshot: Arc<Snapshot>) -> Connection {
+        let mut connection = Connection::default();
+        assert!(quiet(connection.on_snapshot(snapshot.clone())).is_empty());
+        let mut events = vec![];
+        for type_url in [CLUSTER, ENDPOINT, LISTENER, ROUTE] {
+            let names = subscription(&snapshot, type_url);
+            let (response, _) = single(
+                connection.on_request(DiscoveryRequest { resource_names: names.clone(), ..request(type_url, &[]) }),
+            );
+            events = ack_names(&mut connection, &response, &names);
+        }
+        assert_eq!(events.last(), Some(&Event::Synced(snapshot.generation())));
+        connection
+    }
+
+    fn generation_1() -> Arc<Snapshot> {
+        snapshot(
+            1,
+            &[
+                (CLUSTER, &[("a", 1), ("b", 1)]),
+                (ENDPOINT, &[("a", 1), ("b", 1)]),
+                (LISTENER, &[("l", 1)]),
+                (ROUTE, &[("r", 1)]),
+            ],
+        )
+    }
+
+    /// Generation 1 with cluster a's content replaced, nothing else changed.
+    fn cluster_a(generation: u64, content: u32) -> Arc<Snapshot> {
+        snapshot(
+            generation,
+            &[
+                (CLUSTER, &[("a", content), ("b", 1)]),
+                (ENDPOINT, &[("a", 1), ("b", 1)]),
+                (LISTENER, &[("l", 1)]),
+                (ROUTE, &[("r", 1)]),
+            ],
+        )
+    }
+
+    /// Generation 2 without cluster b and its endpoints, listener and route content as given.
+    fn without_b(listener_and_route: u32) -> Arc<Snapshot> {
+        let content = listener_and_route;
+        snapshot(
+            2,
+            &[
+                (CLUSTER, &[("a", 1)]),
+                (ENDPOINT, &[("a", 1)]),
+                (LISTENER, &[("l", content)]),
+                (ROUTE, &[("r", content)]),
+            ],
+        )
+    }
+
+    fn type_urls(output: &Output<DiscoveryResponse>) -> Vec<&str> {
+        output.responses.iter().map(|response| response.type_url.as_str()).collect()
+    }
+
+    #[test]
+    fn first_request_waits_for_a_snapshot_then_gets_every_cluster() {
+        let mut connection = Connection::default();
+        assert!(quiet(connection.on_request(request(CLUSTER, &[]))).is_empty());
+        let (response, events) = single(connection.on_snapshot(generation_1()));
+        assert!(events.is_empty());
+        assert_eq!((response.type_url.as_str(), sent(&response)), (CLUSTER, testing::names(&["a", "b"])));
+        assert_eq!(response.nonce, "1");
+        let cluster_versions =
+            generation_1().resources(CLUSTER).values().map(|r| r.version.clone()).collect::<Vec<_>>();
+        let expected =
+            crate::version::of_pairs([("a", cluster_versions[0].as_str()), ("b", cluster_versions[1].as_str())]);
+        assert_eq!(response.version_info, expected);
+    }
+
+    #[test]
+    fn a_type_waits_for_its_first_request() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[])));
+        assert_eq!(response.type_url, CLUSTER);
+        quiet(connection.on_request(ack(&response, &[])));
+        let (response, _) = single(connection.on_request(request(LISTENER, &[])));
+        assert_eq!((response.type_url.as_str(), sent(&response)), (LISTENER, testing::names(&["l"])));
+    }
+
+    #[test]
+    fn ack_is_recorded_once_and_nothing_is_resent() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &[])));
+        assert_eq!(quiet(connection.on_request(ack(&response, &[]))), vec![acked(CLUSTER, &response.version_info)]);
+        assert!(quiet(connection.on_request(ack(&response, &[]))).is_empty());
+    }
+
+    #[test]
+    fn a_stale_nonce_is_ignored_with_its_names() {
+        let mut connection = holding(generation_1());
+        let (first, _) = single(connection.on_snapshot(cluster_a(2, 2)));
+        // A reply to the response before `first`, NACKing and asking for other names: ignored.
+        let stale = DiscoveryRequest { response_nonce: "1".into(), ..nack(&first, &["zzz"], "old") };
+        assert!(quiet(connection.on_request(stale)).is_empty());
+        let events = quiet(connection.on_request(ack(&first, &[])));
+        assert_eq!(events, vec![acked(CLUSTER, &first.version_info), Event::Synced(2)]);
+    }
+
+    #[test]
+    fn nack_is_recorded_verbatim_and_the_same_content_not_resent() {
+        let mut connection = holding(generation_1());
+        let (response, _) = single(connection.on_snapshot(cluster_a(2, 9)));
+        let error = "Proto constraint validation failed (ClusterValidationError.Name: value length must be at least 1)";
+        let events = quiet(connection.on_request(nack(&response, &[], error)));
+        let version = response.version_info.clone();
+        assert_eq!(events, vec![Event::Nacked { type_url: CLUSTER.into(), version, error: error.into() }]);
+        // A newer generation with the same clusters: not sent again.
+        assert!(quiet(connection.on_snapshot(cluster_a(3, 9))).is_empty());
+        // One that changes the clusters is.
+        let (response, _) = single(connection.on_snapshot(cluster_a(4, 4)));
+        assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        let events = quiet(connection.on_request(ack(&response, &[])));
+        assert_eq!(events, vec![acked(CLUSTER, &response.version_info), Event::Synced(4)]);
+    }
+
+    #[test]
+    fn reconnect_with_the_current_version_is_not_resent_and_counts_as_acked() {
+        let mut first = Connection::default();
+        quiet(first.on_snapshot(generation_1()));
+        let (clusters, _) = single(first.on_request(request(CLUSTER, &[])));
+        let (endpoints, _) = single(first.on_request(request(ENDPOINT, &["a"])));
+
+        let mut second = Connection::default();
+        quiet(second.on_snapshot(generation_1()));
+        let reconnect = DiscoveryRequest { version_info: clusters.version_info.clone(), ..request(CLUSTER, &[]) };
+        assert_eq!(quiet(second.on_request(reconnect)), vec![acked(CLUSTER, &clusters.version_info)]);
+        let reconnect = DiscoveryRequest { version_info: endpoints.version_info.clone(), ..request(ENDPOINT, &["a"]) };
+        assert_eq!(quiet(second.on_request(reconnect)), vec![acked(ENDPOINT, &endpoints.version_info)]);
+        // A client that holds something else gets the current state.
+        let outdated = DiscoveryRequest { version_info: "0123456789abcdef".into(), ..request(LISTENER, &[]) };
+        let (listeners, events) = single(second.on_request(outdated));
+        assert!(events.is_empty());
+        assert_eq!(sent(&listeners), testing::names(&["l"]));
+    }
+
+    #[test]
+    fn named_types_send_what_is_asked_for_and_answer_a_changed_list_at_once() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "missing"])));
+        assert_eq!(sent(&response), testing::names(&["a"]));
+        quiet(connection.on_request(ack(&response, &["a", "missing"])));
+        let (response, _) = single(connection.on_request(ack(&response, &["a", "b"])));
+        assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        quiet(connection.on_request(ack(&response, &["a", "b"])));
+        // Unsubscribing from b: the answer leaves it out.
+        let (response, _) = single(connection.on_request(ack(&response, &["a"])));
+        assert_eq!(sent(&response), testing::names(&["a"]));
+        // Asking only for what does not exist still gets an answer, an empty one.
+        quiet(connection.on_request(ack(&response, &["a"])));
+        let (response, _) = single(connection.on_request(ack(&response, &["missing"])));
+        assert!(response.resources.is_empty());
+    }
+
+    #[test]
+    fn wildcard_ends_when_the_client_names_resources() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        let (response, _) = single(connection.on_request(request(CLUSTER, &["*"])));
+        assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        let (response, _) = single(connection.on_request(ack(&response, &["b"])));
+        assert_eq!(sent(&response), testing::names(&["b"]));
+    }
+
+    #[test]
+    fn a_push_goes_cds_eds_lds_rds() {
+        let mut connection = holding(generation_1());
+        let generation_2 = snapshot(
+            2,
+            &[
+                (CLUSTER, &[("a", 2), ("b", 1)]),
+                (ENDPOINT, &[("a", 2), ("b", 1)]),
+                (LISTENER, &[("l", 2)]),
+                (ROUTE, &[("r", 2)]),
+            ],
+        );
+        let output = connection.on_snapshot(generation_2);
+        assert_eq!(type_urls(&output), [CLUSTER, ENDPOINT, LISTENER, ROUTE]);
+    }
+
+    #[test]
+    fn a_type_awaiting_its_ack_holds_back_the_later_types() {
+        let mut connection = holding(generation_1());
+        let change = |generation, content| {
+            snapshot(
+                generation,
+                &[
+                    (CLUSTER, &[("a", content), ("b", 1)]),
+                    (ENDPOINT, &[("a", content), ("b", 1)]),
+                    (LISTENER, &[("l", 1)]),
+                    (ROUTE, &[("r", 1)]),
+                ],
+            )
+        };
+        let output = connection.on_snapshot(change(2, 2));
+        let (clusters, endpoints) = (&output.responses[0], &output.responses[1]);
+        quiet(connection.on_request(ack(endpoints, &["a", "b"])));
+        // Clusters change again while the last CDS response awaits its ACK: nothing
+        // goes out, EDS included, until that ACK.
+        assert!(quiet(connection.on_snapshot(change(3, 3))).is_empty());
+        let output = connection.on_request(ack(clusters, &[]));
+        assert_eq!(type_urls(&output), [CLUSTER, ENDPOINT]);
+    }
+
+    #[test]
+    fn stale_clusters_go_only_after_the_new_listeners_and_routes_are_acked() {
+        let mut connection = holding(generation_1());
+        // b is no longer used: the new route points elsewhere.
+        let output = connection.on_snapshot(without_b(2));
+        // CDS and EDS still hold b, so only LDS and RDS change.
+        assert_eq!(type_urls(&output), [LISTENER, ROUTE]);
+        let (listeners, routes) = (&output.responses[0], &output.responses[1]);
+        quiet(connection.on_request(ack(listeners, &[])));
+        let output = connection.on_request(ack(routes, &["r"]));
+        assert_eq!(output.events, vec![acked(ROUTE, &routes.version_info)]);
+        let [clusters, endpoints] = &output.responses[..] else { panic!("expected CDS and EDS: {output:?}") };
+        assert_eq!((clusters.type_url.as_str(), sent(clusters)), (CLUSTER, testing::names(&["a"])));
+        assert_eq!((endpoints.type_url.as_str(), sent(endpoints)), (ENDPOINT, testing::names(&["a"])));
+        assert_eq!(quiet(connection.on_request(ack(clusters, &[]))), vec![acked(CLUSTER, &clusters.version_info)]);
+        // Envoy drops its interest in b's endpoints with the cluster.
+        let events = quiet(connection.on_request(ack(endpoints, &["a"])));
+        assert_eq!(events, vec![acked(ENDPOINT, &endpoints.version_info), Event::Synced(2)]);
+    }
+
+    #[test]
+    fn unused_clusters_go_at_once_when_listeners_and_routes_do_not_change() {
+        let mut connection = holding(generation_1());
+        let output = connection.on_snapshot(without_b(1));
+        assert_eq!(sent(&output.responses[0]), testing::names(&["a"]));
+    }
+
+    #[test]
+    fn the_newest_snapshot_wins() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        quiet(connection.on_snapshot(snapshot(2, &[(CLUSTER, &[("c", 1)])])));
+        let (first, _) = single(connection.on_request(request(CLUSTER, &[])));
+        assert_eq!(sent(&first), testing::names(&["c"]));
+        // Two snapshots while the response awaits its ACK: only the newest is sent.
+        quiet(connection.on_snapshot(snapshot(3, &[(CLUSTER, &[("d", 1)])])));
+        quiet(connection.on_snapshot(snapshot(4, &[(CLUSTER, &[("e", 1)])])));
+        let (response, events) = single(connection.on_request(ack(&first, &[])));
+        assert_eq!(events, vec![acked(CLUSTER, &first.version_info)]);
+        assert_eq!(sent(&response), testing::names(&["e"]));
+    }
+
+    #[test]
+    fn synced_waits_for_every_type_and_fires_once() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation_1()));
+        let mut responses = vec![];
+        for type_url in [CLUSTER, ENDPOINT, LISTENER, ROUTE] {
+            let names = subscription(&generation_1(), type_url);
+            let output = connection.on_request(DiscoveryRequest { resource_names: names, ..request(type_url, &[]) });
+            responses.extend(output.responses);
+        }
+        for (index, response) in responses.iter().enumerate() {
+            let names = subscription(&generation_1(), &response.type_url);
+            let events = ack_names(&mut connection, response, &names);
+            let synced = events.contains(&Event::Synced(1));
+            assert_eq!(synced, index == 3, "synced after ACK {index}: {events:?}");
+        }
+        let names = subscription(&generation_1(), ROUTE);
+        assert!(ack_names(&mut connection, &responses[3], &names).is_empty());
+        // The same generation again is not reported again.
+        assert!(quiet(connection.on_snapshot(generation_1())).is_empty());
+    }
+}
