@@ -1,0 +1,276 @@
+//! The real tonic server on 127.0.0.1:0, driven by the generated ADS client over
+//! SotW and delta: subscribe, receive, ACK, update, NACK, and the callbacks seen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use kodiak_xds_server::type_url::{CLUSTER, LISTENER};
+use kodiak_xds_server::{AdsServer, Callbacks, Resource, Snapshot, SnapshotCache, StreamInfo, Transport};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic::{Code, Status, Streaming};
+
+/// What the callbacks were told, in order.
+#[derive(Debug, PartialEq)]
+enum Call {
+    Opened { node: String, transport: Transport, loopback_peer: bool },
+    Closed { node: String },
+    Sent { type_url: String, version: String },
+    Acked { type_url: String, version: String },
+    Nacked { type_url: String, version: String, error: String },
+    Synced(u64),
+}
+
+/// Records every callback; refuses the node "unknown" the way a mesh layer would.
+struct Recorder(mpsc::UnboundedSender<Call>);
+
+impl Recorder {
+    fn record(&self, call: Call) {
+        self.0.send(call).unwrap();
+    }
+}
+
+impl Callbacks for Recorder {
+    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), Status> {
+        if stream.node.id == "unknown" {
+            return Err(Status::not_found("no Dataplane named unknown: apply it first"));
+        }
+        let loopback_peer = stream.peer.is_some_and(|peer| peer.ip().is_loopback());
+        self.record(Call::Opened { node: stream.node.id.clone(), transport: stream.transport, loopback_peer });
+        Ok(())
+    }
+
+    fn stream_closed(&self, stream: &StreamInfo) {
+        self.record(Call::Closed { node: stream.node.id.clone() });
+    }
+
+    fn response_sent(&self, _: &StreamInfo, type_url: &str, version: &str) {
+        self.record(Call::Sent { type_url: type_url.into(), version: version.into() });
+    }
+
+    fn acked(&self, _: &StreamInfo, type_url: &str, version: &str) {
+        self.record(Call::Acked { type_url: type_url.into(), version: version.into() });
+    }
+
+    fn nacked(&self, _: &StreamInfo, type_url: &str, version: &str, error: &str) {
+        self.record(Call::Nacked { type_url: type_url.into(), version: version.into(), error: error.into() });
+    }
+
+    fn synced(&self, _: &StreamInfo, generation: u64) {
+        self.record(Call::Synced(generation));
+    }
+}
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Harness {
+    cache: Arc<SnapshotCache>,
+    calls: mpsc::UnboundedReceiver<Call>,
+    client: AggregatedDiscoveryServiceClient<Channel>,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let (record, calls) = mpsc::unbounded_channel();
+        let cache = Arc::new(SnapshotCache::new());
+        let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let address = incoming.local_addr().unwrap();
+        let service = AdsServer::new(cache.clone(), Arc::new(Recorder(record))).into_service();
+        tokio::spawn(Server::builder().add_service(service).serve_with_incoming(incoming));
+        let client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}")).await.unwrap();
+        Self { cache, calls, client }
+    }
+
+    /// The next callback, within the deadline.
+    async fn call(&mut self) -> Call {
+        timeout(DEADLINE, self.calls.recv()).await.expect("a callback within the deadline").unwrap()
+    }
+
+    async fn calls(&mut self, count: usize) -> Vec<Call> {
+        let mut calls = Vec::new();
+        for _ in 0..count {
+            calls.push(self.call().await);
+        }
+        calls
+    }
+}
+
+async fn next<T>(responses: &mut Streaming<T>) -> T {
+    timeout(DEADLINE, responses.message()).await.expect("a response within the deadline").unwrap().unwrap()
+}
+
+fn node(id: &str) -> Option<Node> {
+    Some(Node { id: id.into(), ..Default::default() })
+}
+
+/// Clusters named by `names`, each with `content` as its stats name, and one listener.
+fn snapshot(generation: u64, names: &[&str], content: &str) -> Arc<Snapshot> {
+    let cluster = |name: &&str| {
+        Resource::new(*name, &Cluster { name: name.to_string(), alt_stat_name: content.into(), ..Default::default() })
+    };
+    let listener = Resource::new("l", &Listener { name: "l".into(), ..Default::default() });
+    Arc::new(Snapshot::new(generation).with(CLUSTER, names.iter().map(cluster)).with(LISTENER, [listener]))
+}
+
+fn sent(type_url: &str, version: &str) -> Call {
+    Call::Sent { type_url: type_url.into(), version: version.into() }
+}
+
+fn acked(type_url: &str, version: &str) -> Call {
+    Call::Acked { type_url: type_url.into(), version: version.into() }
+}
+
+fn rejected(message: &str) -> Option<RpcStatus> {
+    Some(RpcStatus { code: Code::InvalidArgument as i32, message: message.into(), details: vec![] })
+}
+
+#[tokio::test]
+async fn sotw_stream_subscribes_acks_updates_and_nacks() {
+    let mut harness = Harness::start().await;
+    harness.cache.set("node-1", snapshot(1, &["a", "b"], "1"));
+    let (requests, request_stream) = mpsc::channel(8);
+    let mut responses =
+        harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
+    let ack = |response: &DiscoveryResponse| DiscoveryRequest {
+        version_info: response.version_info.clone(),
+        type_url: response.type_url.clone(),
+        response_nonce: response.nonce.clone(),
+        ..Default::default()
+    };
+
+    requests
+        .send(DiscoveryRequest { node: node("node-1"), type_url: CLUSTER.into(), ..Default::default() })
+        .await
+        .unwrap();
+    let clusters = next(&mut responses).await;
+    let names: Vec<String> =
+        clusters.resources.iter().map(|any| Cluster::decode(any.value.as_slice()).unwrap().name).collect();
+    assert_eq!(names, ["a", "b"]);
+    let opened = Call::Opened { node: "node-1".into(), transport: Transport::Sotw, loopback_peer: true };
+    assert_eq!(harness.calls(2).await, [opened, sent(CLUSTER, &clusters.version_info)]);
+    requests.send(ack(&clusters)).await.unwrap();
+    assert_eq!(harness.call().await, acked(CLUSTER, &clusters.version_info));
+
+    requests.send(DiscoveryRequest { type_url: LISTENER.into(), ..Default::default() }).await.unwrap();
+    let listeners = next(&mut responses).await;
+    assert_eq!(harness.call().await, sent(LISTENER, &listeners.version_info));
+    requests.send(ack(&listeners)).await.unwrap();
+    assert_eq!(harness.calls(2).await, [acked(LISTENER, &listeners.version_info), Call::Synced(1)]);
+
+    // An update the client rejects is recorded with its message, and not sent again.
+    harness.cache.set("node-1", snapshot(2, &["a", "b"], "2"));
+    let update = next(&mut responses).await;
+    assert_eq!(harness.call().await, sent(CLUSTER, &update.version_info));
+    let error = "cluster a: invalid stats name";
+    let nack =
+        DiscoveryRequest { version_info: clusters.version_info.clone(), error_detail: rejected(error), ..ack(&update) };
+    requests.send(nack).await.unwrap();
+    let nacked = Call::Nacked { type_url: CLUSTER.into(), version: update.version_info.clone(), error: error.into() };
+    assert_eq!(harness.call().await, nacked);
+
+    // The next change of the clusters is sent, and ACKed.
+    harness.cache.set("node-1", snapshot(3, &["a"], "3"));
+    let fixed = next(&mut responses).await;
+    assert_eq!(fixed.resources.len(), 1);
+    assert_eq!(harness.call().await, sent(CLUSTER, &fixed.version_info));
+    requests.send(ack(&fixed)).await.unwrap();
+    assert_eq!(harness.calls(2).await, [acked(CLUSTER, &fixed.version_info), Call::Synced(3)]);
+
+    drop(requests);
+    assert_eq!(harness.call().await, Call::Closed { node: "node-1".into() });
+}
+
+#[tokio::test]
+async fn delta_stream_sends_changes_and_removals() {
+    let mut harness = Harness::start().await;
+    harness.cache.set("node-2", snapshot(1, &["a", "b"], "1"));
+    let (requests, request_stream) = mpsc::channel(8);
+    let mut responses =
+        harness.client.delta_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
+    let ack = |response: &DeltaDiscoveryResponse| DeltaDiscoveryRequest {
+        type_url: response.type_url.clone(),
+        response_nonce: response.nonce.clone(),
+        ..Default::default()
+    };
+    let changes = |response: &DeltaDiscoveryResponse| {
+        let names = response.resources.iter().map(|resource| resource.name.clone()).collect::<Vec<_>>();
+        (names, response.removed_resources.clone())
+    };
+
+    let subscribe = |type_url: &str| DeltaDiscoveryRequest { type_url: type_url.into(), ..Default::default() };
+    requests.send(DeltaDiscoveryRequest { node: node("node-2"), ..subscribe(CLUSTER) }).await.unwrap();
+    let clusters = next(&mut responses).await;
+    assert_eq!(changes(&clusters), (vec!["a".into(), "b".into()], vec![]));
+    let opened = Call::Opened { node: "node-2".into(), transport: Transport::Delta, loopback_peer: true };
+    assert_eq!(harness.calls(2).await, [opened, sent(CLUSTER, &clusters.system_version_info)]);
+    requests.send(ack(&clusters)).await.unwrap();
+    requests.send(subscribe(LISTENER)).await.unwrap();
+    let listeners = next(&mut responses).await;
+    requests.send(ack(&listeners)).await.unwrap();
+    let expected = [
+        acked(CLUSTER, &clusters.system_version_info),
+        sent(LISTENER, &listeners.system_version_info),
+        acked(LISTENER, &listeners.system_version_info),
+        Call::Synced(1),
+    ];
+    assert_eq!(harness.calls(4).await, expected);
+
+    // Only what changed goes out: a new content of a, b removed.
+    harness.cache.set("node-2", snapshot(2, &["a"], "2"));
+    let update = next(&mut responses).await;
+    assert_eq!(changes(&update), (vec!["a".into()], vec!["b".into()]));
+    assert_eq!(harness.call().await, sent(CLUSTER, &update.system_version_info));
+    requests.send(DeltaDiscoveryRequest { error_detail: rejected("cluster a: bad"), ..ack(&update) }).await.unwrap();
+    let nacked = Call::Nacked {
+        type_url: CLUSTER.into(),
+        version: update.system_version_info.clone(),
+        error: "cluster a: bad".into(),
+    };
+    assert_eq!(harness.call().await, nacked);
+
+    harness.cache.set("node-2", snapshot(3, &["a"], "3"));
+    let fixed = next(&mut responses).await;
+    assert_eq!(changes(&fixed), (vec!["a".into()], vec![]));
+    requests.send(ack(&fixed)).await.unwrap();
+    let expected =
+        [sent(CLUSTER, &fixed.system_version_info), acked(CLUSTER, &fixed.system_version_info), Call::Synced(3)];
+    assert_eq!(harness.calls(3).await, expected);
+
+    drop(requests);
+    assert_eq!(harness.call().await, Call::Closed { node: "node-2".into() });
+}
+
+/// The status a stream ends with, whether it comes before or after the response headers.
+async fn refusal(harness: &mut Harness, first: DiscoveryRequest) -> Status {
+    let (requests, request_stream) = mpsc::channel(1);
+    requests.send(first).await.unwrap();
+    match harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await {
+        Err(status) => status,
+        Ok(response) => timeout(DEADLINE, response.into_inner().message()).await.unwrap().unwrap_err(),
+    }
+}
+
+#[tokio::test]
+async fn refused_streams_end_with_the_callbacks_status_and_no_close() {
+    let mut harness = Harness::start().await;
+    let unknown = DiscoveryRequest { node: node("unknown"), type_url: CLUSTER.into(), ..Default::default() };
+    let status = refusal(&mut harness, unknown).await;
+    assert_eq!((status.code(), status.message()), (Code::NotFound, "no Dataplane named unknown: apply it first"));
+
+    let status = refusal(&mut harness, DiscoveryRequest { type_url: CLUSTER.into(), ..Default::default() }).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(harness.calls.try_recv().is_err(), "a refused stream is neither opened nor closed");
+}
