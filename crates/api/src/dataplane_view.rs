@@ -4,6 +4,7 @@
 //! services it serves and calls.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
@@ -141,6 +142,30 @@ impl DataplaneView {
         }
     }
 
+    /// Replaces host names in the proxy's addresses (its address, advertised
+    /// address and inbound addresses) by what `resolve` answers, leaving IP
+    /// addresses and names it cannot resolve as they are. Envoy binds
+    /// listeners and takes EDS endpoints by IP address only, so the control
+    /// plane resolves a Dataplane given by name (as Kuma does) before
+    /// generating its configuration or its callers'.
+    pub fn resolve_addresses(&mut self, mut resolve: impl FnMut(&str) -> Option<IpAddr>) {
+        let mut resolve_one = |address: &mut String| {
+            if address.parse::<IpAddr>().is_err()
+                && let Some(ip) = resolve(address)
+            {
+                *address = ip.to_string();
+            }
+        };
+        resolve_one(&mut self.address);
+        if let Some(advertised) = &mut self.advertised_address {
+            resolve_one(advertised);
+        }
+        for inbound in &mut self.inbounds {
+            resolve_one(&mut inbound.address);
+            resolve_one(&mut inbound.service_address);
+        }
+    }
+
     /// Where other proxies send traffic for `inbound`: the advertised
     /// address if the Dataplane has one, else the inbound's address.
     pub fn endpoint_address<'a>(&'a self, inbound: &'a InboundView) -> &'a str {
@@ -267,6 +292,34 @@ mod tests {
         assert_eq!((second.protocol, second.ready), (Protocol::Grpc, false));
         assert!(!third.ready);
         assert_eq!(dp.outbounds, [OutboundView { address: "127.0.0.5".into(), port: 20001, service: "api".into() }]);
+    }
+
+    #[test]
+    fn resolves_host_names_only() {
+        let mut dp = view(json!({
+            "type": "Dataplane", "mesh": "default", "name": "web-1",
+            "networking": {
+                "address": "web-1.internal",
+                "advertisedAddress": "public.example",
+                "inbound": [
+                    {"port": 10001, "tags": {"kuma.io/service": "web"}},
+                    {"port": 10002, "address": "10.0.0.9", "tags": {"kuma.io/service": "web"}}
+                ]
+            }
+        }));
+        let mut asked = Vec::new();
+        dp.resolve_addresses(|name| {
+            asked.push(name.to_owned());
+            (name == "web-1.internal").then(|| "10.0.0.2".parse().unwrap())
+        });
+        assert_eq!(dp.address, "10.0.0.2");
+        assert_eq!(dp.advertised_address.as_deref(), Some("public.example"), "unresolvable names stay");
+        assert_eq!(
+            (dp.inbounds[0].address.as_str(), dp.inbounds[0].service_address.as_str()),
+            ("10.0.0.2", "10.0.0.2")
+        );
+        assert_eq!(dp.inbounds[1].address, "10.0.0.9");
+        assert!(!asked.iter().any(|name| name == "10.0.0.9"), "IP addresses are not looked up: {asked:?}");
     }
 
     #[test]

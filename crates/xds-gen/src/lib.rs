@@ -8,7 +8,9 @@
 //!
 //! Addresses in the views are used as given: listener and EDS endpoint
 //! addresses must be IP addresses, so the caller resolves Dataplane host
-//! names first.
+//! names first ([`DataplaneView::resolve_addresses`]).
+//!
+//! [`DataplaneView::resolve_addresses`]: kodiak_api::dataplane_view::DataplaneView::resolve_addresses
 
 mod bootstrap;
 mod envoy;

@@ -51,3 +51,24 @@ pub fn try_render(any: &Any) -> Result<Value, RenderError> {
 pub fn descriptor_pool() -> &'static DescriptorPool {
     &POOL
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+
+    #[test]
+    fn renders_envoy_json() {
+        let cluster = Resource::new("backend", &Cluster { name: "backend".into(), ..Default::default() });
+        assert_eq!(render(&cluster), json!({"name": "backend"}));
+    }
+
+    #[test]
+    fn an_unknown_type_is_shown_not_hidden() {
+        let body = Any { type_url: "type.googleapis.com/example.Unknown".into(), value: vec![] };
+        let resource = Resource { name: "x".into(), version: "0".into(), body };
+        let rendered = render(&resource);
+        assert_eq!(rendered["@type"], "type.googleapis.com/example.Unknown");
+        assert!(rendered["renderError"].as_str().unwrap().contains("example.Unknown"), "{rendered}");
+    }
+}

@@ -33,7 +33,8 @@ pub struct ServiceView {
 ///
 /// Endpoint addresses must be IP addresses (an EDS endpoint is never
 /// resolved by Envoy); an endpoint whose address is a host name is left out,
-/// so the caller resolves Dataplane host names into the view beforehand.
+/// so the caller resolves Dataplane host names beforehand
+/// ([`DataplaneView::resolve_addresses`]).
 pub fn services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneView>) -> BTreeMap<String, ServiceView> {
     let mut protocols: BTreeMap<&str, Protocol> = BTreeMap::new();
     let mut endpoints: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
