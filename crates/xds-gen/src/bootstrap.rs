@@ -45,7 +45,10 @@ impl BootstrapParams {
                 .clone(),
             dataplane_resource: request.dataplane_resource.clone(),
             versions: request.version.clone(),
-            admin_port: request.admin_port,
+            // As in Kuma, the Dataplane's `networking.admin.port` wins over
+            // what the sidecar asked for; kodiak-dp reads the port back from
+            // the bootstrap it gets.
+            admin_port: dataplane.admin_port.unwrap_or(request.admin_port),
             xds_transport: request.xds_transport,
             xds_host: xds_host.to_owned(),
             xds_port,
@@ -209,6 +212,16 @@ mod tests {
         assert_eq!(cluster["type"], "STATIC");
         let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
         assert_eq!(address["socket_address"]["address"], "::1");
+    }
+
+    #[test]
+    fn the_dataplane_admin_port_wins() {
+        let view = dataplane(
+            "{type: Dataplane, mesh: default, name: web-1, networking: {address: 127.0.0.2, admin: {port: 9902}}}",
+        );
+        let request = BootstrapRequest { admin_port: 9901, ..request("web-1") };
+        let value = bootstrap(&BootstrapParams::new(&request, &view, "127.0.0.1", 5678));
+        assert_eq!(value["admin"]["address"]["socket_address"]["port_value"], 9902);
     }
 
     #[test]
