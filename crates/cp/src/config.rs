@@ -2,6 +2,7 @@
 //! `KODIAK_*` environment variables, then command-line flags.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +14,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
     pub diagnostics: DiagnosticsConfig,
+    pub dp_server: DpServerConfig,
     pub defaults: DefaultsConfig,
     pub logging: LoggingConfig,
     pub general: GeneralConfig,
@@ -47,6 +49,21 @@ pub struct ApiServerConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DiagnosticsConfig {
     pub server: Listen<5680>,
+}
+
+/// The dp-server: sidecars fetch their bootstrap and stream their
+/// configuration (ADS) here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpServerConfig {
+    pub server: Listen<5678>,
+    /// How long changes are collected before proxies are updated: the
+    /// window closes once nothing changed for this long (and at the latest
+    /// after ten times as long), so a burst becomes one update.
+    pub sync_debounce: String,
+    /// A Dataplane that kodiak-dp registered from a dataplane file is
+    /// removed this long after its sidecar disconnected (unless it came back).
+    pub inline_dataplane_cleanup_delay: String,
 }
 
 /// An address and port to listen on; `PORT` is the default port, so a
@@ -120,6 +137,12 @@ impl Default for ApiServerConfig {
     }
 }
 
+impl Default for DpServerConfig {
+    fn default() -> Self {
+        Self { server: Listen::default(), sync_debounce: "10ms".into(), inline_dataplane_cleanup_delay: "10s".into() }
+    }
+}
+
 impl Default for LoggingConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: LogFormat::Text }
@@ -183,6 +206,22 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
     ),
     ("KODIAK_DIAGNOSTICS_SERVER_PORT", "diagnostics.server.port", "port of /ready and /healthy (default 5680)"),
     (
+        "KODIAK_DP_SERVER_INTERFACE",
+        "dpServer.server.interface",
+        "address sidecars connect to: bootstrap and ADS (default 127.0.0.1)",
+    ),
+    ("KODIAK_DP_SERVER_PORT", "dpServer.server.port", "port of the dp-server (default 5678)"),
+    (
+        "KODIAK_DP_SERVER_SYNC_DEBOUNCE",
+        "dpServer.syncDebounce",
+        "quiet time that closes a batch of changes before proxies are updated (default 10ms)",
+    ),
+    (
+        "KODIAK_DP_SERVER_INLINE_DATAPLANE_CLEANUP_DELAY",
+        "dpServer.inlineDataplaneCleanupDelay",
+        "a Dataplane registered by kodiak-dp is removed this long after it disconnects (default 10s)",
+    ),
+    (
         "KODIAK_DEFAULTS_SKIP_MESH_CREATION",
         "defaults.skipMeshCreation",
         "true: do not create the default mesh at start",
@@ -243,20 +282,37 @@ impl Config {
     }
 
     /// The shutdown grace period as a duration.
-    pub fn shutdown_timeout(&self) -> std::time::Duration {
-        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout)
-            .unwrap_or(std::time::Duration::from_secs(10))
+    pub fn shutdown_timeout(&self) -> Duration {
+        duration(&self.general.shutdown_timeout)
+    }
+
+    pub fn sync_debounce(&self) -> Duration {
+        duration(&self.dp_server.sync_debounce)
+    }
+
+    pub fn inline_dataplane_cleanup_delay(&self) -> Duration {
+        duration(&self.dp_server.inline_dataplane_cleanup_delay)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        kodiak_api::duration::parse_duration(&self.general.shutdown_timeout)
-            .map_err(|e| ConfigError::Invalid(format!("general.shutdownTimeout: {e}")))?;
+        for (setting, text) in [
+            ("general.shutdownTimeout", &self.general.shutdown_timeout),
+            ("dpServer.syncDebounce", &self.dp_server.sync_debounce),
+            ("dpServer.inlineDataplaneCleanupDelay", &self.dp_server.inline_dataplane_cleanup_delay),
+        ] {
+            kodiak_api::duration::parse_duration(text).map_err(|e| ConfigError::Invalid(format!("{setting}: {e}")))?;
+        }
         check_log_level(&self.logging.level).map_err(ConfigError::Invalid)?;
         if self.api_server.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("apiServer.maxBodyBytes must be greater than 0".into()));
         }
         Ok(())
     }
+}
+
+/// A duration setting that [`Config::check`] has accepted.
+fn duration(text: &str) -> Duration {
+    kodiak_api::duration::parse_duration(text).expect("durations are checked when the configuration loads")
 }
 
 /// Reads an environment value as the type the setting already has: text

@@ -6,7 +6,9 @@ pub mod config;
 pub mod data_dir;
 mod defaults;
 mod diagnostics;
+mod dp_server;
 pub mod testing;
+mod xds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::data_dir::DataDirLock;
 pub struct RunningControlPlane {
     api_address: SocketAddr,
     diagnostics_address: SocketAddr,
+    dp_server_address: SocketAddr,
     stop: watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
     shutdown_timeout: std::time::Duration,
@@ -40,6 +43,10 @@ impl RunningControlPlane {
 
     pub fn diagnostics_address(&self) -> SocketAddr {
         self.diagnostics_address
+    }
+
+    pub fn dp_server_address(&self) -> SocketAddr {
+        self.dp_server_address
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to
@@ -89,24 +96,38 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
 
     let api_listener = bind(&config.api_server.http, "REST API").await?;
     let diagnostics_listener = bind(&config.diagnostics.server, "diagnostics").await?;
+    let dp_server_listener = bind(&config.dp_server.server, "dp-server").await?;
     let api_address = api_listener.local_addr()?;
     let diagnostics_address = diagnostics_listener.local_addr()?;
+    let dp_server_address = dp_server_listener.local_addr()?;
 
+    let (stop, stopped) = watch::channel(false);
+    let instance_id = instance_id();
+    let (xds, ads) = xds::Xds::start(store.clone(), &config, &instance_id, stopped.clone()).await?;
     let state = Arc::new(api::ApiState {
         store: store.clone(),
         config: config.clone(),
-        instance_id: instance_id(),
+        instance_id,
         hostname: hostname(),
+        insights: xds.insights.clone(),
     });
-    let (stop, stopped) = watch::channel(false);
+    let dp_state = Arc::new(dp_server::DpServerState {
+        store: store.clone(),
+        connections: xds.connections.clone(),
+        known: xds.known.clone(),
+        signals: xds.signals.clone(),
+        address: dp_server_address,
+    });
     let mut servers = JoinSet::new();
     let api = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     servers.spawn(serve(api_listener, api, stopped.clone()));
-    servers.spawn(serve(diagnostics_listener, diagnostics::router(store), stopped));
-    tracing::info!(%api_address, %diagnostics_address, "control plane started");
+    servers.spawn(serve(diagnostics_listener, diagnostics::router(store), stopped.clone()));
+    servers.spawn(serve(dp_server_listener, dp_server::router(dp_state, ads), stopped));
+    tracing::info!(%api_address, %diagnostics_address, %dp_server_address, "control plane started");
     Ok(RunningControlPlane {
         api_address,
         diagnostics_address,
+        dp_server_address,
         stop,
         servers,
         shutdown_timeout: config.shutdown_timeout(),

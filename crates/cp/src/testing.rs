@@ -10,6 +10,7 @@ use crate::config::{Config, StoreKind};
 pub struct TestControlPlane {
     api_url: String,
     diagnostics_url: String,
+    dp_server_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -22,6 +23,11 @@ impl TestControlPlane {
 
     pub fn diagnostics_url(&self) -> &str {
         &self.diagnostics_url
+    }
+
+    /// `http://127.0.0.1:<port>` of the dp-server (bootstrap and ADS).
+    pub fn dp_server_url(&self) -> &str {
+        &self.dp_server_url
     }
 
     /// Stops it and waits until the data directory is released.
@@ -65,6 +71,7 @@ pub fn loopback_config() -> Config {
     let mut config = Config::default();
     config.api_server.http.port = 0;
     config.diagnostics.server.port = 0;
+    config.dp_server.server.port = 0;
     config
 }
 
@@ -80,6 +87,7 @@ pub fn start(config: Config) -> anyhow::Result<TestControlPlane> {
                     let urls = (
                         format!("http://{}", running.api_address()),
                         format!("http://{}", running.diagnostics_address()),
+                        format!("http://{}", running.dp_server_address()),
                     );
                     let _ = started_tx.send(Ok(urls));
                     let _ = stop_rx.await;
@@ -91,6 +99,7 @@ pub fn start(config: Config) -> anyhow::Result<TestControlPlane> {
             }
         });
     });
-    let (api_url, diagnostics_url) = started_rx.recv().map_err(|_| anyhow::anyhow!("control plane thread died"))??;
-    Ok(TestControlPlane { api_url, diagnostics_url, stop: Some(stop_tx), thread: Some(thread) })
+    let (api_url, diagnostics_url, dp_server_url) =
+        started_rx.recv().map_err(|_| anyhow::anyhow!("control plane thread died"))??;
+    Ok(TestControlPlane { api_url, diagnostics_url, dp_server_url, stop: Some(stop_tx), thread: Some(thread) })
 }

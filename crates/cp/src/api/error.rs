@@ -55,6 +55,16 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.detail)?;
+        for violation in &self.invalid_parameters {
+            write!(f, "; {}: {}", violation.field, violation.reason)?;
+        }
+        Ok(())
+    }
+}
+
 impl From<Violations> for ApiError {
     fn from(violations: Violations) -> Self {
         let count = violations.len();

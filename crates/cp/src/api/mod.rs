@@ -26,6 +26,8 @@ pub struct ApiState {
     pub config: Config,
     pub instance_id: String,
     pub hostname: String,
+    /// What the xDS layer knows about each sidecar's streams.
+    pub insights: Arc<crate::xds::insights::Insights>,
 }
 
 /// The API router. Every path goes through one dispatcher so unknown paths

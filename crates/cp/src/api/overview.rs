@@ -11,6 +11,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::paging::{ListParams, page_body};
 use super::resources::{not_found, query};
+use crate::xds::proxy_id::ProxyId;
 
 pub async fn list(
     state: &ApiState,
@@ -20,18 +21,18 @@ pub async fn list(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let page = state.store.list(&query(ResourceType::Dataplane, Some(mesh.into()), &params)).await?;
-    let items = page.items.iter().map(overview).collect();
+    let items = page.items.iter().map(|dataplane| overview(state, dataplane)).collect();
     Ok(Json(page_body(page.total, items, &params, uri, headers)).into_response())
 }
 
 pub async fn one(state: &ApiState, mesh: &str, name: &str) -> Result<Response, ApiError> {
     let key = ResourceKey::new(ResourceType::Dataplane, Some(mesh), name);
     let dataplane = state.store.get(&key).await?.ok_or_else(|| not_found(&key))?;
-    Ok(Json(overview(&dataplane)).into_response())
+    Ok(Json(overview(state, &dataplane)).into_response())
 }
 
-/// No sidecar connects yet, so every Dataplane has no subscriptions.
-fn overview(dataplane: &Resource) -> Value {
+/// A Dataplane with the insight of its sidecar's streams.
+fn overview(state: &ApiState, dataplane: &Resource) -> Value {
     let mut document = dataplane.to_document();
     let object = document.as_object_mut().expect("documents are objects");
     object.insert("type".into(), "DataplaneOverview".into());
@@ -40,6 +41,8 @@ fn overview(dataplane: &Resource) -> Value {
         ["type", "mesh", "name", "creationTime", "modificationTime", "labels"].contains(&key.as_str())
     });
     object.insert("dataplane".into(), own_fields);
-    object.insert("dataplaneInsight".into(), json!({ "subscriptions": [] }));
+    let insight = ProxyId::of(&dataplane.key)
+        .map_or_else(|| json!({ "subscriptions": [] }), |proxy| state.insights.document(&proxy));
+    object.insert("dataplaneInsight".into(), insight);
     document
 }

@@ -1,0 +1,36 @@
+//! The dp-server (port 5678): sidecars fetch their Envoy bootstrap
+//! (`POST /bootstrap`), announce their shutdown (`POST /drain`) and stream
+//! their configuration (gRPC ADS, h2c) on this one port.
+
+mod bootstrap;
+mod drain;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use kodiak_store::ResourceStore;
+use tokio::sync::mpsc;
+
+use crate::xds::connections::Connections;
+use crate::xds::sync::{KnownDataplanes, Signal};
+
+/// What the bootstrap and drain handlers reach.
+pub struct DpServerState {
+    pub store: Arc<dyn ResourceStore>,
+    pub connections: Arc<Connections>,
+    pub known: Arc<KnownDataplanes>,
+    pub signals: mpsc::UnboundedSender<Signal>,
+    /// Where sidecars reach this server when a request carries no Host header.
+    pub address: SocketAddr,
+}
+
+/// The HTTP routes plus the ADS gRPC service.
+pub fn router(state: Arc<DpServerState>, ads: Router) -> Router {
+    Router::new()
+        .route("/bootstrap", post(bootstrap::handle))
+        .route("/drain", post(drain::handle))
+        .with_state(state)
+        .merge(ads)
+}

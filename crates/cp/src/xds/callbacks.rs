@@ -1,0 +1,122 @@
+//! The mesh-aware side of the ADS server: who may open a stream, and what
+//! each stream event means for insights, presence and the sync loop.
+
+use std::sync::Arc;
+
+use kodiak_api::bootstrap::node_metadata;
+use kodiak_store::ResourceStore;
+use kodiak_xds_server::{Callbacks, StreamInfo, Transport};
+use tokio::sync::mpsc;
+
+use super::cleanup::Cleanup;
+use super::connections::{Connections, Presence};
+use super::insights::{Insights, StreamEvent, StreamStart};
+use super::proxy_id::ProxyId;
+use super::register::register_inline;
+use super::sync::{KnownDataplanes, Signal};
+
+pub struct XdsCallbacks {
+    pub store: Arc<dyn ResourceStore>,
+    pub insights: Arc<Insights>,
+    pub connections: Arc<Connections>,
+    pub known: Arc<KnownDataplanes>,
+    pub cleanup: Cleanup,
+    pub signals: mpsc::UnboundedSender<Signal>,
+}
+
+impl XdsCallbacks {
+    fn proxy(stream: &StreamInfo) -> Option<ProxyId> {
+        ProxyId::parse(&stream.node.id).ok()
+    }
+}
+
+impl Callbacks for XdsCallbacks {
+    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status> {
+        let node = &stream.node;
+        let proxy = ProxyId::parse(&node.id).map_err(tonic::Status::invalid_argument)?;
+        let inline = metadata_text(node, node_metadata::DATAPLANE);
+        if !self.known.contains(&proxy) {
+            let Some(inline) = inline else {
+                tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
+                return Err(tonic::Status::not_found(format!(
+                    "Dataplane {proxy} does not exist: apply it first (kodiakctl apply -f dataplane.yaml) or start kodiak-dp with --dataplane-file"
+                )));
+            };
+            // Known to the sidecar but not to this control plane (an
+            // in-memory store that restarted): register it again.
+            let store = self.store.clone();
+            let known = self.known.clone();
+            let again = proxy.clone();
+            tokio::spawn(async move {
+                match register_inline(store.as_ref(), &again, &inline).await {
+                    Ok(_) => known.insert(again),
+                    Err(error) => {
+                        tracing::warn!(dataplane = %again, %error, "cannot register the Dataplane the sidecar carries")
+                    }
+                }
+            });
+        }
+        self.insights.stream_opened(
+            &proxy,
+            StreamStart {
+                stream_id: stream.id,
+                xds_transport: match stream.transport {
+                    Transport::Delta => "delta",
+                    Transport::Sotw => "sotw",
+                },
+                kodiak_dp_version: metadata_text(node, node_metadata::KODIAK_DP_VERSION).unwrap_or_default(),
+                envoy_version: metadata_text(node, node_metadata::ENVOY_VERSION).unwrap_or_default(),
+            },
+        );
+        tracing::info!(dataplane = %proxy, stream = stream.id, transport = ?stream.transport, "sidecar connected");
+        if self.connections.opened(&proxy) == Presence::Arrived {
+            self.cleanup.arrived(&proxy);
+        }
+        let _ = self.signals.send(Signal::Arrived(proxy));
+        Ok(())
+    }
+
+    fn stream_closed(&self, stream: &StreamInfo) {
+        let Some(proxy) = Self::proxy(stream) else { return };
+        self.insights.stream_closed(&proxy, stream.id);
+        tracing::info!(dataplane = %proxy, stream = stream.id, "sidecar disconnected");
+        if self.connections.closed(&proxy) == Presence::Left {
+            self.cleanup.departed(proxy.clone());
+            let _ = self.signals.send(Signal::Departed(proxy));
+        }
+    }
+
+    fn response_sent(&self, stream: &StreamInfo, type_url: &str, _version: &str) {
+        if let Some(proxy) = Self::proxy(stream) {
+            self.insights.record(&proxy, stream.id, StreamEvent::Sent { type_url });
+        }
+    }
+
+    fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str) {
+        if let Some(proxy) = Self::proxy(stream) {
+            self.insights.record(&proxy, stream.id, StreamEvent::Acked { type_url, version });
+        }
+    }
+
+    fn nacked(&self, stream: &StreamInfo, type_url: &str, version: &str, error: &str) {
+        if let Some(proxy) = Self::proxy(stream) {
+            tracing::warn!(dataplane = %proxy, type_url, version, error, "the sidecar refused its configuration");
+            self.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
+        }
+    }
+
+    fn synced(&self, stream: &StreamInfo, generation: u64) {
+        if let Some(proxy) = Self::proxy(stream) {
+            self.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
+        }
+    }
+}
+
+/// A text value of the node's metadata.
+fn metadata_text(node: &envoy_types::pb::envoy::config::core::v3::Node, key: &str) -> Option<String> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        Kind::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,71 @@
+//! The mesh-aware xDS layer: turns the store's Dataplanes into snapshots
+//! for the generic ADS server, and keeps track of every sidecar's stream.
+
+pub mod callbacks;
+pub mod cleanup;
+pub mod connections;
+pub mod insights;
+pub mod proxy_id;
+pub mod register;
+pub mod sync;
+
+use std::sync::Arc;
+
+use kodiak_store::ResourceStore;
+use kodiak_xds_server::{AdsServer, SnapshotCache};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use callbacks::XdsCallbacks;
+use cleanup::Cleanup;
+use connections::Connections;
+use insights::Insights;
+use sync::{KnownDataplanes, Signal, Sync};
+
+/// The shared parts of the xDS layer.
+pub struct Xds {
+    pub store: Arc<dyn ResourceStore>,
+    pub cache: Arc<SnapshotCache>,
+    pub connections: Arc<Connections>,
+    pub known: Arc<KnownDataplanes>,
+    pub insights: Arc<Insights>,
+    pub signals: mpsc::UnboundedSender<Signal>,
+}
+
+impl Xds {
+    /// Starts the sync loop and the clean-up of departed registered
+    /// Dataplanes; returns the parts and the ADS gRPC routes.
+    pub async fn start(
+        store: Arc<dyn ResourceStore>,
+        config: &Config,
+        instance_id: &str,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<(Self, axum::Router)> {
+        let (signals, signal_rx) = mpsc::unbounded_channel();
+        let xds = Self {
+            store: store.clone(),
+            cache: Arc::new(SnapshotCache::new()),
+            connections: Arc::new(Connections::default()),
+            known: Arc::new(KnownDataplanes::default()),
+            insights: Arc::new(Insights::new(instance_id)),
+            signals,
+        };
+        let cleanup = Cleanup::new(store.clone(), xds.connections.clone(), config.inline_dataplane_cleanup_delay());
+        cleanup.schedule_registered().await?;
+        let events = store.watch();
+        let mut sync = Sync::new(&xds, config.sync_debounce());
+        sync.reload().await?;
+        tokio::spawn(sync.run(events, signal_rx, stopped));
+        let callbacks = XdsCallbacks {
+            store,
+            insights: xds.insights.clone(),
+            connections: xds.connections.clone(),
+            known: xds.known.clone(),
+            cleanup,
+            signals: xds.signals.clone(),
+        };
+        let ads = AdsServer::new(xds.cache.clone(), Arc::new(callbacks)).into_service();
+        let routes = tonic::service::Routes::new(ads).into_axum_router();
+        Ok((xds, routes))
+    }
+}

@@ -1,0 +1,315 @@
+//! Keeps every connected sidecar's snapshot up to date, driven by store
+//! change events: a burst of changes is collected for a short, bounded
+//! time, then only the proxies whose inputs changed are regenerated. Shared
+//! service resources (cluster, endpoints, route) are rebuilt only when that
+//! service's endpoints change. Nothing runs while nothing changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kodiak_api::dataplane_view::DataplaneView;
+use kodiak_api::{Resource, ResourceType};
+use kodiak_store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
+use kodiak_xds_gen::{ServiceResources, ServiceView};
+use kodiak_xds_server::SnapshotCache;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use super::connections::Connections;
+use super::insights::Insights;
+use super::proxy_id::ProxyId;
+
+/// What the xDS side tells the sync loop.
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// A sidecar opened its first stream: it needs a snapshot.
+    Arrived(ProxyId),
+    /// A sidecar left or started draining: its endpoints go away.
+    Departed(ProxyId),
+}
+
+/// The Dataplanes that exist, so a stream for an unknown one is refused at
+/// once. Filled by the sync loop from the store, and by the bootstrap
+/// handler right after it registers one (before the store event arrives).
+#[derive(Debug, Default)]
+pub struct KnownDataplanes(RwLock<HashSet<ProxyId>>);
+
+impl KnownDataplanes {
+    pub fn contains(&self, proxy: &ProxyId) -> bool {
+        self.0.read().unwrap().contains(proxy)
+    }
+
+    pub fn insert(&self, proxy: ProxyId) {
+        self.0.write().unwrap().insert(proxy);
+    }
+
+    fn remove(&self, proxy: &ProxyId) {
+        self.0.write().unwrap().remove(proxy);
+    }
+}
+
+/// The sync loop's inputs and its view of every mesh.
+pub struct Sync {
+    store: Arc<dyn ResourceStore>,
+    cache: Arc<SnapshotCache>,
+    connections: Arc<Connections>,
+    known: Arc<KnownDataplanes>,
+    insights: Arc<Insights>,
+    debounce: Duration,
+    meshes: HashMap<String, MeshState>,
+    generation: u64,
+}
+
+/// One mesh as the generator sees it.
+#[derive(Default)]
+struct MeshState {
+    dataplanes: BTreeMap<String, Arc<DataplaneView>>,
+    services: BTreeMap<String, ServiceView>,
+    resources: BTreeMap<String, Arc<ServiceResources>>,
+}
+
+/// What a batch of changes touched.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Dataplanes to read again from the store.
+    changed: BTreeSet<ProxyId>,
+    /// Meshes whose endpoints may differ (a sidecar came or went).
+    presence: BTreeSet<String>,
+    /// Proxies that need a snapshot even if nothing else changed.
+    arrived: BTreeSet<ProxyId>,
+    /// Events were lost (the loop fell behind): read everything again.
+    resync: bool,
+}
+
+impl Sync {
+    pub fn new(parts: &super::Xds, debounce: Duration) -> Self {
+        Self {
+            store: parts.store.clone(),
+            cache: parts.cache.clone(),
+            connections: parts.connections.clone(),
+            known: parts.known.clone(),
+            insights: parts.insights.clone(),
+            debounce,
+            meshes: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Follows changes until `stop` turns true. Subscribe to `events`
+    /// before the first [`Sync::reload`], so no change falls in between.
+    pub async fn run(
+        mut self,
+        mut events: broadcast::Receiver<ChangeEvent>,
+        mut signals: mpsc::UnboundedReceiver<Signal>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let mut batch = Batch::default();
+            tokio::select! {
+                event = events.recv() => {
+                    if matches!(event, Err(broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                    batch.add_event(event);
+                }
+                Some(signal) = signals.recv() => batch.add_signal(signal),
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            self.collect(&mut batch, &mut events, &mut signals).await;
+            if let Err(error) = self.apply(batch).await {
+                tracing::error!(%error, "cannot read changed Dataplanes; reading everything again");
+                let _ = self.reload().await;
+            }
+        }
+    }
+
+    /// Adds what arrives until nothing did for `debounce`, or ten times that
+    /// passed since the batch opened.
+    async fn collect(
+        &self,
+        batch: &mut Batch,
+        events: &mut broadcast::Receiver<ChangeEvent>,
+        signals: &mut mpsc::UnboundedReceiver<Signal>,
+    ) {
+        let deadline = Instant::now() + self.debounce * 10;
+        loop {
+            let quiet = (Instant::now() + self.debounce).min(deadline);
+            tokio::select! {
+                event = events.recv() => batch.add_event(event),
+                Some(signal) = signals.recv() => batch.add_signal(signal),
+                _ = tokio::time::sleep_until(quiet) => return,
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    async fn apply(&mut self, batch: Batch) -> Result<(), StoreError> {
+        if batch.resync {
+            return self.reload().await;
+        }
+        let mut touched: BTreeSet<String> = batch.presence;
+        for proxy in &batch.changed {
+            let dataplane = self.store.get(&proxy.resource_key()).await?;
+            self.put_dataplane(proxy, dataplane.as_ref());
+            touched.insert(proxy.mesh.clone());
+        }
+        let mut regenerate: BTreeSet<ProxyId> = batch.changed;
+        regenerate.extend(batch.arrived);
+        for mesh in touched {
+            let changed_services = self.refresh_services(&mesh);
+            regenerate.extend(self.callers_of(&mesh, &changed_services));
+        }
+        self.publish(regenerate);
+        Ok(())
+    }
+
+    /// Reads every Dataplane again and regenerates every connected proxy.
+    pub async fn reload(&mut self) -> Result<(), StoreError> {
+        let dataplanes = list_all(self.store.as_ref(), ResourceType::Dataplane).await?;
+        let mut before: BTreeSet<ProxyId> = self.all_proxies().collect();
+        self.meshes.clear();
+        for dataplane in &dataplanes {
+            let Some(proxy) = ProxyId::of(&dataplane.key) else { continue };
+            before.remove(&proxy);
+            self.put_dataplane(&proxy, Some(dataplane));
+        }
+        for gone in before {
+            self.put_dataplane(&gone, None);
+        }
+        let meshes: Vec<String> = self.meshes.keys().cloned().collect();
+        for mesh in meshes {
+            self.refresh_services(&mesh);
+        }
+        let everyone: BTreeSet<ProxyId> = self.all_proxies().collect();
+        self.publish(everyone);
+        Ok(())
+    }
+
+    fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<&Resource>) {
+        match dataplane {
+            Some(resource) => {
+                let view = Arc::new(DataplaneView::from_resource(resource));
+                self.meshes.entry(proxy.mesh.clone()).or_default().dataplanes.insert(proxy.name.clone(), view);
+                self.known.insert(proxy.clone());
+            }
+            None => {
+                if let Some(mesh) = self.meshes.get_mut(&proxy.mesh) {
+                    mesh.dataplanes.remove(&proxy.name);
+                }
+                self.known.remove(proxy);
+                self.connections.forget(proxy);
+                self.cache.remove(&proxy.node_id());
+            }
+        }
+    }
+
+    /// Recomputes a mesh's services from its serving Dataplanes, rebuilds
+    /// the shared resources of those that changed, and returns their names.
+    fn refresh_services(&mut self, mesh_name: &str) -> BTreeSet<String> {
+        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return BTreeSet::new() };
+        let connections = &self.connections;
+        let serving = mesh
+            .dataplanes
+            .iter()
+            .filter(|(name, _)| connections.is_serving(&ProxyId::new(mesh_name, name.as_str())))
+            .map(|(_, view)| view.as_ref());
+        let services = kodiak_xds_gen::services(serving);
+        let mut changed = BTreeSet::new();
+        for (name, view) in &services {
+            if mesh.services.get(name) != Some(view) {
+                mesh.resources.insert(name.clone(), Arc::new(kodiak_xds_gen::service_resources(name, view)));
+                changed.insert(name.clone());
+            }
+        }
+        for name in mesh.services.keys() {
+            if !services.contains_key(name) {
+                mesh.resources.remove(name);
+                changed.insert(name.clone());
+            }
+        }
+        mesh.services = services;
+        changed
+    }
+
+    /// Connected proxies of a mesh with an outbound to one of `services`.
+    fn callers_of(&self, mesh_name: &str, services: &BTreeSet<String>) -> Vec<ProxyId> {
+        let Some(mesh) = self.meshes.get(mesh_name) else { return Vec::new() };
+        if services.is_empty() {
+            return Vec::new();
+        }
+        mesh.dataplanes
+            .iter()
+            .filter(|(_, view)| view.outbounds.iter().any(|outbound| services.contains(&outbound.service)))
+            .map(|(name, _)| ProxyId::new(mesh_name, name.as_str()))
+            .collect()
+    }
+
+    /// Generates and publishes a snapshot for each connected proxy given.
+    fn publish(&mut self, proxies: impl IntoIterator<Item = ProxyId>) {
+        for proxy in proxies {
+            if !self.connections.is_connected(&proxy) {
+                continue;
+            }
+            let Some(mesh) = self.meshes.get(&proxy.mesh) else { continue };
+            let Some(view) = mesh.dataplanes.get(&proxy.name) else { continue };
+            self.generation += 1;
+            let snapshot = kodiak_xds_gen::proxy_snapshot(view, &mesh.resources, self.generation);
+            self.cache.set(&proxy.node_id(), Arc::new(snapshot));
+            self.insights.generated(&proxy, self.generation);
+        }
+    }
+
+    fn all_proxies(&self) -> impl Iterator<Item = ProxyId> + '_ {
+        self.meshes.iter().flat_map(|(mesh, state)| {
+            state.dataplanes.keys().map(move |name| ProxyId::new(mesh.as_str(), name.as_str()))
+        })
+    }
+}
+
+impl Batch {
+    fn add_event(&mut self, event: Result<ChangeEvent, broadcast::error::RecvError>) {
+        match event {
+            Ok(event) => {
+                if let Some(proxy) = ProxyId::of(&event.key) {
+                    self.changed.insert(proxy);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "the sync loop fell behind the store's changes; reading everything again");
+                self.resync = true;
+            }
+            Err(broadcast::error::RecvError::Closed) => {}
+        }
+    }
+
+    fn add_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::Arrived(proxy) => {
+                self.presence.insert(proxy.mesh.clone());
+                self.arrived.insert(proxy);
+            }
+            Signal::Departed(proxy) => {
+                self.presence.insert(proxy.mesh);
+            }
+        }
+    }
+}
+
+/// Every resource of a type, page by page.
+pub async fn list_all(store: &dyn ResourceStore, kind: ResourceType) -> Result<Vec<Resource>, StoreError> {
+    let size = kodiak_api::MAX_PAGE_SIZE as usize;
+    let mut query = ListQuery::all(kind, size);
+    let mut all = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        let count = page.items.len();
+        all.extend(page.items);
+        if count < size || all.len() >= page.total {
+            return Ok(all);
+        }
+        query.offset += count;
+    }
+}
