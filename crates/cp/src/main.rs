@@ -42,6 +42,9 @@ struct RunArgs {
     /// Port of the diagnostics server (/ready, /healthy).
     #[arg(long)]
     diagnostics_port: Option<u16>,
+    /// Port of the dp-server (sidecars' bootstrap and ADS).
+    #[arg(long)]
+    dp_server_port: Option<u16>,
     /// Print the effective configuration as YAML and exit.
     #[arg(long)]
     print_config: bool,
@@ -85,6 +88,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(port) = args.diagnostics_port {
         config.diagnostics.server.port = port;
+    }
+    if let Some(port) = args.dp_server_port {
+        config.dp_server.server.port = port;
     }
     if args.print_config {
         print!("{}", serde_yaml::to_string(&config)?);

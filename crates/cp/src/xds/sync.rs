@@ -191,7 +191,7 @@ impl Sync {
     fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<&Resource>) {
         match dataplane {
             Some(resource) => {
-                let view = Arc::new(DataplaneView::from_resource(resource));
+                let view = Arc::new(view_of(resource));
                 self.meshes.entry(proxy.mesh.clone()).or_default().dataplanes.insert(proxy.name.clone(), view);
                 self.known.insert(proxy.clone());
             }
@@ -211,12 +211,14 @@ impl Sync {
     fn refresh_services(&mut self, mesh_name: &str) -> BTreeSet<String> {
         let Some(mesh) = self.meshes.get_mut(mesh_name) else { return BTreeSet::new() };
         let connections = &self.connections;
-        let serving = mesh
+        let (serving, departed): (Vec<_>, Vec<_>) = mesh
             .dataplanes
             .iter()
-            .filter(|(name, _)| connections.is_serving(&ProxyId::new(mesh_name, name.as_str())))
-            .map(|(_, view)| view.as_ref());
-        let services = kodiak_xds_gen::services(serving);
+            .partition(|(name, _)| connections.is_serving(&ProxyId::new(mesh_name, name.as_str())));
+        // A departed sidecar's inbounds still say which protocol its service
+        // speaks (so callers' listeners keep their kind), but offer no endpoint.
+        let withdrawn: Vec<DataplaneView> = departed.iter().map(|(_, view)| not_ready(view)).collect();
+        let services = kodiak_xds_gen::services(serving.iter().map(|(_, view)| view.as_ref()).chain(withdrawn.iter()));
         let mut changed = BTreeSet::new();
         for (name, view) in &services {
             if mesh.services.get(name) != Some(view) {
@@ -296,6 +298,28 @@ impl Batch {
             }
         }
     }
+}
+
+/// A Dataplane's view with host names resolved: Envoy takes listener and
+/// endpoint addresses as IP addresses only.
+fn view_of(dataplane: &Resource) -> DataplaneView {
+    let mut view = DataplaneView::from_resource(dataplane);
+    view.resolve_addresses(|host| {
+        let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok()?.next().map(|address| address.ip());
+        if resolved.is_none() {
+            tracing::warn!(dataplane = ?ProxyId::of(&dataplane.key), host, "cannot resolve a Dataplane address; its endpoints are left out");
+        }
+        resolved
+    });
+    view
+}
+
+fn not_ready(view: &DataplaneView) -> DataplaneView {
+    let mut view = view.clone();
+    for inbound in &mut view.inbounds {
+        inbound.ready = false;
+    }
+    view
 }
 
 /// Every resource of a type, page by page.
