@@ -1,0 +1,56 @@
+//! The programs under test: the workspace's own binaries (built on first
+//! use, so `cargo nextest run -p kodiak-e2e` alone works) and Envoy
+//! (installed by scripts/install-envoy.sh when missing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().and_then(Path::parent).expect("crates/e2e sits two levels down")
+}
+
+/// A workspace binary (`kodiak-dp`, `kodiak-test-service`), built once per
+/// test process with the profile of the test itself.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let directory = BUILT.get_or_init(|| {
+        // The test binary lives in <target>/<profile>/deps.
+        let profile_dir =
+            std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.to_owned())).expect("target dir");
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(repository()).args(["build", "--quiet", "-p", "kodiak-dp", "-p", "kodiak-test-service"]);
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building kodiak-dp and kodiak-test-service failed");
+        profile_dir
+    });
+    directory.join(name)
+}
+
+/// Envoy 1.40: `ENVOY_BIN`, else the repository's `.tools/bin/envoy`,
+/// installed by `scripts/install-envoy.sh` if it is not there yet.
+pub fn envoy() -> PathBuf {
+    static ENVOY: OnceLock<PathBuf> = OnceLock::new();
+    ENVOY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("ENVOY_BIN").filter(|path| !path.is_empty()) {
+                return PathBuf::from(path);
+            }
+            let output = Command::new("bash")
+                .arg(repository().join("scripts/install-envoy.sh"))
+                .output()
+                .expect("scripts/install-envoy.sh runs");
+            assert!(
+                output.status.success(),
+                "scripts/install-envoy.sh failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            PathBuf::from(stdout.lines().last().expect("the script prints the path").trim())
+        })
+        .clone()
+}

@@ -1,0 +1,92 @@
+//! A control plane in this process, on fixed loopback ports chosen at
+//! creation, so it can be stopped and started again where sidecars expect it.
+
+use kodiak_cp::config::{Config, StoreKind};
+use kodiak_cp::testing::TestControlPlane;
+
+use crate::free_port;
+
+pub struct ControlPlane {
+    config: Config,
+    running: Option<TestControlPlane>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+impl ControlPlane {
+    /// On the in-memory store.
+    pub fn memory() -> Self {
+        Self::with(StoreKind::Memory, |_| {})
+    }
+
+    /// On a fresh SQLite store.
+    pub fn sqlite() -> Self {
+        Self::with(StoreKind::Sqlite, |_| {})
+    }
+
+    /// On `store`, with further settings changed by `adjust`.
+    pub fn with(store: StoreKind, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = kodiak_cp::testing::loopback_config();
+        config.store.kind = store;
+        let data_dir = (store == StoreKind::Sqlite).then(|| tempfile::tempdir().expect("a temporary directory"));
+        if let Some(dir) = &data_dir {
+            config.store.data_dir = dir.path().to_owned();
+        }
+        config.api_server.http.port = free_port();
+        config.dp_server.server.port = free_port();
+        adjust(&mut config);
+        let mut control_plane = Self { config, running: None, _data_dir: data_dir };
+        control_plane.start();
+        control_plane
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.running.is_none(), "the control plane is already running");
+        self.running = Some(kodiak_cp::testing::start(self.config.clone()).expect("the control plane starts"));
+    }
+
+    /// Stops it (sidecars lose their xDS stream; Envoy keeps its config).
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.config.api_server.http.port)
+    }
+
+    pub fn dp_server_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.config.dp_server.server.port)
+    }
+
+    pub fn client(&self) -> kodiak_client::Client {
+        kodiak_client::Client::new(&self.api_url()).expect("a valid URL")
+    }
+}
+
+impl ControlPlane {
+    /// Applies one resource document (YAML or JSON) through the REST API.
+    pub async fn apply(&self, document: &str) {
+        let value = kodiak_api::parse_document(document).expect("a well-formed document");
+        let resource = kodiak_api::Resource::from_document(&value).expect("a valid resource");
+        self.client().put(&resource).await.expect("the control plane accepts it");
+    }
+
+    /// Deletes a Dataplane through the REST API.
+    pub async fn delete_dataplane(&self, mesh: &str, name: &str) {
+        let key = kodiak_api::ResourceKey::new(kodiak_api::ResourceType::Dataplane, Some(mesh), name);
+        assert!(self.client().delete(&key).await.expect("the delete is answered"), "{mesh}/{name} existed");
+    }
+
+    /// The `_overview` of one Dataplane (its insight included).
+    pub async fn overview(&self, mesh: &str, name: &str) -> serde_json::Value {
+        let url = format!("{}/meshes/{mesh}/dataplanes/{name}/_overview", self.api_url());
+        reqwest::get(&url).await.expect("the API answers").json().await.expect("JSON")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,136 @@
+//! `kodiak-dp` processes (each running its own Envoy) with their logs kept
+//! in a work directory of their own.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::{ControlPlane, binary, envoy};
+
+/// The ADS flavour a sidecar speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Delta,
+    Sotw,
+}
+
+impl Transport {
+    fn flag(self) -> &'static str {
+        match self {
+            Transport::Delta => "delta",
+            Transport::Sotw => "sotw",
+        }
+    }
+}
+
+pub struct Sidecar {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// `kodiak-dp run` registering `dataplane` (a Dataplane document).
+    pub fn register(control_plane: &ControlPlane, dataplane: &str, transport: Transport) -> Sidecar {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("dataplane.yaml");
+        std::fs::write(&file, dataplane).expect("the dataplane file is written");
+        let file = file.to_string_lossy().into_owned();
+        Self::run(control_plane, dir, &["--dataplane-file", &file, "--xds-transport", transport.flag()])
+    }
+
+    /// `kodiak-dp run` for a Dataplane applied beforehand.
+    pub fn named(control_plane: &ControlPlane, mesh: &str, name: &str, transport: Transport) -> Sidecar {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Self::run(control_plane, dir, &["--mesh", mesh, "--name", name, "--xds-transport", transport.flag()])
+    }
+
+    /// `kodiak-dp run` with these arguments (plus the control plane's
+    /// address, a work directory and a short drain time).
+    pub fn run(control_plane: &ControlPlane, dir: tempfile::TempDir, args: &[&str]) -> Sidecar {
+        let log = std::fs::File::create(dir.path().join("kodiak-dp.log")).expect("the log file is created");
+        let work_dir = dir.path().join("work");
+        let child = Command::new(binary("kodiak-dp"))
+            .arg("run")
+            .args(["--cp-address", &control_plane.dp_server_url()])
+            .arg("--work-dir")
+            .arg(&work_dir)
+            .arg("--envoy-binary")
+            .arg(envoy())
+            .args(["--drain-time", "2s", "--concurrency", "1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kodiak-dp starts");
+        Sidecar { child, dir }
+    }
+
+    /// Everything kodiak-dp (and Envoy) printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kodiak-dp.log")).unwrap_or_default()
+    }
+
+    /// Envoy's admin address, once Envoy listens.
+    pub fn admin_address(&self) -> Option<String> {
+        let path: PathBuf = self.dir.path().join("work").join("admin-address.txt");
+        std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned()).filter(|text| !text.is_empty())
+    }
+
+    /// The endpoints Envoy currently has for a cluster (from its admin API).
+    pub async fn endpoints(&self, cluster: &str) -> Vec<String> {
+        let Some(admin) = self.admin_address() else { return Vec::new() };
+        let Ok(response) = reqwest::get(format!("http://{admin}/clusters")).await else { return Vec::new() };
+        let text = response.text().await.unwrap_or_default();
+        let prefix = format!("{cluster}::");
+        let mut endpoints: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split_once("::cx_active::").map(|(endpoint, _)| endpoint.to_owned()))
+            .collect();
+        endpoints.sort();
+        endpoints
+    }
+
+    /// Waits (up to `timeout`) for kodiak-dp to exit by itself.
+    pub async fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("kodiak-dp is waited for"))
+    }
+
+    /// SIGTERM, then waits for kodiak-dp to drain Envoy and exit.
+    pub async fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        match self.exit_within(Duration::from_secs(20)).await {
+            Some(status) => status,
+            None => panic!("kodiak-dp did not stop within 20s after SIGTERM; log:\n{}", self.log()),
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        // Envoy is kodiak-dp's child: ask kodiak-dp to stop it rather than
+        // killing kodiak-dp and leaving Envoy behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal("INT");
+            self.signal("INT");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
