@@ -11,7 +11,7 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().and_then(Path::parent).expect("crates/e2e sits two levels down")
 }
 
-/// A workspace binary (`kodiak-dp`, `kodiak-test-service`), built once per
+/// A workspace binary (`kodiak-dp`, `kodiak-test-service`, `kodiakctl`), built once per
 /// test process with the profile of the test itself.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -20,12 +20,21 @@ pub fn binary(name: &str) -> PathBuf {
         let profile_dir =
             std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.to_owned())).expect("target dir");
         let mut build = Command::new(env!("CARGO"));
-        build.current_dir(repository()).args(["build", "--quiet", "-p", "kodiak-dp", "-p", "kodiak-test-service"]);
+        build.current_dir(repository()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "kodiak-dp",
+            "-p",
+            "kodiak-test-service",
+            "-p",
+            "kodiakctl",
+        ]);
         if profile_dir.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
         }
         let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building kodiak-dp and kodiak-test-service failed");
+        assert!(status.success(), "building kodiak-dp, kodiak-test-service and kodiakctl failed");
         profile_dir
     });
     directory.join(name)
