@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Kodiak's whole test suite: formatting, lints, then every test of
-# every crate (unit, conformance, REST, CLI and binary tests).
+# every crate (unit, conformance, REST, CLI, binary and end-to-end tests
+# with real Envoy sidecars). Installs Envoy 1.40 into .tools/ first.
 # Usage: scripts/test.sh [extra test-runner arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> Envoy"
+ENVOY_BIN="$(scripts/install-envoy.sh | tail -n 1)"
+export ENVOY_BIN
+echo "$ENVOY_BIN"
 
 echo "==> tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
