@@ -18,6 +18,7 @@ pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod tags;
+pub mod template;
 mod violations;
 pub mod zone;
 

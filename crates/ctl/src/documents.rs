@@ -7,10 +7,8 @@ use std::collections::btree_map::Entry;
 use std::io::Read;
 
 use anyhow::Context;
-use kodiak_api::{Resource, ResourceKey, parse_documents};
+use kodiak_api::{Resource, ResourceKey, parse_documents, template};
 use serde_json::Value;
-
-use crate::vars;
 
 /// Where the documents come from and the values for their placeholders.
 #[derive(Debug, clap::Args)]
@@ -21,7 +19,7 @@ pub struct Input {
     file: String,
 
     /// Replaces `{{ KEY }}` in the file with VALUE (repeatable)
-    #[arg(short = 'v', long = "var", value_name = "KEY=VALUE", value_parser = vars::parse_assignment)]
+    #[arg(short = 'v', long = "var", value_name = "KEY=VALUE", value_parser = template::parse_assignment)]
     vars: Vec<(String, String)>,
 }
 
@@ -31,7 +29,11 @@ pub struct Input {
 pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
     let text = read(&input.file)?;
     let values: BTreeMap<String, String> = input.vars.iter().cloned().collect();
-    let text = vars::substitute(&text, &values).with_context(|| format!("cannot fill in {}", source(&input.file)))?;
+    // Unused values are fine here: one set of `-v` often serves several files.
+    let text = template::render(&text, &values)
+        .map_err(|missing| anyhow::anyhow!(missing.hint("-v")))
+        .with_context(|| format!("cannot fill in {}", source(&input.file)))?
+        .text;
     let documents =
         parse_documents(&text).with_context(|| format!("{} is not valid YAML or JSON", source(&input.file)))?;
     if documents.is_empty() {

@@ -12,7 +12,6 @@ mod kinds;
 mod missing_mesh;
 mod table;
 mod validate;
-mod vars;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

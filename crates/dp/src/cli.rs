@@ -63,8 +63,14 @@ pub struct RunArgs {
     pub dataplane_file: Option<PathBuf>,
 
     /// A value for a `{{ NAME }}` placeholder of --dataplane-file (repeatable).
-    #[arg(long = "dataplane-var", short = 'v', value_name = "NAME=VALUE", conflicts_with = "name")]
-    pub dataplane_vars: Vec<String>,
+    #[arg(
+        long = "dataplane-var",
+        short = 'v',
+        value_name = "NAME=VALUE",
+        conflicts_with = "name",
+        value_parser = kodiak_api::template::parse_assignment
+    )]
+    pub dataplane_vars: Vec<(String, String)>,
 
     /// The name of a Dataplane applied beforehand (instead of --dataplane-file).
     #[arg(long)]
@@ -172,7 +178,8 @@ mod tests {
         assert!(run(&["--dataplane-file", "dp.yaml", "--mesh", "m"]).is_err());
         assert!(run(&["--name", "web-1", "-v", "a=b"]).is_err(), "variables need a file");
         let args = run(&["-d", "dp.yaml", "-v", "name=web-1", "--dataplane-var", "port=1"]).unwrap();
-        assert_eq!(args.dataplane_vars, ["name=web-1", "port=1"]);
+        assert_eq!(args.dataplane_vars, [("name".into(), "web-1".into()), ("port".into(), "1".into())]);
+        assert!(run(&["-d", "dp.yaml", "-v", "novalue"]).is_err());
     }
 
     #[test]

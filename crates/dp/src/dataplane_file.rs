@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use kodiak_api::{Resource, ResourceType, parse_document};
-
-use crate::template;
+use kodiak_api::{Resource, ResourceType, parse_document, template};
 
 /// A Dataplane read from a file, ready for `POST /bootstrap`.
 #[derive(Debug)]
@@ -29,7 +27,7 @@ pub fn load(path: &Path, vars: &BTreeMap<String, String>) -> anyhow::Result<Loca
 
 /// Renders and validates one Dataplane document.
 pub fn read(text: &str, vars: &BTreeMap<String, String>) -> anyhow::Result<LocalDataplane> {
-    let rendered = template::render(text, vars)?;
+    let rendered = template::render(text, vars).map_err(|missing| anyhow::anyhow!(missing.hint("--dataplane-var")))?;
     for name in &rendered.unused {
         tracing::warn!("--dataplane-var {name} is not used by the dataplane file");
     }

@@ -10,7 +10,6 @@ mod envoy_binary;
 mod ports;
 mod signals;
 mod supervisor;
-mod template;
 mod work_dir;
 
 use std::io::IsTerminal;
@@ -87,7 +86,8 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     let (mesh, name, dataplane_resource, file_admin_port) = match &args.dataplane_file {
         Some(path) => {
-            let vars = template::parse_vars(&args.dataplane_vars).map_err(anyhow::Error::msg)?;
+            // A later value for the same name wins.
+            let vars = args.dataplane_vars.iter().cloned().collect();
             let dataplane = dataplane_file::load(path, &vars)?;
             (dataplane.mesh, dataplane.name, Some(dataplane.json), dataplane.admin_port)
         }

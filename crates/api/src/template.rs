@@ -1,33 +1,25 @@
-//! `{{ name }}` placeholders in a dataplane file, filled from
-//! `--dataplane-var name=value`, so one file serves many instances (as
-//! `kuma-dp run --dataplane-file F --dataplane-var K=V` does).
+//! `{{ name }}` placeholders in a resource file, filled from `name=value`
+//! variables before the file is parsed, so one file serves many
+//! environments or instances. `kodiakctl apply -v` (as `kumactl apply -v`)
+//! and `kodiak-dp run --dataplane-var` (as `kuma-dp run --dataplane-var`)
+//! both use this, so one file behaves the same with both.
 //!
-//! Same rules as `kodiakctl apply -v`, so one file behaves the same with
-//! both: a placeholder is `{{ key }}` (spaces optional; a key of letters,
-//! digits, `_`, `-`, `.`), values go in verbatim, braces around anything
-//! else are left alone, and every placeholder without a value is an error
-//! (Kuma's renderer would insert an empty string, which only fails later
-//! and less clearly).
+//! A placeholder is `{{ name }}` (spaces optional; a name of letters,
+//! digits, `_`, `-`, `.`), values go in verbatim, and braces around
+//! anything else (a Lua snippet, a Go template in a proxy patch) are left
+//! alone. Every placeholder without a value is an error, named with its
+//! line (Kuma's renderer would insert an empty string, which only fails
+//! later and less clearly).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Reads `--dataplane-var` values (`name=value`, split at the first `=`);
-/// a later value for the same name wins.
-pub fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for var in vars {
-        match var.split_once('=') {
-            Some((key, value)) if is_key(key.trim()) => {
-                out.insert(key.trim().to_owned(), value.to_owned());
-            }
-            _ => {
-                return Err(format!(
-                    "--dataplane-var {var:?}: expected NAME=VALUE (NAME of letters, digits, '_', '-' or '.')"
-                ));
-            }
-        }
+/// Reads one `name=value` variable, split at the first `=`; the name is
+/// trimmed, the value kept verbatim. Fits clap's `value_parser`.
+pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if is_name(name.trim()) => Ok((name.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE (NAME of letters, digits, '_', '-' or '.'), got {text:?}")),
     }
-    Ok(out)
 }
 
 /// What [`render`] produced, and which variables it never used (most
@@ -39,15 +31,24 @@ pub struct Rendered {
 }
 
 /// Placeholders without a value, each once, with the (one-based) line it
-/// first appears on.
+/// first appears on. [`Missing::hint`] adds how to pass them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", describe_missing(.0))]
+#[error("no value for {}", describe(.0))]
 pub struct Missing(pub Vec<(String, usize)>);
 
-fn describe_missing(missing: &[(String, usize)]) -> String {
-    let names: Vec<String> = missing.iter().map(|(key, line)| format!("{{{{ {key} }}}} (line {line})")).collect();
-    let flags: Vec<String> = missing.iter().map(|(key, _)| format!("--dataplane-var {key}=VALUE")).collect();
-    format!("no value for {}; pass {}", names.join(", "), flags.join(" "))
+impl Missing {
+    /// The error followed by the command-line `flag` (`-v`,
+    /// `--dataplane-var`) that supplies each missing value:
+    /// `no value for {{ a }} (line 2); pass -v a=VALUE`.
+    pub fn hint(&self, flag: &str) -> String {
+        let flags: Vec<String> = self.0.iter().map(|(name, _)| format!("{flag} {name}=VALUE")).collect();
+        format!("{self}; pass {}", flags.join(" "))
+    }
+}
+
+fn describe(missing: &[(String, usize)]) -> String {
+    let names: Vec<String> = missing.iter().map(|(name, line)| format!("{{{{ {name} }}}} (line {line})")).collect();
+    names.join(", ")
 }
 
 /// Replaces every placeholder in `text` with its value from `vars`.
@@ -62,20 +63,20 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<Rendered, M
         let placeholder = after_open
             .find("}}")
             .map(|end| (after_open[..end].trim(), &after_open[end + 2..]))
-            .filter(|(key, _)| is_key(key));
-        let Some((key, after_close)) = placeholder else {
+            .filter(|(name, _)| is_name(name));
+        let Some((name, after_close)) = placeholder else {
             out.push_str("{{");
             rest = after_open;
             continue;
         };
-        match vars.get(key) {
+        match vars.get(name) {
             Some(value) => {
                 out.push_str(value);
-                used.insert(key);
+                used.insert(name);
             }
-            None if !missing.iter().any(|(k, _)| k == key) => {
+            None if !missing.iter().any(|(n, _)| n == name) => {
                 let line = text[..text.len() - rest.len() + start].matches('\n').count() + 1;
-                missing.push((key.to_owned(), line));
+                missing.push((name.to_owned(), line));
             }
             None => {}
         }
@@ -85,11 +86,11 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<Rendered, M
     if !missing.is_empty() {
         return Err(Missing(missing));
     }
-    let unused = vars.keys().filter(|key| !used.contains(key.as_str())).cloned().collect();
+    let unused = vars.keys().filter(|name| !used.contains(name.as_str())).cloned().collect();
     Ok(Rendered { text: out, unused })
 }
 
-fn is_key(text: &str) -> bool {
+fn is_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
@@ -113,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn values_go_in_verbatim_and_dotted_keys_are_keys() {
+    fn values_go_in_verbatim_and_dotted_names_are_names() {
         let rendered = render("{{ a }}|{{ svc.port }}", &vars(&[("a", "x&<{{y}}>"), ("svc.port", "8080")])).unwrap();
         assert_eq!(rendered.text, "x&<{{y}}>|8080");
     }
@@ -129,25 +130,32 @@ mod tests {
         let err = render("type: Dataplane\nname: {{ name }}\naddress: {{address}}\nagain: {{ name }}\n", &vars(&[]))
             .unwrap_err();
         assert_eq!(err, Missing(vec![("name".into(), 2), ("address".into(), 3)]));
+        assert_eq!(err.to_string(), "no value for {{ name }} (line 2), {{ address }} (line 3)");
         assert_eq!(
-            err.to_string(),
+            err.hint("--dataplane-var"),
             "no value for {{ name }} (line 2), {{ address }} (line 3); \
              pass --dataplane-var name=VALUE --dataplane-var address=VALUE"
+        );
+        assert_eq!(
+            render("{{ a }} {{b}} {{ a }}", &vars(&[])).unwrap_err().hint("-v"),
+            "no value for {{ a }} (line 1), {{ b }} (line 1); pass -v a=VALUE -v b=VALUE"
         );
     }
 
     #[test]
     fn unused_variables_are_reported() {
         let rendered = render("{{ a }}", &vars(&[("a", "1"), ("nmae", "web-1")])).unwrap();
+        assert_eq!(rendered.text, "1");
         assert_eq!(rendered.unused, ["nmae"]);
     }
 
     #[test]
-    fn vars_split_at_the_first_equals_sign_and_the_last_value_wins() {
-        let parsed = parse_vars(&["a=1".into(), "expr=x=y".into(), "a=2".into(), "empty=".into()]).unwrap();
-        assert_eq!(parsed, vars(&[("a", "2"), ("expr", "x=y"), ("empty", "")]));
-        assert!(parse_vars(&["novalue".into()]).unwrap_err().contains("NAME=VALUE"));
-        assert!(parse_vars(&["=x".into()]).is_err());
-        assert!(parse_vars(&["a b=x".into()]).is_err());
+    fn assignments_split_at_the_first_equals_sign() {
+        assert_eq!(parse_assignment("query=a=b"), Ok(("query".into(), "a=b".into())));
+        assert_eq!(parse_assignment(" spaced =x"), Ok(("spaced".into(), "x".into())));
+        assert_eq!(parse_assignment("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_assignment("novalue").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_assignment("=x").is_err());
+        assert!(parse_assignment("a b=x").is_err());
     }
 }
