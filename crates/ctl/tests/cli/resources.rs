@@ -114,10 +114,14 @@ fn inspect_shows_dataplanes_offline_until_they_connect() {
     let table = ctl.run("inspect dataplanes -m demo").ok();
     let mut lines = table.lines();
     let headers: Vec<&str> = lines.next().unwrap().split("   ").map(str::trim).filter(|h| !h.is_empty()).collect();
-    assert_eq!(headers, ["MESH", "NAME", "TAGS", "STATUS", "LAST CONNECTED", "AGE"], "{table}");
+    assert_eq!(
+        headers,
+        ["MESH", "NAME", "TAGS", "STATUS", "LAST CONNECTED", "ACKS", "NACKS", "LAST NACK", "AGE"],
+        "{table}"
+    );
     let row = lines.next().unwrap();
     assert!(row.starts_with("demo ") && row.contains(" web-1 "), "{table}");
-    assert!(row.contains(" Offline ") && row.contains(" never "), "{table}");
+    assert!(row.contains(" Offline ") && row.contains(" never ") && row.contains(" 0 "), "{table}");
 }
 
 #[test]
