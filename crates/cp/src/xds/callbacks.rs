@@ -100,7 +100,6 @@ impl Callbacks for XdsCallbacks {
 
     fn nacked(&self, stream: &StreamInfo, type_url: &str, version: &str, error: &str) {
         if let Some(proxy) = Self::proxy(stream) {
-            tracing::warn!(dataplane = %proxy, type_url, version, error, "the sidecar refused its configuration");
             self.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
         }
     }

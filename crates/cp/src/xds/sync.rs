@@ -337,3 +337,127 @@ pub async fn list_all(store: &dyn ResourceStore, kind: ResourceType) -> Result<V
         query.offset += count;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kodiak_store::MemoryStore;
+    use kodiak_xds_server::type_url;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::xds::Xds;
+
+    fn dataplane(yaml: &str) -> Resource {
+        Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap()
+    }
+
+    fn backend(name: &str, service: &str, port: u16) -> Resource {
+        dataplane(&format!(
+            "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {service}\n"
+        ))
+    }
+
+    fn caller(name: &str, service: &str, port: u16) -> Resource {
+        dataplane(&format!(
+            "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {service}\n"
+        ))
+    }
+
+    /// The generation of a proxy's snapshot, once it has one.
+    async fn generation(xds: &Xds, node: &str) -> u64 {
+        for _ in 0..200 {
+            if let Some(snapshot) = xds.cache.get(node) {
+                return snapshot.generation();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{node} never got a snapshot");
+    }
+
+    async fn generation_above(xds: &Xds, node: &str, previous: u64) -> u64 {
+        for _ in 0..200 {
+            let current = generation(xds, node).await;
+            if current > previous {
+                return current;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{node} was not regenerated");
+    }
+
+    #[tokio::test]
+    async fn a_new_endpoint_reaches_only_the_callers_of_its_service() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        for resource in
+            [backend("b-1", "b", 10001), backend("d-1", "d", 10002), caller("a", "b", 20001), caller("c", "d", 20002)]
+        {
+            store.create(resource).await.unwrap();
+        }
+        let (_stop, stopped) = watch::channel(false);
+        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
+        for name in ["a", "c"] {
+            let proxy = ProxyId::new("default", name);
+            xds.connections.opened(&proxy);
+            xds.signals.send(Signal::Arrived(proxy)).unwrap();
+        }
+        let (a, c) = (generation(&xds, "default.a").await, generation(&xds, "default.c").await);
+        assert!(xds.cache.get("default.b-1").is_none(), "proxies without a sidecar get no snapshot");
+
+        store.create(backend("b-2", "b", 10003)).await.unwrap();
+        generation_above(&xds, "default.a", a).await;
+        assert_eq!(generation(&xds, "default.c").await, c, "c calls d only: nothing changed for it");
+
+        // Both callers of b share one encoded cluster and one endpoint assignment.
+        store.create(caller("e", "b", 20003)).await.unwrap();
+        let e = ProxyId::new("default", "e");
+        xds.connections.opened(&e);
+        xds.signals.send(Signal::Arrived(e)).unwrap();
+        generation(&xds, "default.e").await;
+        let (snapshot_a, snapshot_e) = (xds.cache.get("default.a").unwrap(), xds.cache.get("default.e").unwrap());
+        for kind in [type_url::CLUSTER, type_url::ENDPOINT] {
+            let shared = |snapshot: &kodiak_xds_server::Snapshot| snapshot.resources(kind)["b"].clone();
+            assert!(Arc::ptr_eq(&shared(&snapshot_a), &shared(&snapshot_e)), "{kind} of b is shared");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_departed_sidecar_is_withdrawn_from_its_callers() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        for resource in [backend("b-1", "b", 10001), backend("b-2", "b", 10003), caller("a", "b", 20001)] {
+            store.create(resource).await.unwrap();
+        }
+        let (_stop, stopped) = watch::channel(false);
+        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
+        for name in ["a", "b-2"] {
+            let proxy = ProxyId::new("default", name);
+            xds.connections.opened(&proxy);
+            xds.signals.send(Signal::Arrived(proxy)).unwrap();
+        }
+        // The ports of b's endpoints in a's snapshot, read from Envoy's JSON form.
+        let ports_of_b = |xds: &Xds| -> Vec<u64> {
+            let snapshot = xds.cache.get("default.a").unwrap();
+            let json = kodiak_xds_gen::render(&snapshot.resources(type_url::ENDPOINT)["b"]);
+            json["endpoints"][0]["lbEndpoints"]
+                .as_array()
+                .map(|endpoints| {
+                    endpoints
+                        .iter()
+                        .filter_map(|e| e["endpoint"]["address"]["socketAddress"]["portValue"].as_u64())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let before = generation(&xds, "default.a").await;
+        assert_eq!(ports_of_b(&xds), [10001, 10003]);
+
+        let b2 = ProxyId::new("default", "b-2");
+        xds.connections.closed(&b2);
+        xds.signals.send(Signal::Departed(b2)).unwrap();
+        generation_above(&xds, "default.a", before).await;
+        assert_eq!(ports_of_b(&xds), [10001], "b-2's endpoint is withdrawn");
+    }
+}
