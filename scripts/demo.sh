@@ -1,53 +1,135 @@
 #!/usr/bin/env bash
-# Runs the Kodiak demo: builds the binaries, starts the control plane on
-# the embedded SQLite store, applies examples/quickstart.yaml and shows
-# what the control plane holds. The control plane keeps running afterwards.
+# Runs the Kodiak demo mesh on this machine, on loopback addresses:
+#
+#   web (127.0.0.2)  --->  backend-1 (127.0.0.3)
+#                    \-->  backend-2 (127.0.0.4)
+#
+# It builds the binaries, installs Envoy 1.40 into .tools/, starts the
+# control plane on the embedded SQLite store, starts each service (the
+# kodiak-test-service echo server) with its own kodiak-dp and Envoy, sends
+# requests from web through the mesh, prints which instance answered, and
+# leaves everything running.
+#
+# Usage: scripts/demo.sh         start (or restart) the demo
+#        scripts/demo.sh stop    stop everything the demo started
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEMO_DIR="${KODIAK_DEMO_DIR:-$PWD/.demo}"
 API_PORT="${KODIAK_DEMO_API_PORT:-5681}"
 DIAGNOSTICS_PORT="${KODIAK_DEMO_DIAGNOSTICS_PORT:-5680}"
-mkdir -p "$DEMO_DIR"
-
-echo "==> building kodiak-cp and kodiakctl"
-cargo build --release --quiet -p kodiak-cp -p kodiakctl
+DP_SERVER_PORT="${KODIAK_DEMO_DP_SERVER_PORT:-5678}"
 BIN="$PWD/target/release"
-CTL=("$BIN/kodiakctl" --config-file "$DEMO_DIR/kodiakctl.yaml" --cp-address "http://127.0.0.1:$API_PORT")
 
-if [ -f "$DEMO_DIR/kodiak-cp.pid" ] && kill -0 "$(cat "$DEMO_DIR/kodiak-cp.pid")" 2>/dev/null; then
-    echo "==> the demo control plane is already running (pid $(cat "$DEMO_DIR/kodiak-cp.pid"))"
-else
-    echo "==> starting kodiak-cp (data in $DEMO_DIR/data, log in $DEMO_DIR/kodiak-cp.log)"
-    "$BIN/kodiak-cp" run --data-dir "$DEMO_DIR/data" --api-port "$API_PORT" \
-        --diagnostics-port "$DIAGNOSTICS_PORT" >"$DEMO_DIR/kodiak-cp.log" 2>&1 &
-    echo $! >"$DEMO_DIR/kodiak-cp.pid"
-    for _ in $(seq 1 100); do
-        curl -fsS "http://127.0.0.1:$DIAGNOSTICS_PORT/ready" >/dev/null 2>&1 && break
-        if ! kill -0 "$(cat "$DEMO_DIR/kodiak-cp.pid")" 2>/dev/null; then
-            echo "kodiak-cp exited; its log:" >&2
-            cat "$DEMO_DIR/kodiak-cp.log" >&2
-            exit 1
-        fi
+stop_all() {
+    [ -d "$DEMO_DIR/pids" ] || return 0
+    local pids=()
+    # Sidecars first (they tell the control plane and drain), then the rest.
+    for pid_file in "$DEMO_DIR"/pids/dp-*.pid "$DEMO_DIR"/pids/*.pid; do
+        [ -f "$pid_file" ] || continue
+        pids+=("$(cat "$pid_file")")
+        kill "${pids[-1]}" 2>/dev/null || true
+        rm -f "$pid_file"
+    done
+    [ ${#pids[@]} -gt 0 ] || return 0
+    echo "==> waiting for the demo's processes to stop (sidecars drain for up to 5 s)"
+    for _ in $(seq 1 150); do
+        local alive=0
+        for pid in "${pids[@]}"; do
+            # A stopped process may linger as a zombie until its parent reaps it.
+            ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z && alive=1
+        done
+        [ $alive -eq 0 ] && return 0
         sleep 0.1
     done
+    echo "some demo processes are still running: ${pids[*]}" >&2
+}
+
+if [ "${1:-}" = "stop" ]; then
+    stop_all
+    echo "The demo is stopped (its data stays in $DEMO_DIR; delete the folder to start over)."
+    exit 0
 fi
 
-echo "==> kodiakctl apply -f examples/quickstart.yaml"
-"${CTL[@]}" apply -f examples/quickstart.yaml
+echo "==> building kodiak-cp, kodiakctl, kodiak-dp and kodiak-test-service (release)"
+cargo build --release --quiet -p kodiak-cp -p kodiakctl -p kodiak-dp -p kodiak-test-service
+echo "==> installing Envoy 1.40 (scripts/install-envoy.sh)"
+ENVOY_BIN="$(scripts/install-envoy.sh | tail -n 1)"
+export ENVOY_BIN
+
+stop_all
+mkdir -p "$DEMO_DIR/pids" "$DEMO_DIR/logs"
+CTL=("$BIN/kodiakctl" --config-file "$DEMO_DIR/kodiakctl.yaml" --cp-address "http://127.0.0.1:$API_PORT")
+
+# start NAME COMMAND...: runs a program in the background with its log and pid in .demo/.
+start() {
+    local name=$1
+    shift
+    "$@" >"$DEMO_DIR/logs/$name.log" 2>&1 &
+    echo $! >"$DEMO_DIR/pids/$name.pid"
+}
+
+# wait_for WHAT COMMAND...: retries COMMAND for up to 20 s.
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 1 200); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $what; logs are in $DEMO_DIR/logs" >&2
+    exit 1
+}
+
+echo "==> starting kodiak-cp (REST API :$API_PORT, dp-server :$DP_SERVER_PORT, data in $DEMO_DIR/data)"
+start kodiak-cp "$BIN/kodiak-cp" run --data-dir "$DEMO_DIR/data" --api-port "$API_PORT" \
+    --diagnostics-port "$DIAGNOSTICS_PORT" --dp-server-port "$DP_SERVER_PORT"
+wait_for "the control plane" curl -fsS "http://127.0.0.1:$DIAGNOSTICS_PORT/ready"
+
+# service NAME ADDRESS TEMPLATE: the application and its sidecar.
+service() {
+    local name=$1 address=$2 template=$3
+    echo "==> starting $name on $address: kodiak-test-service, then kodiak-dp with Envoy"
+    start "$name" "$BIN/kodiak-test-service" --name "$name" --http "$address:18080" --tcp "$address:19000"
+    start "dp-$name" "$BIN/kodiak-dp" run --cp-address "http://127.0.0.1:$DP_SERVER_PORT" \
+        --dataplane-file "$template" -v "name=$name" -v "address=$address" --concurrency 1
+}
+service backend-1 127.0.0.3 examples/demo/backend.yaml
+service backend-2 127.0.0.4 examples/demo/backend.yaml
+service web 127.0.0.2 examples/demo/web.yaml
+
+wait_for "web to reach backend through the mesh" curl -fsS http://127.0.0.2:30001/
+wait_for "both backend instances" bash -c '
+    seen=""
+    for _ in $(seq 1 20); do
+        seen="$seen $(curl -fsS -o /dev/null -D - http://127.0.0.2:30001/ | tr -d "\r" | sed -n "s/^x-kodiak-instance: //p")"
+    done
+    [[ $seen == *backend-1* && $seen == *backend-2* ]]'
+
 echo
-echo "==> kodiakctl get meshes"
-"${CTL[@]}" get meshes
+echo "==> 10 HTTP requests from web to backend (web's sidecar: http://127.0.0.2:30001)"
+for i in $(seq 1 10); do
+    curl -sS -o /dev/null -D - "http://127.0.0.2:30001/request/$i" | tr -d '\r' |
+        awk -v i="$i" '/^HTTP/ {status=$2} /^x-kodiak-instance:/ {instance=$2} END {printf "  request %2d -> %s (HTTP %s)\n", i, instance, status}'
+done
+
 echo
-echo "==> kodiakctl get dataplanes --mesh demo"
-"${CTL[@]}" get dataplanes --mesh demo
+echo "==> 4 TCP connections from web to backend-tcp (web's sidecar: 127.0.0.2:30002)"
+for i in $(seq 1 4); do
+    exec 3<>/dev/tcp/127.0.0.2/30002
+    read -r -t 5 greeting <&3
+    echo "hello over TCP" >&3
+    read -r -t 5 echoed <&3
+    exec 3>&-
+    echo "  connection $i -> $greeting (echoed: \"$echoed\")"
+done
+
 echo
-echo "==> kodiakctl get meshtimeouts --mesh demo"
-"${CTL[@]}" get meshtimeouts --mesh demo
+echo "==> kodiakctl inspect dataplanes"
+"${CTL[@]}" inspect dataplanes
 echo
-echo "==> kodiakctl inspect dataplanes --mesh demo"
-"${CTL[@]}" inspect dataplanes --mesh demo
-echo
-echo "The control plane is still running: REST API on http://127.0.0.1:$API_PORT."
-echo "Try: $BIN/kodiakctl get meshtrafficpermissions --mesh demo -o yaml"
-echo "Stop it with: kill \$(cat $DEMO_DIR/kodiak-cp.pid)"
+echo "The demo is running. Logs: $DEMO_DIR/logs. Try:"
+echo "  curl -i http://127.0.0.2:30001/          # web -> backend through the mesh"
+echo "  $BIN/kodiakctl inspect dataplanes"
+echo "  kill \$(cat $DEMO_DIR/pids/dp-backend-2.pid)   # backend-2 leaves; web stops choosing it at once"
+echo "Stop it with: scripts/demo.sh stop"
