@@ -25,15 +25,22 @@ pub struct XdsCallbacks {
 }
 
 impl XdsCallbacks {
-    fn proxy(stream: &StreamInfo) -> Option<ProxyId> {
-        ProxyId::parse(&stream.node.id).ok()
+    /// The Dataplane a node id names: the reading that names a known
+    /// Dataplane (mesh names may hold dots), else the plain one.
+    fn proxy_of(&self, node_id: &str) -> Result<ProxyId, String> {
+        let plain = ProxyId::parse(node_id)?;
+        Ok(ProxyId::readings(node_id).find(|proxy| self.known.contains(proxy)).unwrap_or(plain))
+    }
+
+    fn proxy(&self, stream: &StreamInfo) -> Option<ProxyId> {
+        self.proxy_of(&stream.node.id).ok()
     }
 }
 
 impl Callbacks for XdsCallbacks {
     fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status> {
         let node = &stream.node;
-        let proxy = ProxyId::parse(&node.id).map_err(tonic::Status::invalid_argument)?;
+        let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
         let inline = metadata_text(node, node_metadata::DATAPLANE);
         if !self.known.contains(&proxy) {
             let Some(inline) = inline else {
@@ -77,7 +84,7 @@ impl Callbacks for XdsCallbacks {
     }
 
     fn stream_closed(&self, stream: &StreamInfo) {
-        let Some(proxy) = Self::proxy(stream) else { return };
+        let Some(proxy) = self.proxy(stream) else { return };
         self.insights.stream_closed(&proxy, stream.id);
         tracing::info!(dataplane = %proxy, stream = stream.id, "sidecar disconnected");
         if self.connections.closed(&proxy) == Presence::Left {
@@ -87,25 +94,25 @@ impl Callbacks for XdsCallbacks {
     }
 
     fn response_sent(&self, stream: &StreamInfo, type_url: &str, _version: &str) {
-        if let Some(proxy) = Self::proxy(stream) {
+        if let Some(proxy) = self.proxy(stream) {
             self.insights.record(&proxy, stream.id, StreamEvent::Sent { type_url });
         }
     }
 
     fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str) {
-        if let Some(proxy) = Self::proxy(stream) {
+        if let Some(proxy) = self.proxy(stream) {
             self.insights.record(&proxy, stream.id, StreamEvent::Acked { type_url, version });
         }
     }
 
     fn nacked(&self, stream: &StreamInfo, type_url: &str, version: &str, error: &str) {
-        if let Some(proxy) = Self::proxy(stream) {
+        if let Some(proxy) = self.proxy(stream) {
             self.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
         }
     }
 
     fn synced(&self, stream: &StreamInfo, generation: u64) {
-        if let Some(proxy) = Self::proxy(stream) {
+        if let Some(proxy) = self.proxy(stream) {
             self.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
         }
     }

@@ -25,6 +25,16 @@ impl ProxyId {
         }
     }
 
+    /// Every way to read a node id when mesh names may hold dots too: the
+    /// caller picks the one that names an existing Dataplane.
+    pub fn readings(node_id: &str) -> impl Iterator<Item = ProxyId> + '_ {
+        node_id
+            .match_indices('.')
+            .map(|(dot, _)| (&node_id[..dot], &node_id[dot + 1..]))
+            .filter(|(mesh, name)| !mesh.is_empty() && !name.is_empty())
+            .map(|(mesh, name)| ProxyId::new(mesh, name))
+    }
+
     pub fn node_id(&self) -> String {
         format!("{}.{}", self.mesh, self.name)
     }
@@ -59,5 +69,7 @@ mod tests {
         for bad in ["", "default", ".web", "default."] {
             assert!(ProxyId::parse(bad).is_err(), "{bad}");
         }
+        let readings: Vec<ProxyId> = ProxyId::readings("team.a.web-1").collect();
+        assert_eq!(readings, [ProxyId::new("team", "a.web-1"), ProxyId::new("team.a", "web-1")]);
     }
 }
