@@ -40,10 +40,10 @@ impl<C: Callbacks> AdsServer<C> {
     }
 
     /// Starts the task that runs one stream; its responses come out of the returned stream.
-    fn open<P: Protocol>(&self, request: Request<Streaming<P::Request>>) -> ReceiverStream<Result<P::Response, Status>>
-    where
-        P::Response: Send,
-    {
+    fn open<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Request>>,
+    ) -> ReceiverStream<Result<P::Response, Status>> {
         let (responses, body) = mpsc::channel(RESPONSE_BUFFER);
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();

@@ -52,3 +52,20 @@ impl Snapshot {
         self.types.keys().map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::resource;
+    use crate::type_url::{CLUSTER, LISTENER};
+
+    #[test]
+    fn a_type_added_empty_is_present_and_a_later_resource_replaces_its_namesake() {
+        let snapshot =
+            Snapshot::new(7).with(CLUSTER, [resource(CLUSTER, "a", 1), resource(CLUSTER, "a", 2)]).with(LISTENER, []);
+        assert_eq!(snapshot.generation(), 7);
+        assert_eq!(snapshot.type_urls().collect::<Vec<_>>(), [CLUSTER, LISTENER]);
+        assert_eq!(snapshot.resources(CLUSTER)["a"], resource(CLUSTER, "a", 2));
+        assert!(snapshot.resources(LISTENER).is_empty() && snapshot.resources("unknown").is_empty());
+    }
+}

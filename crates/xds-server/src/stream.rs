@@ -15,7 +15,7 @@ use crate::tracker::{Encode, Event, Output, Tracker};
 use crate::{Callbacks, Snapshot, SnapshotCache, StreamInfo, Transport};
 
 /// A protocol variant's synchronous state machine, as the shell drives it.
-pub(crate) trait Protocol: Encode + Default + Send + 'static {
+pub(crate) trait Protocol: Encode<Response: Send + 'static> + Default + Send + 'static {
     type Request: Send + 'static;
     const TRANSPORT: Transport;
 
@@ -44,9 +44,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     cache: Arc<SnapshotCache>,
     callbacks: Arc<C>,
     responses: Responses<P>,
-) where
-    P::Response: Send,
-{
+) {
     // Only the first request is sure to carry the node (xDS protocol, "Basic
     // Protocol Overview"); Envoy sends it there alone (set_node_on_first_message_only).
     let first = match requests.next().await {

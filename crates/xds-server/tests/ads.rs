@@ -77,6 +77,7 @@ impl Callbacks for Recorder {
 const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Harness {
+    address: SocketAddr,
     cache: Arc<SnapshotCache>,
     calls: mpsc::UnboundedReceiver<Call>,
     client: AggregatedDiscoveryServiceClient<Channel>,
@@ -91,7 +92,7 @@ impl Harness {
         let service = AdsServer::new(cache.clone(), Arc::new(Recorder(record))).into_service();
         tokio::spawn(Server::builder().add_service(service).serve_with_incoming(incoming));
         let client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}")).await.unwrap();
-        Self { cache, calls, client }
+        Self { address, cache, calls, client }
     }
 
     /// The next callback, within the deadline.
@@ -251,6 +252,33 @@ async fn delta_stream_sends_changes_and_removals() {
 
     drop(requests);
     assert_eq!(harness.call().await, Call::Closed { node: "node-2".into() });
+}
+
+#[tokio::test]
+async fn a_client_that_vanishes_mid_stream_is_closed() {
+    let mut harness = Harness::start().await;
+    harness.cache.set("node-3", snapshot(1, &["a"], "1"));
+    let address = harness.address;
+    // The client runs on a runtime of its own; dropping that runtime drops its
+    // connection mid-stream, like a proxy that crashed.
+    let client = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let open_stream = runtime.block_on(async {
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}")).await.unwrap();
+            let (requests, request_stream) = mpsc::channel(1);
+            let first = DiscoveryRequest { node: node("node-3"), type_url: CLUSTER.into(), ..Default::default() };
+            requests.send(first).await.unwrap();
+            let stream = client.stream_aggregated_resources(ReceiverStream::new(request_stream));
+            let mut responses = stream.await.unwrap().into_inner();
+            next(&mut responses).await;
+            (client, requests, responses)
+        });
+        drop(runtime);
+        drop(open_stream);
+    });
+    timeout(DEADLINE, client).await.expect("the client within the deadline").unwrap();
+    let calls = harness.calls(3).await;
+    assert!(matches!(&calls[..], [Call::Opened { .. }, Call::Sent { .. }, Call::Closed { node }] if node == "node-3"));
 }
 
 /// The status a stream ends with, whether it comes before or after the response headers.
