@@ -16,9 +16,14 @@ fn repository() -> &'static Path {
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let directory = BUILT.get_or_init(|| {
-        // The test binary lives in <target>/<profile>/deps.
+        // A test binary lives in <target>/<profile>/deps, a program using
+        // the harness (a benchmark) in <target>/<profile>.
+        let exe = std::env::current_exe().expect("the running executable");
+        let exe_dir = exe.parent().expect("the executable's directory");
         let profile_dir =
-            std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.to_owned())).expect("target dir");
+            if exe_dir.file_name().is_some_and(|name| name == "deps") { exe_dir.parent() } else { Some(exe_dir) }
+                .expect("target dir")
+                .to_owned();
         let mut build = Command::new(env!("CARGO"));
         build.current_dir(repository()).args([
             "build",

@@ -9,6 +9,8 @@ use crate::free_port;
 pub struct ControlPlane {
     config: Config,
     running: Option<TestControlPlane>,
+    /// Runs elsewhere (see [`ControlPlane::external`]): never started or stopped here.
+    external: bool,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -34,12 +36,23 @@ impl ControlPlane {
         config.api_server.http.port = free_port();
         config.dp_server.server.port = free_port();
         adjust(&mut config);
-        let mut control_plane = Self { config, running: None, _data_dir: data_dir };
+        let mut control_plane = Self { config, running: None, external: false, _data_dir: data_dir };
         control_plane.start();
         control_plane
     }
 
+    /// One that runs elsewhere, for example a `kodiak-cp` process a
+    /// benchmark started, with its REST API and dp-server on these loopback
+    /// ports: sidecars and requests go there; it is never started or stopped here.
+    pub fn external(api_port: u16, dp_server_port: u16) -> Self {
+        let mut config = kodiak_cp::testing::loopback_config();
+        config.api_server.http.port = api_port;
+        config.dp_server.server.port = dp_server_port;
+        Self { config, running: None, external: true, _data_dir: None }
+    }
+
     pub fn start(&mut self) {
+        assert!(!self.external, "an external control plane is started by its owner");
         assert!(self.running.is_none(), "the control plane is already running");
         self.running = Some(kodiak_cp::testing::start(self.config.clone()).expect("the control plane starts"));
     }

@@ -28,6 +28,8 @@ impl Transport {
 pub struct Sidecar {
     child: Child,
     dir: tempfile::TempDir,
+    /// For Envoy's admin API.
+    admin_client: reqwest::Client,
 }
 
 impl Sidecar {
@@ -66,7 +68,8 @@ impl Sidecar {
             .kill_on_drop(true)
             .spawn()
             .expect("kodiak-dp starts");
-        Sidecar { child, dir }
+        let admin_client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client");
+        Sidecar { child, dir, admin_client }
     }
 
     /// Everything kodiak-dp (and Envoy) printed so far.
@@ -80,11 +83,23 @@ impl Sidecar {
         std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned()).filter(|text| !text.is_empty())
     }
 
+    /// kodiak-dp's process id (Envoy is its child), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// What Envoy's admin API answers to a GET of `path` (`/clusters`,
+    /// `/stats?filter=...`), or `None` while it is not up. The sidecar's own
+    /// client keeps its connection to Envoy, so polling it often stays cheap.
+    pub async fn admin(&self, path: &str) -> Option<String> {
+        let admin = self.admin_address()?;
+        let response = self.admin_client.get(format!("http://{admin}{path}")).send().await.ok()?;
+        response.text().await.ok()
+    }
+
     /// The endpoints Envoy currently has for a cluster (from its admin API).
     pub async fn endpoints(&self, cluster: &str) -> Vec<String> {
-        let Some(admin) = self.admin_address() else { return Vec::new() };
-        let Ok(response) = reqwest::get(format!("http://{admin}/clusters")).await else { return Vec::new() };
-        let text = response.text().await.unwrap_or_default();
+        let Some(text) = self.admin("/clusters").await else { return Vec::new() };
         let prefix = format!("{cluster}::");
         let mut endpoints: Vec<String> = text
             .lines()

@@ -136,17 +136,9 @@ async fn request_loop(url: String, duration: Duration) -> (usize, usize) {
     (failed, sent)
 }
 
-async fn control_plane_restart(mut control_plane: ControlPlane) {
-    let b1 = TestService::start("b-1").await;
-    let _b = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
-    let a = Caller::start(&control_plane, Transport::Sotw);
-    a.reaches("b-1").await;
-
-    let load = tokio::spawn(request_loop(a.http_url.clone(), Duration::from_secs(4)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    control_plane.stop();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    control_plane.start();
+/// Both sidecars are connected to the control plane again, and each has
+/// applied a configuration from it.
+async fn reconnected(control_plane: &ControlPlane) {
     for name in ["a-1", "b-1"] {
         eventually(&format!("{name} reconnected"), CONVERGE, || async {
             let overview = control_plane.overview("default", name).await;
@@ -158,18 +150,40 @@ async fn control_plane_restart(mut control_plane: ControlPlane) {
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_restart_loses_no_request_and_sidecars_reconnect() {
+    let mut control_plane = ControlPlane::sqlite();
+    let b1 = TestService::start("b-1").await;
+    let _b = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
+    let a = Caller::start(&control_plane, Transport::Sotw);
+    a.reaches("b-1").await;
+
+    let load = tokio::spawn(request_loop(a.http_url.clone(), Duration::from_secs(4)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    control_plane.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    control_plane.start();
+    reconnected(&control_plane).await;
     let (failed, sent) = load.await.unwrap();
     assert!(sent > 100, "the load loop ran ({sent} requests)");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed across the restart");
     a.reaches("b-1").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_control_plane_restart_loses_no_request_and_sidecars_reconnect() {
-    control_plane_restart(ControlPlane::sqlite()).await;
-}
-
+/// The in-memory store forgets every Dataplane on a restart; the sidecars
+/// carry the ones kodiak-dp registered and register them again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_memory_control_plane_learns_registered_dataplanes_again_when_sidecars_reconnect() {
-    control_plane_restart(ControlPlane::memory()).await;
+    let mut control_plane = ControlPlane::memory();
+    let b1 = TestService::start("b-1").await;
+    let _b = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
+    let a = Caller::start(&control_plane, Transport::Sotw);
+    a.reaches("b-1").await;
+
+    control_plane.stop();
+    control_plane.start();
+    reconnected(&control_plane).await;
+    a.reaches("b-1").await;
 }

@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -25,12 +25,21 @@ pub struct AdsServer<C: Callbacks> {
     cache: Arc<SnapshotCache>,
     callbacks: Arc<C>,
     next_stream_id: AtomicU64,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl<C: Callbacks> AdsServer<C> {
     /// A server over `cache` that reports every stream to `callbacks`.
     pub fn new(cache: Arc<SnapshotCache>, callbacks: Arc<C>) -> Self {
-        Self { cache, callbacks, next_stream_id: AtomicU64::new(1) }
+        Self { cache, callbacks, next_stream_id: AtomicU64::new(1), shutdown: None }
+    }
+
+    /// Ends every stream (UNAVAILABLE, so proxies reconnect elsewhere or
+    /// later) once `shutdown` turns true. Streams otherwise last as long as
+    /// their proxy, so a server waiting for them to finish would wait forever.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     /// The tonic service, ready to add to a router: SotW
@@ -48,7 +57,15 @@ impl<C: Callbacks> AdsServer<C> {
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
         let (cache, callbacks) = (self.cache.clone(), self.callbacks.clone());
-        tokio::spawn(stream::run::<P, C>(id, peer, request.into_inner(), cache, callbacks, responses));
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stream::run::<P, C>(id, peer, request.into_inner(), cache, callbacks, responses.clone()) => {}
+                () = stream::shutting_down(shutdown) => {
+                    let _ = responses.send(Err(Status::unavailable("the control plane is shutting down"))).await;
+                }
+            }
+        });
         ReceiverStream::new(body)
     }
 }

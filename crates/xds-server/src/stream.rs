@@ -99,6 +99,16 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     }
 }
 
+/// Resolves once `shutdown` turns true (or its sender is gone); never without one.
+pub(crate) async fn shutting_down(shutdown: Option<tokio::sync::watch::Receiver<bool>>) {
+    match shutdown {
+        Some(mut shutdown) => {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Hands events to the callbacks and responses to the transport, in order.
 async fn deliver<P: Protocol>(
     stream: &StreamInfo,

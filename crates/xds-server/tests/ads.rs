@@ -79,6 +79,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Harness {
     address: SocketAddr,
     cache: Arc<SnapshotCache>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     calls: mpsc::UnboundedReceiver<Call>,
     client: AggregatedDiscoveryServiceClient<Channel>,
 }
@@ -89,10 +90,11 @@ impl Harness {
         let cache = Arc::new(SnapshotCache::new());
         let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let address = incoming.local_addr().unwrap();
-        let service = AdsServer::new(cache.clone(), Arc::new(Recorder(record))).into_service();
+        let (shutdown, stopping) = tokio::sync::watch::channel(false);
+        let service = AdsServer::new(cache.clone(), Arc::new(Recorder(record))).with_shutdown(stopping).into_service();
         tokio::spawn(Server::builder().add_service(service).serve_with_incoming(incoming));
         let client = AggregatedDiscoveryServiceClient::connect(format!("http://{address}")).await.unwrap();
-        Self { address, cache, calls, client }
+        Self { address, cache, shutdown, calls, client }
     }
 
     /// The next callback, within the deadline.
@@ -301,4 +303,23 @@ async fn refused_streams_end_with_the_callbacks_status_and_no_close() {
     let status = refusal(&mut harness, DiscoveryRequest { type_url: CLUSTER.into(), ..Default::default() }).await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(harness.calls.try_recv().is_err(), "a refused stream is neither opened nor closed");
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_as_unavailable() {
+    let mut harness = Harness::start().await;
+    harness.cache.set("node-4", snapshot(1, &["a"], "1"));
+    let (requests, request_stream) = mpsc::channel(1);
+    let first = DiscoveryRequest { node: node("node-4"), type_url: CLUSTER.into(), ..Default::default() };
+    requests.send(first).await.unwrap();
+    let mut responses =
+        harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
+    next(&mut responses).await;
+
+    harness.shutdown.send(true).unwrap();
+    let status = timeout(DEADLINE, responses.message()).await.expect("the stream ends").unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    let calls = harness.calls(3).await;
+    assert!(matches!(&calls[..], [Call::Opened { .. }, Call::Sent { .. }, Call::Closed { node }] if node == "node-4"));
+    drop(requests);
 }

@@ -55,7 +55,7 @@ impl Xds {
         let events = store.watch();
         let mut sync = Sync::new(&xds, config.sync_debounce());
         sync.reload().await?;
-        tokio::spawn(sync.run(events, signal_rx, stopped));
+        tokio::spawn(sync.run(events, signal_rx, stopped.clone()));
         let callbacks = XdsCallbacks {
             store,
             insights: xds.insights.clone(),
@@ -64,7 +64,7 @@ impl Xds {
             cleanup,
             signals: xds.signals.clone(),
         };
-        let ads = AdsServer::new(xds.cache.clone(), Arc::new(callbacks)).into_service();
+        let ads = AdsServer::new(xds.cache.clone(), Arc::new(callbacks)).with_shutdown(stopped).into_service();
         let routes = tonic::service::Routes::new(ads).into_axum_router();
         Ok((xds, routes))
     }
