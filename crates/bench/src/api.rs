@@ -5,14 +5,15 @@
 //!
 //! Every loop is bounded by a request count; traffic goes to loopback only.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
+use kodiak_bench::{CpProcess, rss_kib};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -139,61 +140,24 @@ async fn put_phase(
     .await
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc status")
-}
-
-/// A `kodiak-cp` process, killed when dropped.
-struct ControlPlane(Child);
-
-impl ControlPlane {
-    /// Starts `kodiak-cp` on `data_dir` and waits until it is ready.
-    async fn start(args: &Args, data_dir: &std::path::Path, http: &reqwest::Client) -> anyhow::Result<ControlPlane> {
-        let child = Command::new(&args.cp_binary)
-            .args(["run", "--data-dir"])
-            .arg(data_dir)
-            .args(["--api-port", &args.api_port.to_string(), "--diagnostics-port", &args.diagnostics_port.to_string()])
-            .env("KODIAK_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start kodiak-cp")?;
-        let mut cp = ControlPlane(child);
-        let ready = format!("http://127.0.0.1:{}/ready", args.diagnostics_port);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
-            if let Some(status) = cp.0.try_wait()? {
-                bail!(
-                    "kodiak-cp exited during start ({status}); are ports {} and {} free?",
-                    args.api_port,
-                    args.diagnostics_port
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("kodiak-cp did not become ready in 30s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(cp)
-    }
-
-    /// Stops it with SIGTERM, as an operator would, and waits for the exit.
-    fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status()?;
-        self.0.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `kodiak-cp` on the SQLite store in `data_dir` and waits until it is ready.
+async fn start_cp(args: &Args, data_dir: &Path) -> anyhow::Result<CpProcess> {
+    let cp_args = [
+        "--data-dir".to_owned(),
+        data_dir.to_string_lossy().into_owned(),
+        "--api-port".to_owned(),
+        args.api_port.to_string(),
+        "--diagnostics-port".to_owned(),
+        args.diagnostics_port.to_string(),
+    ];
+    CpProcess::start(
+        &args.cp_binary,
+        &cp_args,
+        &[("KODIAK_LOG_LEVEL", "warn")],
+        args.diagnostics_port,
+        Stdio::inherit(),
+    )
+    .await
 }
 
 #[tokio::main]
@@ -202,13 +166,10 @@ async fn main() -> anyhow::Result<()> {
     if args.dataplanes == 0 || args.gets == 0 || args.concurrency == 0 {
         bail!("--dataplanes, --gets and --concurrency must each be at least 1");
     }
-    if !args.cp_binary.exists() {
-        bail!("{} not found: run `cargo build --release -p kodiak-cp` first", args.cp_binary.display());
-    }
     let data = tempfile::tempdir()?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let cp = ControlPlane::start(&args, data.path(), &http).await?;
-    let pid = cp.0.id();
+    let cp = start_cp(&args, data.path()).await?;
+    let pid = cp.pid();
     println!("kodiak-cp pid {pid}, SQLite store, {} Dataplanes, {} in flight", args.dataplanes, args.concurrency);
     let base = format!("http://127.0.0.1:{}", args.api_port);
 
@@ -240,14 +201,14 @@ async fn main() -> anyhow::Result<()> {
     println!("idle RSS of kodiak-cp after the load: {:.1} MiB", rss_kib(pid)? as f64 / 1024.0);
 
     cp.stop()?;
-    let cp = ControlPlane::start(&args, data.path(), &http).await?;
+    let cp = start_cp(&args, data.path()).await?;
     let page: serde_json::Value =
         http.get(format!("{base}/meshes/default/dataplanes?size=1")).send().await?.json().await?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     println!(
         "idle RSS of kodiak-cp restarted on the same store ({} Dataplanes): {:.1} MiB",
         page["total"],
-        rss_kib(cp.0.id())? as f64 / 1024.0
+        rss_kib(cp.pid())? as f64 / 1024.0
     );
     Ok(())
 }
