@@ -549,12 +549,9 @@ async fn propagation(args: &Args) -> anyhow::Result<Propagation> {
     let started = Instant::now();
     let mut callers: Vec<Arc<Sidecar>> = Vec::new();
     let result = async {
-        // Outbound ports differ from each other (free_port may hand one out twice).
-        let mut ports = HashSet::new();
-        let mut fresh_port = || (0..100).map(|_| free_port()).find(|port| ports.insert(*port)).context("no new port");
         for batch in (0..args.callers).collect::<Vec<_>>().chunks(START_BATCH) {
             for i in batch {
-                let document = client(&format!("a-{i}"), "b", fresh_port()?, fresh_port()?);
+                let document = client(&format!("a-{i}"), "b", free_port(), free_port());
                 callers.push(Arc::new(Sidecar::register(&cp.harness, &document, args.xds_transport.into())));
             }
             let deadline = Instant::now() + SETUP_TIMEOUT;
