@@ -23,7 +23,6 @@
 //!
 //! Every loop is bounded by a count and a deadline.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -402,24 +401,20 @@ impl CpuProbe {
 }
 
 /// New Dataplanes `b-0`, `b-1`... of service `b`, each on an inbound port
-/// no earlier one had: a port listed before would count as seen at once.
+/// of its own ([`free_port`] never repeats one).
 struct NewEndpoints<'a> {
     service: &'a TestService,
-    used: HashSet<u16>,
+    count: usize,
 }
 
 impl NewEndpoints<'_> {
     /// The next one: its number, its document and its inbound port.
     fn next(&mut self) -> anyhow::Result<(usize, String, u16)> {
-        let number = self.used.len();
-        for _ in 0..100 {
-            let document = backend(&format!("b-{number}"), "b", self.service);
-            let port = first_port(&document)?;
-            if self.used.insert(port) {
-                return Ok((number, document, port));
-            }
-        }
-        bail!("no new port for endpoint {number} after 100 tries")
+        let number = self.count;
+        self.count += 1;
+        let document = backend(&format!("b-{number}"), "b", self.service);
+        let port = first_port(&document)?;
+        Ok((number, document, port))
     }
 }
 
@@ -574,7 +569,7 @@ async fn propagation(args: &Args) -> anyhow::Result<Propagation> {
         println!("  {} callers' Envoys up after {:.1} s", callers.len(), setup.as_secs_f64());
 
         // The first endpoint also tells that every caller has its config.
-        let mut endpoints = NewEndpoints { service: &service, used: HashSet::new() };
+        let mut endpoints = NewEndpoints { service: &service, count: 0 };
         let (_, document, port) = endpoints.next()?;
         let (_, first, _) =
             propagate(&cp, &callers, (&document, port), (Duration::ZERO, poll), SETUP_TIMEOUT, None).await?;
