@@ -91,9 +91,10 @@ async fn a_second_instance_gets_traffic_and_a_stopped_one_leaves_before_it_is_go
     assert_eq!(a.instances(20).await, BTreeSet::from(["b-1".to_owned(), "b-2".to_owned()]));
 
     // On SIGTERM kodiak-dp announces the drain first: the control plane
-    // withdraws b-2 from a's endpoints while b-2's Envoy still drains.
+    // withdraws b-2 from a's endpoints within a second, while b-2's Envoy
+    // still drains (for the harness's 2 s drain time).
     b2_sidecar.signal("TERM");
-    eventually("b-2 withdrawn from a's endpoints", Duration::from_secs(5), || async {
+    eventually("b-2 withdrawn from a's endpoints", Duration::from_secs(1), || async {
         (a.sidecar.endpoints("b").await.len() == 1).then_some(())
     })
     .await;
@@ -186,4 +187,27 @@ async fn an_in_memory_control_plane_learns_registered_dataplanes_again_when_side
     control_plane.start();
     reconnected(&control_plane).await;
     a.reaches("b-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_whose_envoy_dies_leaves_at_once_and_kodiak_dp_exits_with_envoys_status() {
+    let control_plane = ControlPlane::memory();
+    let (b1, b2) = (TestService::start("b-1").await, TestService::start("b-2").await);
+    let _b1 = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
+    let mut b2_sidecar = Sidecar::register(&control_plane, &backend("b-2", "b", &b2), Transport::Delta);
+    let a = Caller::start(&control_plane, Transport::Delta);
+    a.reaches("b-1").await;
+    a.reaches("b-2").await;
+
+    // Envoy is kodiak-dp's child: kill it without any warning.
+    let dp = b2_sidecar.pid().expect("kodiak-dp runs").to_string();
+    let killed = std::process::Command::new("pkill").args(["-KILL", "-P", &dp]).status().unwrap();
+    assert!(killed.success(), "Envoy was found and killed");
+    eventually("b-2 withdrawn from a's endpoints", Duration::from_secs(1), || async {
+        (a.sidecar.endpoints("b").await.len() == 1).then_some(())
+    })
+    .await;
+    let status = b2_sidecar.exit_within(Duration::from_secs(10)).await.expect("kodiak-dp exits with Envoy");
+    assert_eq!(status.code(), Some(128 + 9), "128 + SIGKILL: {}", b2_sidecar.log());
+    assert_eq!(a.instances(20).await, BTreeSet::from(["b-1".to_owned()]));
 }
