@@ -3,10 +3,13 @@
 //! traffic reaches it. Fields and rules follow Kuma 2.x's `Dataplane`.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
 
 use serde_json::Value;
 
 use crate::address::{HOST, IP, URL_PATH};
+use crate::dataplane_view::DEFAULT_OUTBOUND_ADDRESS;
 use crate::mesh::METRICS_BACKEND;
 use crate::rules::{POSITIVE_COUNT, POSITIVE_DURATION};
 use crate::schema::{Schema, optional, required};
@@ -168,8 +171,10 @@ const ADMIN_ADDRESS: &str = "127.0.0.1";
 /// Rules across the networking section: a gateway has neither inbounds nor
 /// listeners (and a builtin one no outbounds); the application's address
 /// differs from the proxy's; zone listeners keep off each other and off the
-/// inbounds; the admin port is free. A proxy may have no inbound at all (a
-/// client that only calls out), and several inbounds may share one port.
+/// inbounds; inbounds and outbounds keep off each other's address and port
+/// (see [`check_port_collisions`]); the admin port is free. A proxy may have
+/// no inbound at all (a client that only calls out), and several inbounds
+/// may share one port when they forward to the same place.
 fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
     let inbounds = list(value, "inbound");
     let outbounds = list(value, "outbound");
@@ -194,6 +199,7 @@ fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
     let inbounds: Vec<Interface> =
         inbounds.iter().map(|inbound| Interface::inbound(inbound, dataplane_address)).collect();
     check_listeners(value, &inbounds, &path.field("listeners"), out);
+    check_port_collisions(&inbounds, outbounds, path, out);
     for (i, inbound) in inbounds.iter().enumerate() {
         if inbound.explicit_service_address
             && inbound.service_address == inbound.address
@@ -213,7 +219,10 @@ fn check_networking(value: &Value, path: &FieldPath, out: &mut Violations) {
             out.add(&admin_path, format!("must differ from the inbound ports on {ADMIN_ADDRESS}"));
         }
         let outbound_taken = outbounds.iter().any(|o| {
-            on_admin(o.get("address").and_then(Value::as_str).unwrap_or(ADMIN_ADDRESS), o["port"].as_u64().unwrap_or(0))
+            on_admin(
+                o.get("address").and_then(Value::as_str).unwrap_or(DEFAULT_OUTBOUND_ADDRESS),
+                o["port"].as_u64().unwrap_or(0),
+            )
         });
         if outbound_taken {
             out.add(&admin_path, format!("must differ from the outbound ports on {ADMIN_ADDRESS}"));
@@ -236,6 +245,16 @@ struct Interface<'a> {
 }
 
 impl<'a> Interface<'a> {
+    /// Where the proxy listens for the inbound.
+    fn listen(&self) -> Socket<'a> {
+        Socket::new(self.address, self.port)
+    }
+
+    /// Where the proxy sends the inbound's traffic: the application.
+    fn forward(&self) -> Socket<'a> {
+        Socket::new(self.service_address, self.service_port)
+    }
+
     fn inbound(inbound: &'a Value, dataplane_address: &'a str) -> Self {
         let address = inbound.get("address").and_then(Value::as_str).unwrap_or(dataplane_address);
         let port = inbound["port"].as_u64().unwrap_or(0);
@@ -247,6 +266,86 @@ impl<'a> Interface<'a> {
             service_port: inbound.get("servicePort").and_then(Value::as_u64).unwrap_or(port),
             explicit_service_address: explicit.is_some(),
             section_name: inbound.get("name").and_then(Value::as_str).map_or_else(|| port.to_string(), str::to_owned),
+        }
+    }
+}
+
+/// Each inbound and outbound is one Envoy listener on its address and
+/// port, so none may take another's: Envoy refuses a second listener on
+/// an address and port ("duplicate address"), and where two inbounds or
+/// outbounds share one, only the first is configured. Several inbounds may
+/// share an address and port when they forward to the same serviceAddress
+/// and servicePort (one listener serves several services, as in Kuma);
+/// the first inbound there decides where that is. An outbound may share
+/// its address and port with nothing. Addresses are equal only when they
+/// are the same address: 0.0.0.0 or another IP does not collide with
+/// 10.0.0.5.
+fn check_port_collisions(inbounds: &[Interface], outbounds: &[Value], path: &FieldPath, out: &mut Violations) {
+    let inbound_path = path.field("inbound");
+    for (i, inbound) in inbounds.iter().enumerate() {
+        let listen = inbound.listen();
+        let Some(first) = inbounds[..i].iter().position(|other| other.listen() == listen) else {
+            continue;
+        };
+        let (forward, first_forward) = (inbound.forward(), inbounds[first].forward());
+        if forward != first_forward {
+            out.add(
+                &inbound_path.index(i).field("port"),
+                format!(
+                    "collides with {} on {listen}: that inbound forwards to {first_forward}, this one to {forward} \
+                     (inbounds may share an address and port only to forward to the same serviceAddress and servicePort)",
+                    inbound_path.index(first)
+                ),
+            );
+        }
+    }
+
+    let outbound_path = path.field("outbound");
+    let outbounds: Vec<Socket> = outbounds
+        .iter()
+        .map(|outbound| {
+            let address = outbound.get("address").and_then(Value::as_str).unwrap_or(DEFAULT_OUTBOUND_ADDRESS);
+            Socket::new(address, outbound["port"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    for (j, &listen) in outbounds.iter().enumerate() {
+        let at = outbound_path.index(j).field("port");
+        if let Some(i) = inbounds.iter().position(|inbound| inbound.listen() == listen) {
+            out.add(&at, format!("collides with {} on {listen}", inbound_path.index(i)));
+        }
+        if let Some(k) = outbounds[..j].iter().position(|&other| other == listen) {
+            out.add(&at, format!("collides with {} on {listen}", outbound_path.index(k)));
+        }
+    }
+}
+
+/// An address and port. IP addresses compare as addresses (`fd00::1` is
+/// `fd00:0::1`), host names as text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Socket<'a> {
+    host: Host<'a>,
+    port: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Host<'a> {
+    Ip(IpAddr),
+    Name(&'a str),
+}
+
+impl<'a> Socket<'a> {
+    fn new(address: &'a str, port: u64) -> Self {
+        let host = address.parse().map_or(Host::Name(address), Host::Ip);
+        Socket { host, port }
+    }
+}
+
+impl fmt::Display for Socket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Name(name) => write!(f, "{name}:{}", self.port),
         }
     }
 }
