@@ -3,7 +3,8 @@
 //!
 //! It knows nothing about meshes. A caller puts a [`Snapshot`] per node into
 //! the [`SnapshotCache`]; every stream of that node sends what changed, in
-//! make-before-break order, and reports to [`Callbacks`]. Protocol rules live in
+//! make-before-break order, and reports to [`Callbacks`];
+//! [`SnapshotCache::close`] ends a node's open streams with a status. Protocol rules live in
 //! synchronous state machines (`sotw.rs`, `delta.rs`, sharing `tracker.rs`);
 //! `stream.rs` is the async shell around them.
 //!

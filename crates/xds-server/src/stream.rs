@@ -57,6 +57,9 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
         let _ = responses.send(Err(status)).await;
         return;
     };
+    // Watched before `stream_opened`, so a `SnapshotCache::close` issued after
+    // the stream was accepted, even while `stream_opened` runs, ends it.
+    let mut node_watch = cache.watch(&node.id);
     let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer };
     if let Err(status) = callbacks.stream_opened(&stream) {
         debug!(id, node = %stream.node.id, %status, "ADS stream refused");
@@ -67,8 +70,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     debug!(id, node = %stream.node.id, transport = ?P::TRANSPORT, "ADS stream opened");
 
     let mut connection = P::default();
-    let mut snapshots = cache.watch(&stream.node.id);
-    let current = snapshots.borrow_and_update().clone();
+    let current = node_watch.snapshots.borrow_and_update().clone();
     if let Some(snapshot) = current {
         let output = connection.on_snapshot(snapshot);
         if deliver::<P>(&stream, &*callbacks, output, &responses).await.is_err() {
@@ -88,11 +90,18 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
                 Some(Err(status)) => return debug!(id, %status, "ADS stream ended by the client"),
                 None => return,
             },
-            // The cache keeps a node's sender while streams watch it, so this never errs.
-            Ok(()) = snapshots.changed() => {
+            // The cache keeps a node's senders while streams watch it, so these never err.
+            Ok(()) = node_watch.snapshots.changed() => {
                 // Release the watch's lock before the work, so `SnapshotCache::set` never waits on it.
-                let snapshot = snapshots.borrow_and_update().clone();
+                let snapshot = node_watch.snapshots.borrow_and_update().clone();
                 snapshot.map(|snapshot| connection.on_snapshot(snapshot))
+            }
+            Ok(()) = node_watch.close.changed() => {
+                let status = node_watch.close.borrow_and_update().clone();
+                let status = status.unwrap_or_else(|| Status::unavailable("the stream was closed"));
+                debug!(id, node = %stream.node.id, %status, "ADS stream closed by the server");
+                let _ = responses.send(Err(status)).await;
+                return;
             }
             () = responses.closed() => return,
         };

@@ -24,7 +24,7 @@ use tonic::transport::{Channel, Server};
 use tonic::{Code, Status, Streaming};
 
 /// What the callbacks were told, in order.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Call {
     Opened { node: String, transport: Transport, loopback_peer: bool },
     Closed { node: String },
@@ -136,6 +136,16 @@ fn acked(type_url: &str, version: &str) -> Call {
     Call::Acked { type_url: type_url.into(), version: version.into() }
 }
 
+/// The SotW ACK of `response`.
+fn ack(response: &DiscoveryResponse) -> DiscoveryRequest {
+    DiscoveryRequest {
+        version_info: response.version_info.clone(),
+        type_url: response.type_url.clone(),
+        response_nonce: response.nonce.clone(),
+        ..Default::default()
+    }
+}
+
 fn rejected(message: &str) -> Option<RpcStatus> {
     Some(RpcStatus { code: Code::InvalidArgument as i32, message: message.into(), details: vec![] })
 }
@@ -147,13 +157,6 @@ async fn sotw_stream_subscribes_acks_updates_and_nacks() {
     let (requests, request_stream) = mpsc::channel(8);
     let mut responses =
         harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
-    let ack = |response: &DiscoveryResponse| DiscoveryRequest {
-        version_info: response.version_info.clone(),
-        type_url: response.type_url.clone(),
-        response_nonce: response.nonce.clone(),
-        ..Default::default()
-    };
-
     requests
         .send(DiscoveryRequest { node: node("node-1"), type_url: CLUSTER.into(), ..Default::default() })
         .await
@@ -309,17 +312,91 @@ async fn refused_streams_end_with_the_callbacks_status_and_no_close() {
 async fn shutdown_ends_open_streams_as_unavailable() {
     let mut harness = Harness::start().await;
     harness.cache.set("node-4", snapshot(1, &["a"], "1"));
-    let (requests, request_stream) = mpsc::channel(1);
-    let first = DiscoveryRequest { node: node("node-4"), type_url: CLUSTER.into(), ..Default::default() };
-    requests.send(first).await.unwrap();
-    let mut responses =
-        harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
-    next(&mut responses).await;
+    let (requests, mut responses) = open_sotw(&mut harness, "node-4").await;
+    harness.calls(3).await;
 
     harness.shutdown.send(true).unwrap();
     let status = timeout(DEADLINE, responses.message()).await.expect("the stream ends").unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
-    let calls = harness.calls(3).await;
-    assert!(matches!(&calls[..], [Call::Opened { .. }, Call::Sent { .. }, Call::Closed { node }] if node == "node-4"));
+    assert_eq!(harness.call().await, Call::Closed { node: "node-4".into() });
     drop(requests);
+}
+
+/// Opens a SotW stream for `node_id` asking for clusters, and ACKs the first
+/// response: three callbacks, Opened, Sent and Acked.
+async fn open_sotw(
+    harness: &mut Harness,
+    node_id: &str,
+) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
+    let (requests, request_stream) = mpsc::channel(8);
+    let first = DiscoveryRequest { node: node(node_id), type_url: CLUSTER.into(), ..Default::default() };
+    requests.send(first).await.unwrap();
+    let mut responses =
+        harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
+    let response = next(&mut responses).await;
+    requests.send(ack(&response)).await.unwrap();
+    (requests, responses)
+}
+
+#[tokio::test]
+async fn close_ends_every_open_stream_of_the_node_with_its_status() {
+    let mut harness = Harness::start().await;
+    harness.cache.set("node-5", snapshot(1, &["a"], "1"));
+    harness.cache.set("node-6", snapshot(1, &["a"], "1"));
+    let (_sotw_requests, mut sotw) = open_sotw(&mut harness, "node-5").await;
+    let (delta_requests, delta_stream) = mpsc::channel(8);
+    let first = DeltaDiscoveryRequest { node: node("node-5"), type_url: CLUSTER.into(), ..Default::default() };
+    delta_requests.send(first).await.unwrap();
+    let mut delta =
+        harness.client.delta_aggregated_resources(ReceiverStream::new(delta_stream)).await.unwrap().into_inner();
+    next(&mut delta).await;
+    let (_other_requests, mut other) = open_sotw(&mut harness, "node-6").await;
+    // Opened, Sent (and Acked for SotW) for each of the three streams.
+    harness.calls(8).await;
+
+    harness.cache.close("node-5", Status::permission_denied("the node was deleted"));
+    let status = timeout(DEADLINE, sotw.message()).await.expect("the SotW stream ends").unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::PermissionDenied, "the node was deleted"));
+    let status = timeout(DEADLINE, delta.message()).await.expect("the delta stream ends").unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::PermissionDenied, "the node was deleted"));
+    let closed = Call::Closed { node: "node-5".into() };
+    assert_eq!(harness.calls(2).await, [closed.clone(), closed]);
+    // The snapshot stays; only the streams ended.
+    assert!(harness.cache.get("node-5").is_some());
+
+    // Another node's stream carries on.
+    harness.cache.set("node-6", snapshot(2, &["a", "b"], "2"));
+    assert_eq!(next(&mut other).await.resources.len(), 2);
+    assert!(matches!(harness.call().await, Call::Sent { .. }));
+
+    // A stream the node opens after the close is served as usual.
+    let (_again_requests, mut again) = open_sotw(&mut harness, "node-5").await;
+    assert!(matches!(harness.calls(3).await[..], [Call::Opened { .. }, Call::Sent { .. }, Call::Acked { .. }]));
+    harness.cache.set("node-5", snapshot(2, &["a", "b"], "2"));
+    assert_eq!(next(&mut again).await.resources.len(), 2);
+}
+
+#[tokio::test]
+async fn a_node_leaves_the_cache_with_its_last_stream_when_it_has_no_snapshot() {
+    let mut harness = Harness::start().await;
+    // A refused stream leaves nothing behind.
+    let unknown = DiscoveryRequest { node: node("unknown"), type_url: CLUSTER.into(), ..Default::default() };
+    refusal(&mut harness, unknown).await;
+    assert_eq!(harness.cache.node_count(), 0);
+
+    harness.cache.set("node-7", snapshot(1, &["a"], "1"));
+    let (requests, _responses) = open_sotw(&mut harness, "node-7").await;
+    harness.calls(3).await;
+    // Removed while its stream is open: the stream keeps the node until it ends.
+    harness.cache.remove("node-7");
+    assert_eq!(harness.cache.node_count(), 1);
+    drop(requests);
+    assert_eq!(harness.call().await, Call::Closed { node: "node-7".into() });
+    timeout(DEADLINE, async {
+        while harness.cache.node_count() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node leaves the cache with its last stream");
 }
