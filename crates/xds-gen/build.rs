@@ -21,6 +21,7 @@ const FILES: &[&str] = &[
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto",
 ];
 
 /// Include roots inside the package's `proto` folder.

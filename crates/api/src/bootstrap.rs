@@ -72,6 +72,9 @@ pub mod node_metadata {
     pub const KODIAK_DP_VERSION: &str = "kodiak.io/kodiak-dp-version";
     /// The Envoy version kodiak-dp found.
     pub const ENVOY_VERSION: &str = "kodiak.io/envoy-version";
+    /// Which bootstrap this Envoy started from: one Dataplane is served by
+    /// one sidecar, so streams from another sidecar's Envoy are refused.
+    pub const SIDECAR_INSTANCE: &str = "kodiak.io/sidecar-instance";
 }
 
 /// The label the control plane puts on Dataplanes that `kodiak-dp`

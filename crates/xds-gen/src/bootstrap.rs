@@ -27,6 +27,9 @@ pub struct BootstrapParams {
     /// address or a host name.
     pub xds_host: String,
     pub xds_port: u16,
+    /// The control plane's name for this sidecar (node metadata), so it can
+    /// tell two sidecars claiming one Dataplane apart.
+    pub sidecar_instance: Option<String>,
 }
 
 impl BootstrapParams {
@@ -52,6 +55,7 @@ impl BootstrapParams {
             xds_transport: request.xds_transport,
             xds_host: xds_host.to_owned(),
             xds_port,
+            sidecar_instance: None,
         }
     }
 }
@@ -64,6 +68,9 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
     }
     metadata.insert(node_metadata::KODIAK_DP_VERSION.into(), params.versions.kodiak_dp.clone().into());
     metadata.insert(node_metadata::ENVOY_VERSION.into(), params.versions.envoy.clone().into());
+    if let Some(instance) = &params.sidecar_instance {
+        metadata.insert(node_metadata::SIDECAR_INSTANCE.into(), instance.clone().into());
+    }
 
     let api_type = match params.xds_transport {
         XdsTransport::Delta => "DELTA_GRPC",
@@ -102,8 +109,22 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
             "lds_config": ads,
         },
         "static_resources": {"clusters": [xds_cluster(&params.xds_host, params.xds_port)]},
+        // A ceiling on downstream connections protects the sidecar from
+        // running out of file descriptors (Envoy warns at start without one).
+        "overload_manager": {
+            "resource_monitors": [{
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+                },
+            }],
+        },
     })
 }
+
+/// Enough for a busy workload, well under the usual file-descriptor limits.
+const MAX_DOWNSTREAM_CONNECTIONS: u64 = 50_000;
 
 /// The cluster to the control plane: HTTP/2 (gRPC) over plain TCP, with
 /// TCP and HTTP/2 keepalives so a control plane that vanished without

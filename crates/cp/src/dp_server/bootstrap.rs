@@ -16,6 +16,7 @@ use super::DpServerState;
 use crate::api::ApiError;
 use crate::xds::proxy_id::ProxyId;
 use crate::xds::register::register_inline;
+use crate::xds::sync::Signal;
 
 pub async fn handle(
     State(state): State<Arc<DpServerState>>,
@@ -28,19 +29,25 @@ pub async fn handle(
         check_name(value).map_err(|reason| ApiError::invalid_field(field, reason))?;
     }
     let proxy = ProxyId::new(request.mesh.clone(), request.name.clone());
-    if state.connections.is_connected(&proxy) {
-        return Err(ApiError::new(
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    state.connections.claim(&proxy, &instance).map_err(|reason| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
             format!(
-                "Dataplane {proxy} already has a connected sidecar: two sidecars cannot serve one Dataplane; stop the other kodiak-dp or give this one another name"
+                "{reason}: one Dataplane is served by one sidecar; stop the other kodiak-dp (an Envoy left behind by a killed kodiak-dp counts too) or give this one another name"
             ),
-        ));
-    }
+        )
+    })?;
     let dataplane = match &request.dataplane_resource {
         Some(text) => {
             let registered = register_inline(state.store.as_ref(), &proxy, text).await?;
             state.known.insert(proxy.clone());
+            // Callers get it once its Envoy connects; if that never
+            // happens, it is removed like a sidecar that left.
+            state.connections.withhold(&proxy);
+            state.cleanup.departed(proxy.clone());
+            let _ = state.signals.send(Signal::Departed(proxy.clone()));
             tracing::info!(dataplane = %proxy, "registered a Dataplane from kodiak-dp");
             registered
         }
@@ -53,7 +60,9 @@ pub async fn handle(
     let (host, port) =
         control_plane_address(&headers).unwrap_or_else(|| (state.address.ip().to_string(), state.address.port()));
     let view = DataplaneView::from_resource(&dataplane);
-    let bootstrap = kodiak_xds_gen::bootstrap(&BootstrapParams::new(&request, &view, &host, port));
+    let params =
+        BootstrapParams { sidecar_instance: Some(instance), ..BootstrapParams::new(&request, &view, &host, port) };
+    let bootstrap = kodiak_xds_gen::bootstrap(&params);
     Ok(Json(BootstrapResponse { bootstrap, dataplane: dataplane.to_document() }))
 }
 

@@ -13,6 +13,7 @@ use axum::routing::post;
 use kodiak_store::ResourceStore;
 use tokio::sync::mpsc;
 
+use crate::xds::cleanup::Cleanup;
 use crate::xds::connections::Connections;
 use crate::xds::sync::{KnownDataplanes, Signal};
 
@@ -21,6 +22,7 @@ pub struct DpServerState {
     pub store: Arc<dyn ResourceStore>,
     pub connections: Arc<Connections>,
     pub known: Arc<KnownDataplanes>,
+    pub cleanup: Cleanup,
     pub signals: mpsc::UnboundedSender<Signal>,
     /// Where sidecars reach this server when a request carries no Host header.
     pub address: SocketAddr,

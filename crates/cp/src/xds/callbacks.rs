@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kodiak_api::bootstrap::node_metadata;
 use kodiak_store::ResourceStore;
-use kodiak_xds_server::{Callbacks, StreamInfo, Transport};
+use kodiak_xds_server::{Callbacks, SnapshotCache, StreamInfo, Transport};
 use tokio::sync::mpsc;
 
 use super::cleanup::Cleanup;
@@ -17,6 +17,7 @@ use super::sync::{KnownDataplanes, Signal};
 
 pub struct XdsCallbacks {
     pub store: Arc<dyn ResourceStore>,
+    pub cache: Arc<SnapshotCache>,
     pub insights: Arc<Insights>,
     pub connections: Arc<Connections>,
     pub known: Arc<KnownDataplanes>,
@@ -42,13 +43,19 @@ impl Callbacks for XdsCallbacks {
         let node = &stream.node;
         let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
         let inline = metadata_text(node, node_metadata::DATAPLANE);
-        if !self.known.contains(&proxy) {
-            let Some(inline) = inline else {
-                tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
-                return Err(tonic::Status::not_found(format!(
-                    "Dataplane {proxy} does not exist: apply it first (kodiakctl apply -f dataplane.yaml) or start kodiak-dp with --dataplane-file"
-                )));
-            };
+        let known = self.known.contains(&proxy);
+        if !known && inline.is_none() {
+            tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
+            return Err(tonic::Status::not_found(format!(
+                "Dataplane {proxy} does not exist: apply it first (kodiakctl apply -f dataplane.yaml) or start kodiak-dp with --dataplane-file"
+            )));
+        }
+        let instance = metadata_text(node, node_metadata::SIDECAR_INSTANCE);
+        let presence = self.connections.opened(&proxy, instance.as_deref()).map_err(|reason| {
+            tracing::warn!(dataplane = %proxy, %reason, "refused an xDS stream");
+            tonic::Status::already_exists(reason)
+        })?;
+        if let (false, Some(inline)) = (known, inline) {
             // Known to the sidecar but not to this control plane (an
             // in-memory store that restarted): register it again.
             let store = self.store.clone();
@@ -76,7 +83,7 @@ impl Callbacks for XdsCallbacks {
             },
         );
         tracing::info!(dataplane = %proxy, stream = stream.id, transport = ?stream.transport, "sidecar connected");
-        if self.connections.opened(&proxy) == Presence::Arrived {
+        if presence == Presence::Arrived {
             self.cleanup.arrived(&proxy);
         }
         let _ = self.signals.send(Signal::Arrived(proxy));
@@ -88,6 +95,9 @@ impl Callbacks for XdsCallbacks {
         self.insights.stream_closed(&proxy, stream.id);
         tracing::info!(dataplane = %proxy, stream = stream.id, "sidecar disconnected");
         if self.connections.closed(&proxy) == Presence::Left {
+            // A sidecar that comes back gets a snapshot made for it then,
+            // not the one left from before it went away.
+            self.cache.remove(&stream.node.id);
             self.cleanup.departed(proxy.clone());
             let _ = self.signals.send(Signal::Departed(proxy));
         }

@@ -153,6 +153,11 @@ impl Insights {
         self.update(proxy, stream_id, |subscription| subscription.record(event));
     }
 
+    /// Forgets a deleted Dataplane (a new one of that name starts afresh).
+    pub fn forget(&self, proxy: &ProxyId) {
+        self.proxies.lock().unwrap().remove(proxy);
+    }
+
     /// A new configuration generation was published for the proxy.
     pub fn generated(&self, proxy: &ProxyId, generation: u64) {
         let mut proxies = self.proxies.lock().unwrap();
@@ -278,5 +283,7 @@ mod tests {
         assert_eq!(subscriptions.len(), HISTORY);
         assert!(subscriptions.last().unwrap()["id"].as_str().unwrap().ends_with(&format!("-{}", HISTORY + 2)));
         assert_eq!(insights.document(&ProxyId::new("default", "db"))["subscriptions"], serde_json::json!([]));
+        insights.forget(&web);
+        assert_eq!(insights.document(&web)["subscriptions"], serde_json::json!([]));
     }
 }

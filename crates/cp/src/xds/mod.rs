@@ -29,6 +29,7 @@ pub struct Xds {
     pub connections: Arc<Connections>,
     pub known: Arc<KnownDataplanes>,
     pub insights: Arc<Insights>,
+    pub cleanup: Cleanup,
     pub signals: mpsc::UnboundedSender<Signal>,
 }
 
@@ -42,26 +43,29 @@ impl Xds {
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<(Self, axum::Router)> {
         let (signals, signal_rx) = mpsc::unbounded_channel();
+        let connections = Arc::new(Connections::default());
+        let cleanup = Cleanup::new(store.clone(), connections.clone(), config.inline_dataplane_cleanup_delay());
+        cleanup.schedule_registered().await?;
         let xds = Self {
             store: store.clone(),
             cache: Arc::new(SnapshotCache::new()),
-            connections: Arc::new(Connections::default()),
+            connections,
             known: Arc::new(KnownDataplanes::default()),
             insights: Arc::new(Insights::new(instance_id)),
+            cleanup,
             signals,
         };
-        let cleanup = Cleanup::new(store.clone(), xds.connections.clone(), config.inline_dataplane_cleanup_delay());
-        cleanup.schedule_registered().await?;
         let events = store.watch();
         let mut sync = Sync::new(&xds, config.sync_debounce());
         sync.reload().await?;
         tokio::spawn(sync.run(events, signal_rx, stopped.clone()));
         let callbacks = XdsCallbacks {
             store,
+            cache: xds.cache.clone(),
             insights: xds.insights.clone(),
             connections: xds.connections.clone(),
             known: xds.known.clone(),
-            cleanup,
+            cleanup: xds.cleanup.clone(),
             signals: xds.signals.clone(),
         };
         let ads = AdsServer::new(xds.cache.clone(), Arc::new(callbacks)).with_shutdown(stopped).into_service();

@@ -201,6 +201,7 @@ impl Sync {
                 }
                 self.known.remove(proxy);
                 self.connections.forget(proxy);
+                self.insights.forget(proxy);
                 self.cache.remove(&proxy.node_id());
             }
         }
@@ -400,7 +401,7 @@ mod tests {
         let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
         for name in ["a", "c"] {
             let proxy = ProxyId::new("default", name);
-            xds.connections.opened(&proxy);
+            xds.connections.opened(&proxy, None).unwrap();
             xds.signals.send(Signal::Arrived(proxy)).unwrap();
         }
         let (a, c) = (generation(&xds, "default.a").await, generation(&xds, "default.c").await);
@@ -413,7 +414,7 @@ mod tests {
         // Both callers of b share one encoded cluster and one endpoint assignment.
         store.create(caller("e", "b", 20003)).await.unwrap();
         let e = ProxyId::new("default", "e");
-        xds.connections.opened(&e);
+        xds.connections.opened(&e, None).unwrap();
         xds.signals.send(Signal::Arrived(e)).unwrap();
         generation(&xds, "default.e").await;
         let (snapshot_a, snapshot_e) = (xds.cache.get("default.a").unwrap(), xds.cache.get("default.e").unwrap());
@@ -434,7 +435,7 @@ mod tests {
         let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
         for name in ["a", "b-2"] {
             let proxy = ProxyId::new("default", name);
-            xds.connections.opened(&proxy);
+            xds.connections.opened(&proxy, None).unwrap();
             xds.signals.send(Signal::Arrived(proxy)).unwrap();
         }
         // The ports of b's endpoints in a's snapshot, read from Envoy's JSON form.

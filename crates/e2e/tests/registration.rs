@@ -1,0 +1,64 @@
+//! Registration by kodiak-dp, seen from the dp-server: one sidecar per
+//! Dataplane, and a registered Dataplane whose sidecar never connects.
+
+use std::time::Duration;
+
+use kodiak_cp::config::StoreKind;
+use kodiak_e2e::dataplanes::{backend, client};
+use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port};
+use serde_json::{Value, json};
+
+/// `POST /bootstrap` as kodiak-dp sends it, registering `dataplane`.
+async fn bootstrap(control_plane: &ControlPlane, name: &str, dataplane: &str) -> (u16, Value) {
+    let request = json!({
+        "mesh": "default", "name": name, "dataplaneResource": dataplane,
+        "version": {"kodiakDp": "test", "envoy": "1.40.0"},
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/bootstrap", control_plane.dp_server_url()))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sidecar_for_one_dataplane_is_refused_while_the_first_starts() {
+    let control_plane = ControlPlane::memory();
+    let b1 = TestService::start("b-1").await;
+    let dataplane = backend("b-1", "b", &b1);
+    let (status, _) = bootstrap(&control_plane, "b-1", &dataplane).await;
+    assert_eq!(status, 200);
+    let (status, error) = bootstrap(&control_plane, "b-1", &dataplane).await;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().contains("another sidecar bootstrapped Dataplane default/b-1"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_dataplane_whose_sidecar_never_connects_gets_no_traffic_and_is_removed() {
+    let control_plane = ControlPlane::with(StoreKind::Memory, |config| {
+        config.dp_server.inline_dataplane_cleanup_delay = "2s".into();
+    });
+    let b1 = TestService::start("b-1").await;
+    let _b1 = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let a = Sidecar::register(&control_plane, &client("a-1", "b", http_port, tcp_port), Transport::Delta);
+    eventually("a reaches b-1", Duration::from_secs(20), || async {
+        (a.endpoints("b").await.len() == 1).then_some(())
+    })
+    .await;
+
+    // A kodiak-dp that registers b-2 and dies before its Envoy connects.
+    let (status, _) = bootstrap(&control_plane, "b-2", &backend("b-2", "b", &b1)).await;
+    assert_eq!(status, 200);
+    eventually("b-2 removed after the clean-up delay", Duration::from_secs(10), || async {
+        let overview = control_plane.overview("default", "b-2").await;
+        (overview["status"] == 404).then_some(())
+    })
+    .await;
+    assert_eq!(a.endpoints("b").await.len(), 1, "b-2 was never offered to a");
+}
