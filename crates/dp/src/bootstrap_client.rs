@@ -51,7 +51,8 @@ impl ControlPlane {
     /// `POST /bootstrap`, retried with exponential backoff while the control
     /// plane cannot be reached or answers 5xx; one log line per failed
     /// attempt. A 4xx answer is final: retrying would get the same answer.
-    /// With `give_up_after`, stops trying once that much time has passed.
+    /// With `give_up_after`, the last wait is cut short so that one more
+    /// attempt is made when that much time has passed, and that is the last.
     pub async fn bootstrap(
         &self,
         request: &BootstrapRequest,
@@ -73,28 +74,43 @@ impl ControlPlane {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let error = api_error(status, &response.text().await.unwrap_or_default());
+                    let body = response.text().await.unwrap_or_default();
+                    let error = api_error(status, &body);
+                    if status == StatusCode::NOT_FOUND && !is_about_a_dataplane(&body) {
+                        bail!(
+                            "{} does not look like a Kodiak dp-server (it answered 404 for /bootstrap): is \
+                             --cp-address the dp-server port (default 5678), not the REST API (5681)?\n  \
+                             its answer: {error}",
+                            self.base
+                        );
+                    }
                     if !status.is_server_error() {
-                        bail!("the control plane at {} refused the bootstrap ({status}): {error}", self.base);
+                        bail!(
+                            "the control plane at {} refused the bootstrap ({status}): {error}{}",
+                            self.base,
+                            hint(status, &error)
+                        );
                     }
                     format!("answered {status}: {error}")
                 }
                 Err(e) => format!("is not reachable ({})", root_cause(&e)),
             };
-            let delay = backoff.next_delay();
-            if let Some(limit) = give_up_after
-                && started.elapsed() + delay > limit
-            {
-                bail!(
+            // With a time limit, the last wait ends at the limit and one more
+            // attempt is made there, so `--connect-timeout 2s` tries for 2s.
+            let waited = started.elapsed();
+            let delay = match give_up_after {
+                Some(limit) if waited >= limit => bail!(
                     "gave up after {}: the control plane at {} {problem}",
-                    humantime::format_duration(round_to_ms(started.elapsed())),
+                    humantime::format_duration(round_to_ms(waited)),
                     self.base
-                );
-            }
+                ),
+                Some(limit) => backoff.next_delay().min(limit - waited),
+                None => backoff.next_delay(),
+            };
             tracing::warn!(
                 "control plane at {} {problem}; retrying in {}",
                 self.base,
-                humantime::format_duration(delay)
+                humantime::format_duration(round_to_ms(delay))
             );
             tokio::time::sleep(delay).await;
         }
@@ -126,6 +142,24 @@ fn api_error(status: StatusCode, body: &str) -> ApiError {
             detail: body.trim().chars().take(500).collect(),
             invalid_parameters: Vec::new(),
         },
+    }
+}
+
+/// Whether a 404 answer is the dp-server's own "Dataplane ... does not
+/// exist" (a Kuma error about the Dataplane), rather than another server's
+/// 404: the REST API's `unknown resource collection "bootstrap"`, the
+/// diagnostics port's bare 404, anything else listening there.
+fn is_about_a_dataplane(body: &str) -> bool {
+    serde_json::from_str::<ApiError>(body).is_ok_and(|error| error.detail.starts_with("Dataplane "))
+}
+
+/// What to do about a refusal, when kodiak-dp knows more than the control plane.
+fn hint(status: StatusCode, error: &ApiError) -> &'static str {
+    if status == StatusCode::CONFLICT && error.detail.contains("already has a connected sidecar") {
+        "\n  hint: an Envoy left over from a kodiak-dp that was killed (SIGKILL) may still hold the \
+         connection; look for it with `pgrep -af envoy`"
+    } else {
+        ""
     }
 }
 
@@ -205,5 +239,17 @@ mod tests {
         let error = api_error(StatusCode::BAD_REQUEST, body).to_string();
         assert_eq!(error, "Invalid Dataplane: 2 problems\n  * networking.address: must be defined");
         assert_eq!(api_error(StatusCode::BAD_GATEWAY, "down\n").to_string(), "Bad Gateway: down");
+    }
+
+    #[test]
+    fn only_the_dp_servers_own_404_is_about_a_dataplane() {
+        let missing = r#"{"type":"/std-errors","status":404,"title":"Not Found",
+            "detail":"Dataplane default.web-1 does not exist: apply it first"}"#;
+        assert!(is_about_a_dataplane(missing));
+        let rest_api = r#"{"type":"/std-errors","status":404,"title":"Not Found",
+            "detail":"unknown resource collection \"bootstrap\"; known: meshes, dataplanes"}"#;
+        assert!(!is_about_a_dataplane(rest_api));
+        assert!(!is_about_a_dataplane(""));
+        assert!(!is_about_a_dataplane("<html>Not Found</html>"));
     }
 }

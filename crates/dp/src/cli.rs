@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use kodiak_api::bootstrap::XdsTransport;
 
 /// Where the control plane's dp-server listens by default (Kuma's port).
@@ -51,7 +51,11 @@ callers stop choosing it), drains Envoy's inbound listeners for --drain-time, th
 Envoy and exits 0. A second signal stops Envoy at once. When Envoy exits by itself,
 kodiak-dp exits with Envoy's status.";
 
+/// Where the Dataplane comes from: a file, or a name applied beforehand.
+/// One of the two is required; a group so that clap names both when
+/// neither is given.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("dataplane").required(true).args(["dataplane_file", "name"])))]
 pub struct RunArgs {
     /// The control plane's dp-server (bootstrap and xDS).
     #[arg(long, env = "KODIAK_DP_CP_ADDRESS", default_value = DEFAULT_CP_ADDRESS, value_name = "URL")]
@@ -59,7 +63,7 @@ pub struct RunArgs {
 
     /// A Dataplane resource (YAML or JSON) that kodiak-dp registers; it may use `{{ name }}`
     /// placeholders filled from --dataplane-var.
-    #[arg(long, short = 'd', value_name = "FILE", conflicts_with_all = ["name", "mesh"], required_unless_present = "name")]
+    #[arg(long, short = 'd', value_name = "FILE", conflicts_with_all = ["name", "mesh"])]
     pub dataplane_file: Option<PathBuf>,
 
     /// A value for a `{{ NAME }}` placeholder of --dataplane-file (repeatable).

@@ -13,6 +13,8 @@ use kodiak_api::{Resource, ResourceType, parse_document, template};
 pub struct LocalDataplane {
     pub mesh: String,
     pub name: String,
+    /// The document (after substitution), for the port check.
+    pub document: serde_json::Value,
     /// The document as JSON text (after substitution).
     pub json: String,
     /// `networking.admin.port`, the default for `--admin-port`.
@@ -47,6 +49,7 @@ pub fn read(text: &str, vars: &BTreeMap<String, String>) -> anyhow::Result<Local
         mesh: resource.key.mesh.clone().unwrap_or_default(),
         name: resource.key.name.clone(),
         json: serde_json::to_string(&document)?,
+        document,
         admin_port,
     })
 }

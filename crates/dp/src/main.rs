@@ -79,29 +79,41 @@ fn version(args: &EnvoyArgs) -> ExitCode {
 }
 
 /// Everything `kodiak-dp run` does, in order: local checks first (the
-/// dataplane file, Envoy), then the control plane, then the ports, then Envoy.
+/// dataplane file, Envoy, and with a file its ports), then the control
+/// plane, then the ports of the Dataplane it returned, then Envoy.
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut signals = Signals::install()?;
     let control_plane = ControlPlane::new(&args.cp_address)?;
 
-    let (mesh, name, dataplane_resource, file_admin_port) = match &args.dataplane_file {
-        Some(path) => {
-            // A later value for the same name wins.
-            let vars = args.dataplane_vars.iter().cloned().collect();
-            let dataplane = dataplane_file::load(path, &vars)?;
-            (dataplane.mesh, dataplane.name, Some(dataplane.json), dataplane.admin_port)
-        }
-        None => (args.mesh.clone(), args.name.clone().unwrap_or_default(), None, None),
+    let local = match &args.dataplane_file {
+        // A later value for the same name wins.
+        Some(path) => Some(dataplane_file::load(path, &args.dataplane_vars.iter().cloned().collect())?),
+        None => None,
+    };
+    let (mesh, name, file_admin_port) = match &local {
+        Some(dataplane) => (dataplane.mesh.clone(), dataplane.name.clone(), dataplane.admin_port),
+        None => (args.mesh.clone(), args.name.clone().unwrap_or_default(), None),
     };
 
     let binary = envoy_binary::find_with(args.envoy.envoy_binary.as_deref())?;
     let envoy_version = envoy_binary::check_version(&binary).await?;
     tracing::info!("using Envoy {envoy_version} at {}", binary.display());
+    let setpriv = supervisor::find_setpriv().await;
+
+    // With a file the Dataplane is known here: a sidecar whose ports are
+    // taken must not register it with the control plane. The admin port is
+    // the one the bootstrap will give: the Dataplane's, else --admin-port.
+    if let Some(dataplane) = &local {
+        let admin_port = file_admin_port.or(args.admin_port).unwrap_or(0);
+        let admin = ports::admin_listen(admin_port);
+        let listens: Vec<_> = ports::dataplane_listens(&dataplane.document).into_iter().chain(admin).collect();
+        ports::check(&listens)?;
+    }
 
     let request = BootstrapRequest {
         mesh: mesh.clone(),
         name: name.clone(),
-        dataplane_resource,
+        dataplane_resource: local.map(|dataplane| dataplane.json),
         admin_port: args.admin_port.or(file_admin_port).unwrap_or(0),
         xds_transport: args.xds_transport.into(),
         version: Versions { kodiak_dp: VERSION.to_owned(), envoy: envoy_version },
@@ -115,11 +127,18 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     };
 
-    ports::check(&ports::listens(&response.dataplane, &response.bootstrap))?;
+    // With --name the Dataplane is known only now. With a file this checks
+    // again: something may have taken a port while the control plane was awaited.
+    let listens: Vec<_> = ports::dataplane_listens(&response.dataplane)
+        .into_iter()
+        .chain(ports::bootstrap_admin(&response.bootstrap))
+        .collect();
+    ports::check(&listens)?;
 
     let work_dir = WorkDir::create(args.work_dir, &mesh, &name)?;
     let envoy = supervisor::Envoy {
         binary,
+        setpriv,
         concurrency: args.concurrency,
         log_level: args.envoy_log_level,
         drain_time: args.drain_time,

@@ -5,6 +5,15 @@
 //! instance), drain Envoy's inbound listeners (connections are told to
 //! close after their current request), wait the drain time, SIGTERM Envoy.
 //!
+//! Envoy must not outlive kodiak-dp: a kodiak-dp killed with SIGKILL has
+//! no chance to stop it, and the Envoy left behind would keep the
+//! Dataplane's xDS connection, so the control plane would refuse the next
+//! kodiak-dp for that Dataplane. Envoy is therefore started through
+//! util-linux `setpriv --pdeathsig KILL`, which asks the kernel to kill it
+//! when kodiak-dp dies, then execs Envoy (same pid, so Envoy's own exit
+//! status). The workspace forbids `unsafe`, so there is no `prctl` in
+//! `pre_exec` instead. Without such a `setpriv`, Envoy starts directly.
+//!
 //! Once Envoy runs, the control plane may come and go: Envoy keeps its last
 //! configuration and reconnects by itself, so there is nothing to do here.
 
@@ -30,6 +39,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Envoy {
     pub binary: PathBuf,
+    /// `setpriv` with `--pdeathsig`, when there is one (see [`find_setpriv`]).
+    pub setpriv: Option<PathBuf>,
     pub concurrency: u32,
     pub log_level: String,
     pub drain_time: Duration,
@@ -40,8 +51,17 @@ impl Envoy {
     /// by starting a new one, never by hot restart, and without it every
     /// Envoy on a host claims the same shared memory and domain socket
     /// (base id 0), so a second one fails to start.
+    ///
+    /// With `setpriv`: `setpriv --pdeathsig KILL -- ENVOY ARGS...`.
     fn command(&self, work_dir: &Path) -> Command {
-        let mut command = Command::new(&self.binary);
+        let mut command = match &self.setpriv {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "KILL", "--"]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command
             .arg("--config-path")
             .arg(work_dir.join(BOOTSTRAP_FILE))
@@ -82,6 +102,10 @@ pub async fn run(
     // A file left by an earlier run in a kept --work-dir would point at a dead Envoy.
     let _ = std::fs::remove_file(&admin_file);
 
+    // PR_SET_PDEATHSIG fires when the *thread* that forked the child exits,
+    // not the process. This runs inside the main thread's `block_on`, which
+    // lives as long as kodiak-dp; never move the spawn to `spawn_blocking`
+    // (its threads exit when idle, and Envoy would be killed with them).
     let mut child =
         envoy.command(work_dir).spawn().with_context(|| format!("cannot start {}", envoy.binary.display()))?;
     tracing::info!(
@@ -132,6 +156,31 @@ pub async fn run(
     }
     stop(&mut child).await?;
     Ok(0)
+}
+
+/// `setpriv` from `PATH`, if it knows `--pdeathsig` (util-linux 2.33 and
+/// later; Debian's has it). None, with a one-line warning, otherwise.
+pub async fn find_setpriv() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join("setpriv")).find(|candidate| candidate.is_file())
+    });
+    let Some(setpriv) = found else {
+        tracing::warn!(
+            "no setpriv (util-linux) on PATH: Envoy starts directly and would outlive a kodiak-dp killed with SIGKILL"
+        );
+        return None;
+    };
+    let help = Command::new(&setpriv).arg("--help").stdin(Stdio::null()).output().await;
+    match help {
+        Ok(output) if String::from_utf8_lossy(&output.stdout).contains("--pdeathsig") => Some(setpriv),
+        _ => {
+            tracing::warn!(
+                "{} does not know --pdeathsig: Envoy starts directly and would outlive a kodiak-dp killed with SIGKILL",
+                setpriv.display()
+            );
+            None
+        }
+    }
 }
 
 /// `POST /drain_listeners?inboundonly&graceful`: inbound listeners (those
@@ -196,20 +245,36 @@ fn exit_code(status: ExitStatus) -> i32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn envoy_command_line() {
+    fn command_line(setpriv: Option<&str>) -> String {
         let envoy = Envoy {
             binary: "/x/envoy".into(),
+            setpriv: setpriv.map(PathBuf::from),
             concurrency: 2,
             log_level: "warning".into(),
             drain_time: Duration::from_millis(1500),
         };
         let command = envoy.command(Path::new("/w"));
-        let args: Vec<String> = command.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let command = command.as_std();
+        let args = command.get_args().map(|a| a.to_string_lossy().into_owned());
+        std::iter::once(command.get_program().to_string_lossy().into_owned()).chain(args).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn envoy_command_line() {
         assert_eq!(
-            args.join(" "),
-            "--config-path /w/bootstrap.json --admin-address-path /w/admin-address.txt --disable-hot-restart \
-             --concurrency 2 --log-level warning --drain-time-s 2 --drain-strategy immediate"
+            command_line(None),
+            "/x/envoy --config-path /w/bootstrap.json --admin-address-path /w/admin-address.txt \
+             --disable-hot-restart --concurrency 2 --log-level warning --drain-time-s 2 --drain-strategy immediate"
+        );
+    }
+
+    #[test]
+    fn through_setpriv_envoy_dies_with_kodiak_dp() {
+        assert_eq!(
+            command_line(Some("/usr/bin/setpriv")),
+            "/usr/bin/setpriv --pdeathsig KILL -- /x/envoy --config-path /w/bootstrap.json \
+             --admin-address-path /w/admin-address.txt --disable-hot-restart --concurrency 2 --log-level warning \
+             --drain-time-s 2 --drain-strategy immediate"
         );
     }
 

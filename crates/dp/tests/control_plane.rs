@@ -116,3 +116,110 @@ fn an_answer_that_is_not_a_bootstrap_is_an_error() {
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("is not a bootstrap"), "{output}");
 }
+
+/// The last wait is cut short at the limit and one more attempt is made
+/// there: 0, 0.5 s, 1.5 s, 2 s.
+#[test]
+fn connect_timeout_tries_once_more_at_the_limit() {
+    let address = format!("http://127.0.0.1:{}", closed_port());
+    let mut dp = Dp::start(
+        dp(&["run", "--name", "web-1", "--cp-address", &address, "--connect-timeout", "2s"])
+            .env("ENVOY_BIN", support::envoy()),
+    );
+    let status = dp.wait_exit(Duration::from_secs(20));
+    let output = dp.output();
+    assert_eq!(status.code(), Some(1), "{output}");
+    let retries: Vec<&str> =
+        output.lines().filter(|l| l.contains("is not reachable (") && l.contains("; retrying in ")).collect();
+    assert_eq!(retries.len(), 3, "{output}");
+    assert!(retries[0].ends_with("retrying in 500ms"), "{output}");
+    assert!(retries[1].ends_with("retrying in 1s"), "{output}");
+    assert!(!retries[2].ends_with("retrying in 2s"), "the last wait is not cut short:\n{output}");
+    let gave_up = output.split("gave up after ").nth(1).and_then(|rest| rest.split(':').next()).unwrap();
+    let waited = humantime::parse_duration(gave_up).unwrap();
+    assert!(waited >= Duration::from_secs(2), "gave up after {waited:?}:\n{output}");
+    assert!(waited < Duration::from_millis(2500), "gave up after {waited:?}:\n{output}");
+}
+
+const WRONG_PORT: &str = "does not look like a Kodiak dp-server (it answered 404 for /bootstrap): is --cp-address \
+                          the dp-server port (default 5678), not the REST API (5681)?";
+
+/// The REST API's answer to `POST /bootstrap` (kodiak-cp's `api::route`).
+#[test]
+fn the_rest_api_port_is_recognised_as_the_wrong_one() {
+    let cp = ControlPlane::start(|_| {
+        (
+            404,
+            r#"{"type":"/std-errors","status":404,"title":"Not Found","detail":"unknown resource collection \"bootstrap\"; known: meshes, dataplanes"}"#.into(),
+        )
+    });
+    let (status, output) = run_to_end(
+        dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains(&format!("{}/ {WRONG_PORT}", cp.url)), "{output}");
+    assert!(output.contains(r#"unknown resource collection "bootstrap""#), "{output}");
+    assert_eq!(cp.received().len(), 1, "a 404 is not retried");
+}
+
+/// The diagnostics port (or any other server) answers a bare 404.
+#[test]
+fn a_bare_404_is_recognised_as_the_wrong_port() {
+    let cp = ControlPlane::start(|_| (404, String::new()));
+    let (status, output) = run_to_end(
+        dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains(&format!("{}/ {WRONG_PORT}", cp.url)), "{output}");
+}
+
+/// The dp-server's own 404 for `--name` of a Dataplane nobody applied.
+#[test]
+fn a_missing_dataplane_is_the_control_planes_answer_not_a_wrong_port() {
+    let cp = ControlPlane::start(|_| {
+        (
+            404,
+            r#"{"type":"/std-errors","status":404,"title":"Not Found","detail":"Dataplane default.web-1 does not exist: apply it first (kodiakctl apply -f dataplane.yaml), or start kodiak-dp with --dataplane-file so it registers one"}"#.into(),
+        )
+    });
+    let (status, output) = run_to_end(
+        dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("refused the bootstrap (404 Not Found): Not Found: Dataplane default.web-1 does not exist"),
+        "{output}"
+    );
+    assert!(!output.contains("does not look like"), "{output}");
+}
+
+#[test]
+fn a_connected_sidecar_conflict_hints_at_a_leftover_envoy() {
+    let cp = ControlPlane::start(|_| {
+        (
+            409,
+            r#"{"type":"/std-errors","status":409,"title":"Conflict","detail":"Dataplane default.web-1 already has a connected sidecar: two sidecars cannot serve one Dataplane; stop the other kodiak-dp or give this one another name"}"#.into(),
+        )
+    });
+    let (status, output) = run_to_end(
+        dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains(
+            "refused the bootstrap (409 Conflict): Conflict: Dataplane default.web-1 already has a connected sidecar"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "hint: an Envoy left over from a kodiak-dp that was killed (SIGKILL) may still hold the connection; \
+             look for it with `pgrep -af envoy`"
+        ),
+        "{output}"
+    );
+}

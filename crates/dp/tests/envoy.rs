@@ -1,5 +1,6 @@
 //! kodiak-dp with the real Envoy 1.40: the port check before it starts,
-//! the graceful shutdown, several sidecars on one host, and Envoy dying.
+//! the graceful shutdown, several sidecars on one host, Envoy dying, and
+//! Envoy dying with a killed kodiak-dp.
 
 mod support;
 
@@ -28,6 +29,23 @@ fn admin_address(line: &str) -> String {
     line.rsplit("http://").next().unwrap().trim().to_owned()
 }
 
+/// A stand-in control plane for web-1: a bootstrap Envoy runs without it.
+fn web_1_control_plane() -> ControlPlane {
+    ControlPlane::bootstrapping(json!({
+        "bootstrap": static_bootstrap("web-1"),
+        "dataplane": dataplane("web-1", support::closed_port()),
+    }))
+}
+
+/// kodiak-dp for web-1 with its Envoy up; Envoy's pid.
+fn start_web_1(cp: &ControlPlane) -> (Dp, i32) {
+    let mut dp = Dp::start(dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()));
+    let started = dp.wait_for_line("started Envoy (pid ", START);
+    let pid = started.split("(pid ").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+    dp.wait_for_line("admin API at http://", START);
+    (dp, pid)
+}
+
 fn work_dirs(tmp: &Path) -> Vec<String> {
     std::fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
@@ -53,10 +71,7 @@ fn a_taken_inbound_port_stops_kodiak_dp_before_envoy_starts() {
 #[test]
 fn envoy_runs_until_sigterm_then_drains_and_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::bootstrapping(json!({
-        "bootstrap": static_bootstrap("web-1"),
-        "dataplane": dataplane("web-1", support::closed_port()),
-    }));
+    let cp = web_1_control_plane();
     let mut dp = Dp::start(
         dp(&["run", "--name", "web-1", "--cp-address", &cp.url, "--drain-time", "1s", "--concurrency", "1"])
             .env("ENVOY_BIN", support::envoy())
@@ -93,10 +108,7 @@ fn envoy_runs_until_sigterm_then_drains_and_exits_zero() {
 #[test]
 fn ctrl_c_in_a_terminal_still_drains() {
     use std::os::unix::process::CommandExt;
-    let cp = ControlPlane::bootstrapping(json!({
-        "bootstrap": static_bootstrap("web-1"),
-        "dataplane": dataplane("web-1", support::closed_port()),
-    }));
+    let cp = web_1_control_plane();
     let mut dp = Dp::start(
         dp(&["run", "--name", "web-1", "--cp-address", &cp.url, "--drain-time", "1s"])
             .env("ENVOY_BIN", support::envoy())
@@ -142,14 +154,8 @@ fn two_sidecars_share_a_host() {
 
 #[test]
 fn when_envoy_dies_kodiak_dp_exits_with_its_status() {
-    let cp = ControlPlane::bootstrapping(json!({
-        "bootstrap": static_bootstrap("web-1"),
-        "dataplane": dataplane("web-1", support::closed_port()),
-    }));
-    let mut dp = Dp::start(dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()));
-    let started = dp.wait_for_line("started Envoy (pid ", START);
-    dp.wait_for_line("admin API at http://", START);
-    let pid: i32 = started.split("(pid ").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+    let cp = web_1_control_plane();
+    let (mut dp, pid) = start_web_1(&cp);
     rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
     let status = dp.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(128 + 9), "{}", dp.output());
@@ -166,4 +172,81 @@ fn a_bootstrap_envoy_rejects_ends_kodiak_dp_with_envoys_exit_code() {
     let status = dp.wait_exit(START);
     assert_eq!(status.code(), Some(1), "{}", dp.output());
     assert!(dp.output().contains("Envoy exited by itself (exit code 1)"), "{}", dp.output());
+}
+
+/// Two entries of the Dataplane on one address:port cannot both be Envoy
+/// listeners; each later one is named with the first, and Envoy never starts.
+#[test]
+fn two_entries_on_one_port_are_both_named() {
+    let port = support::closed_port();
+    let mut returned = dataplane("web-1", port);
+    returned["networking"]["inbound"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"port": port, "servicePort": 8081, "tags": {"kuma.io/service": "web-admin"}}));
+    returned["networking"]["outbound"] = json!([{"port": port, "tags": {"kuma.io/service": "backend"}}]);
+    let cp = ControlPlane::bootstrapping(json!({"bootstrap": static_bootstrap("web-1"), "dataplane": returned}));
+    let mut dp = Dp::start(dp(&["run", "--name", "web-1", "--cp-address", &cp.url]).env("ENVOY_BIN", support::envoy()));
+    let status = dp.wait_exit(START);
+    let output = dp.output();
+    assert_eq!(status.code(), Some(1), "{output}");
+    for later in ["inbound networking.inbound[1] (service web-admin)", "outbound networking.outbound[0] (to backend)"] {
+        assert!(
+            output.contains(&format!(
+                "{later}: 127.0.0.1:{port} is also where inbound networking.inbound[0] (service web) listens"
+            )),
+            "{output}"
+        );
+    }
+    assert!(!output.contains("started Envoy"), "{output}");
+}
+
+/// Whether `pid` is a live process (a zombie waiting for its parent counts as gone).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGKILL leaves kodiak-dp no chance to stop Envoy; the kernel does it
+/// (setpriv --pdeathsig), so the Envoy does not keep the Dataplane's xDS
+/// connection and a restarted kodiak-dp is not refused.
+#[test]
+fn envoy_dies_with_a_kodiak_dp_killed_by_sigkill() {
+    let cp = web_1_control_plane();
+    let (mut dp, pid) = start_web_1(&cp);
+    // Seconds after the start: the thread that spawned Envoy is still there.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(alive(pid), "Envoy died early:\n{}", dp.output());
+    // setpriv has exec'd Envoy: the pid kodiak-dp logs and waits on is Envoy's.
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "envoy");
+    dp.signal(Signal::KILL);
+    dp.wait_exit(Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = alive(pid);
+    if survived {
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), Signal::KILL);
+    }
+    assert!(!survived, "Envoy (pid {pid}) outlived kodiak-dp by 5s:\n{}", dp.output());
+}
+
+/// Without setpriv Envoy starts directly, and kodiak-dp says what that costs.
+#[test]
+fn without_setpriv_envoy_starts_directly_with_a_warning() {
+    let empty = tempfile::tempdir().unwrap();
+    let cp = web_1_control_plane();
+    let mut dp = Dp::start(
+        dp(&["run", "--name", "web-1", "--cp-address", &cp.url, "--drain-time", "0s"])
+            .env("ENVOY_BIN", support::envoy())
+            .env("PATH", empty.path()),
+    );
+    let warning = dp.wait_for_line("no setpriv (util-linux) on PATH", START);
+    assert!(warning.contains("would outlive a kodiak-dp killed with SIGKILL"), "{warning}");
+    dp.wait_for_line("admin API at http://", START);
+    dp.signal(Signal::TERM);
+    assert_eq!(dp.wait_exit(Duration::from_secs(15)).code(), Some(0), "{}", dp.output());
 }

@@ -1,5 +1,6 @@
-//! What kodiak-dp refuses before it talks to the control plane: a broken
-//! dataplane file, a missing template variable, no Envoy, the wrong Envoy.
+//! What kodiak-dp refuses before it talks to the control plane: no
+//! Dataplane, a broken dataplane file, a missing template variable, no
+//! Envoy, the wrong Envoy, a port of the dataplane file that is taken.
 
 mod support;
 
@@ -96,4 +97,54 @@ fn version_names_kodiak_dp_and_its_envoy() {
     assert!(output.status.success());
     assert!(stdout.starts_with(&format!("kodiak-dp {}\n", env!("CARGO_PKG_VERSION"))), "{stdout}");
     assert!(stdout.contains("envoy 1.40."), "{stdout}");
+}
+
+#[test]
+fn run_without_a_dataplane_names_both_ways_to_give_one() {
+    let (status, output) = run_to_end(&mut dp(&["run"]), BOUND);
+    assert_eq!(status.code(), Some(2), "{output}");
+    assert!(output.contains("<--dataplane-file <FILE>|--name <NAME>>"), "{output}");
+}
+
+/// kodiak-dp with `dataplane` as its file, against a control plane that
+/// records what it gets: (exit status, log, what the control plane got).
+fn run_with_file(dataplane: &serde_json::Value) -> (std::process::ExitStatus, String, Vec<support::Received>) {
+    let cp = ControlPlane::start(|_| (500, "{}".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.yaml");
+    write(&file, &dataplane.to_string());
+    let (status, output) = run_to_end(
+        dp(&["run", "--cp-address", &cp.url, "--connect-timeout", "1s", "-d"])
+            .arg(&file)
+            .env("ENVOY_BIN", support::envoy()),
+        BOUND,
+    );
+    (status, output, cp.received())
+}
+
+/// With a file the Dataplane is known before the control plane is asked, so
+/// a sidecar whose port is taken never registers it.
+#[test]
+fn a_taken_port_in_the_dataplane_file_stops_kodiak_dp_before_it_registers() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (status, output, received) = run_with_file(&support::dataplane("web-1", port));
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains(&format!("inbound networking.inbound[0] (service web): 127.0.0.1:{port} is already in use")),
+        "{output}"
+    );
+    assert!(received.is_empty(), "the Dataplane was sent: {received:?}");
+}
+
+#[test]
+fn a_taken_admin_port_from_the_dataplane_file_is_named_before_it_registers() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut dataplane = support::dataplane("web-1", support::closed_port());
+    dataplane["networking"]["admin"] = serde_json::json!({"port": port});
+    let (status, output, received) = run_with_file(&dataplane);
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains(&format!("Envoy's admin API: 127.0.0.1:{port} is already in use")), "{output}");
+    assert!(received.is_empty(), "the Dataplane was sent: {received:?}");
 }
