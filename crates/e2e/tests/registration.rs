@@ -62,3 +62,25 @@ async fn a_registered_dataplane_whose_sidecar_never_connects_gets_no_traffic_and
     .await;
     assert_eq!(a.endpoints("b").await.len(), 1, "b-2 was never offered to a");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dataplane_deleted_under_its_running_sidecar_stays_deleted_and_the_sidecar_is_told() {
+    let control_plane = ControlPlane::memory();
+    let b1 = TestService::start("b-1").await;
+    let sidecar = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
+    eventually("b-1 online", Duration::from_secs(20), || async {
+        let overview = control_plane.overview("default", "b-1").await;
+        overview["dataplaneInsight"]["subscriptions"][0]["generation"]["acked"].as_u64().filter(|g| *g > 0)
+    })
+    .await;
+
+    control_plane.delete_dataplane("default", "b-1").await;
+    // Envoy logs every refusal (gRPC messages arrive percent-encoded); after
+    // the second one it has reconnected and been turned away at least once.
+    eventually("the sidecar told twice that its Dataplane was deleted", Duration::from_secs(20), || async {
+        (sidecar.log().matches("was%20deleted%20while%20this%20sidecar%20served%20it").count() >= 2).then_some(())
+    })
+    .await;
+    let overview = control_plane.overview("default", "b-1").await;
+    assert_eq!(overview["status"], 404, "the sidecar did not register it again: {overview}");
+}

@@ -13,7 +13,7 @@ use super::connections::{Connections, Presence};
 use super::insights::{Insights, StreamEvent, StreamStart};
 use super::proxy_id::ProxyId;
 use super::register::register_inline;
-use super::sync::{KnownDataplanes, Signal};
+use super::sync::{KnownDataplanes, Signal, deleted};
 
 pub struct XdsCallbacks {
     pub store: Arc<dyn ResourceStore>,
@@ -43,6 +43,9 @@ impl Callbacks for XdsCallbacks {
         let node = &stream.node;
         let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
         let inline = metadata_text(node, node_metadata::DATAPLANE);
+        if self.known.was_deleted_while_connected(&proxy) {
+            return Err(deleted(&proxy));
+        }
         let known = self.known.contains(&proxy);
         if !known && inline.is_none() {
             tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
@@ -58,14 +61,15 @@ impl Callbacks for XdsCallbacks {
         if let (false, Some(inline)) = (known, inline) {
             // Known to the sidecar but not to this control plane (an
             // in-memory store that restarted): register it again.
-            let store = self.store.clone();
-            let known = self.known.clone();
-            let again = proxy.clone();
+            let (store, known, cache) = (self.store.clone(), self.known.clone(), self.cache.clone());
+            let (again, node_id) = (proxy.clone(), node.id.clone());
             tokio::spawn(async move {
                 match register_inline(store.as_ref(), &again, &inline).await {
                     Ok(_) => known.insert(again),
                     Err(error) => {
-                        tracing::warn!(dataplane = %again, %error, "cannot register the Dataplane the sidecar carries")
+                        tracing::warn!(dataplane = %again, %error, "cannot register the Dataplane the sidecar carries");
+                        let reason = format!("cannot register Dataplane {again}: {error}");
+                        cache.close(&node_id, tonic::Status::failed_precondition(reason));
                     }
                 }
             });

@@ -32,20 +32,38 @@ pub enum Signal {
 /// The Dataplanes that exist, so a stream for an unknown one is refused at
 /// once. Filled by the sync loop from the store, and by the bootstrap
 /// handler right after it registers one (before the store event arrives).
+/// It also remembers Dataplanes deleted while their sidecar was connected:
+/// that sidecar must not register its Dataplane again behind the user's back.
 #[derive(Debug, Default)]
-pub struct KnownDataplanes(RwLock<HashSet<ProxyId>>);
+pub struct KnownDataplanes(RwLock<Known>);
+
+#[derive(Debug, Default)]
+struct Known {
+    existing: HashSet<ProxyId>,
+    deleted_while_connected: HashSet<ProxyId>,
+}
 
 impl KnownDataplanes {
     pub fn contains(&self, proxy: &ProxyId) -> bool {
-        self.0.read().unwrap().contains(proxy)
+        self.0.read().unwrap().existing.contains(proxy)
+    }
+
+    pub fn was_deleted_while_connected(&self, proxy: &ProxyId) -> bool {
+        self.0.read().unwrap().deleted_while_connected.contains(proxy)
     }
 
     pub fn insert(&self, proxy: ProxyId) {
-        self.0.write().unwrap().insert(proxy);
+        let mut known = self.0.write().unwrap();
+        known.deleted_while_connected.remove(&proxy);
+        known.existing.insert(proxy);
     }
 
-    fn remove(&self, proxy: &ProxyId) {
-        self.0.write().unwrap().remove(proxy);
+    fn remove(&self, proxy: &ProxyId, connected: bool) {
+        let mut known = self.0.write().unwrap();
+        known.existing.remove(proxy);
+        if connected {
+            known.deleted_while_connected.insert(proxy.clone());
+        }
     }
 }
 
@@ -199,10 +217,15 @@ impl Sync {
                 if let Some(mesh) = self.meshes.get_mut(&proxy.mesh) {
                     mesh.dataplanes.remove(&proxy.name);
                 }
-                self.known.remove(proxy);
+                let connected = self.connections.is_connected(proxy);
+                self.known.remove(proxy, connected);
                 self.connections.forget(proxy);
                 self.insights.forget(proxy);
                 self.cache.remove(&proxy.node_id());
+                if connected {
+                    tracing::info!(dataplane = %proxy, "Dataplane deleted while its sidecar is connected: closing its stream");
+                    self.cache.close(&proxy.node_id(), deleted(proxy));
+                }
             }
         }
     }
@@ -299,6 +322,14 @@ impl Batch {
             }
         }
     }
+}
+
+/// What the sidecar of a Dataplane deleted under it is told (Envoy logs it
+/// and keeps its last configuration).
+pub fn deleted(proxy: &ProxyId) -> tonic::Status {
+    tonic::Status::not_found(format!(
+        "Dataplane {proxy} was deleted while this sidecar served it: restart kodiak-dp to register it again"
+    ))
 }
 
 /// A Dataplane's view with host names resolved: Envoy takes listener and
