@@ -103,8 +103,7 @@ impl Protocol for Connection {
         }
         for name in unsubscribe {
             if state.subscription.unsubscribe(&name) {
-                state.sent.remove(&name);
-                state.acked.remove(&name);
+                state.forget(&name);
                 // Still under the wildcard: tell the client whether to keep it
                 // (xDS protocol, "Unsubscribing from Resources").
                 if state.subscription.is_wildcard() {
@@ -245,18 +244,86 @@ mod tests {
         assert_eq!(changes(&third), (vec!["b"], vec![]));
     }
 
+    fn nack(response: &DeltaDiscoveryResponse, error: &str) -> DeltaDiscoveryRequest {
+        let error_detail = Some(RpcStatus { code: 3, message: error.into(), details: vec![] });
+        DeltaDiscoveryRequest { error_detail, ..ack(response) }
+    }
+
+    /// Subscribes to `type_url` (wildcard) and ACKs the answer.
+    fn holding(connection: &mut Connection, type_url: &str) {
+        let (response, _) = single(connection.on_request(request(type_url, &[], &[])));
+        quiet(connection.on_request(ack(&response)));
+    }
+
     #[test]
     fn nack_is_recorded_and_not_looped() {
         let mut connection = Connection::default();
         quiet(connection.on_snapshot(clusters(1, &[("a", 1)])));
         let (response, _) = single(connection.on_request(request(CLUSTER, &[], &[])));
-        let error_detail = Some(RpcStatus { code: 3, message: "bad a".into(), details: vec![] });
-        let events = quiet(connection.on_request(DeltaDiscoveryRequest { error_detail, ..ack(&response) }));
+        let events = quiet(connection.on_request(nack(&response, "bad a")));
         let version = response.system_version_info.clone();
         assert_eq!(events, vec![Event::Nacked { type_url: CLUSTER.into(), version, error: "bad a".into() }]);
+        // Neither a newer generation with the same clusters nor another request resends a.
         assert!(quiet(connection.on_snapshot(clusters(2, &[("a", 1)]))).is_empty());
+        assert!(quiet(connection.on_request(nack(&response, "bad a"))).is_empty());
+        // The next change of the clusters sends a again with it: the client never accepted a.
         let (response, _) = single(connection.on_snapshot(clusters(3, &[("a", 1), ("b", 1)])));
-        assert_eq!(changes(&response), (vec!["b"], vec![]));
+        assert_eq!(changes(&response), (vec!["a", "b"], vec![]));
+        let events = quiet(connection.on_request(ack(&response)));
+        assert_eq!(events, vec![acked(CLUSTER, &response.system_version_info), Event::Synced(3)]);
+    }
+
+    /// The review's case: a rejected listener stays in the snapshot while another is added.
+    #[test]
+    fn a_nacked_resource_goes_again_with_the_next_change_of_its_type_then_syncs() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(snapshot(1, &[(LISTENER, &[("l", 1)])])));
+        holding(&mut connection, LISTENER);
+        let (update, _) = single(connection.on_snapshot(snapshot(2, &[(LISTENER, &[("l", 2)])])));
+        assert_eq!(changes(&update), (vec!["l"], vec![]));
+        quiet(connection.on_request(nack(&update, "listener l: bad filter chain")));
+        let (response, _) = single(connection.on_snapshot(snapshot(3, &[(LISTENER, &[("l", 2), ("m", 1)])])));
+        assert_eq!(changes(&response), (vec!["l", "m"], vec![]));
+        assert_eq!(response.resources[0].version, resource(LISTENER, "l", 2).version);
+        let events = quiet(connection.on_request(ack(&response)));
+        assert_eq!(events, vec![acked(LISTENER, &response.system_version_info), Event::Synced(3)]);
+        // From then on only changes again.
+        let (response, _) = single(connection.on_snapshot(snapshot(4, &[(LISTENER, &[("l", 2), ("m", 2)])])));
+        assert_eq!(changes(&response), (vec!["m"], vec![]));
+    }
+
+    #[test]
+    fn after_a_nack_what_the_rejected_response_changed_is_sent_or_removed_again() {
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(clusters(1, &[("a", 1), ("k", 1), ("r", 1)])));
+        holding(&mut connection, CLUSTER);
+        // Changes a, adds x, removes r, keeps k: rejected.
+        let (update, _) = single(connection.on_snapshot(clusters(2, &[("a", 2), ("k", 1), ("x", 1)])));
+        assert_eq!(changes(&update), (vec!["a", "x"], vec!["r"]));
+        quiet(connection.on_request(nack(&update, "bad x")));
+        // Back to a as accepted, x and r gone, b new: a goes again (the client may have
+        // taken its new content), x and r are removed again, k the client surely holds.
+        let (response, _) = single(connection.on_snapshot(clusters(3, &[("a", 1), ("b", 1), ("k", 1)])));
+        assert_eq!(changes(&response), (vec!["a", "b"], vec!["r", "x"]));
+        let events = quiet(connection.on_request(ack(&response)));
+        assert_eq!(events, vec![acked(CLUSTER, &response.system_version_info), Event::Synced(3)]);
+    }
+
+    #[test]
+    fn unsubscribing_after_a_nack_does_not_resend_the_rejected_rest() {
+        let mut connection = Connection::default();
+        let endpoints = |generation, a, b, c| snapshot(generation, &[(ENDPOINT, &[("a", a), ("b", b), ("c", c)])]);
+        quiet(connection.on_snapshot(endpoints(1, 1, 1, 1)));
+        let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "b", "c"], &[])));
+        quiet(connection.on_request(ack(&response)));
+        let (update, _) = single(connection.on_snapshot(endpoints(2, 2, 2, 1)));
+        quiet(connection.on_request(nack(&update, "bad a")));
+        assert!(quiet(connection.on_request(request(ENDPOINT, &[], &["b"]))).is_empty());
+        // A change of b alone is no change of what the client subscribes to.
+        assert!(quiet(connection.on_snapshot(endpoints(3, 2, 3, 1))).is_empty());
+        // One of c is, and a, rejected, goes again with it.
+        let (response, _) = single(connection.on_snapshot(endpoints(4, 2, 3, 2)));
+        assert_eq!(changes(&response), (vec!["a", "c"], vec![]));
     }
 
     #[test]

@@ -57,8 +57,10 @@ impl Protocol for Connection {
             // xDS protocol, "Resource updates": no response to a stale nonce. Its
             // names come again with the reply to the latest response.
             Reply::Stale => return self.tracker.output(Vec::new()),
-            // The type's first request; version_info is what the client holds from
-            // a previous stream (xDS protocol, "ACK/NACK and resource type instance version").
+            // The type's first request, also when it carries a nonce of an earlier
+            // stream; version_info is what the client holds from a previous stream
+            // (xDS protocol, "ACK/NACK and resource type instance version"). Its
+            // names, or the wildcard, become the subscription.
             Reply::None => {
                 state.restart(Some(version_info).filter(|version| !version.is_empty()));
                 state.subscription.replace(&type_url, resource_names);
@@ -247,6 +249,42 @@ mod tests {
         assert_eq!(sent(&response), testing::names(&["a", "b"]));
         let events = quiet(connection.on_request(ack(&response, &[])));
         assert_eq!(events, vec![acked(CLUSTER, &response.version_info), Event::Synced(4)]);
+    }
+
+    /// A client reconnecting from an earlier stream may still carry that
+    /// stream's nonce; it is the type's first request, not a stale one, else the
+    /// type would be left with an empty subscription and the next push would be
+    /// an empty CDS wiping the client's clusters.
+    #[test]
+    fn a_first_request_with_a_nonce_of_an_earlier_stream_is_an_initial_request() {
+        let earlier = |request| DiscoveryRequest { response_nonce: "42".into(), ..request };
+        let mut connection = Connection::default();
+        assert!(quiet(connection.on_request(earlier(request(CLUSTER, &[])))).is_empty());
+        let (clusters, events) = single(connection.on_snapshot(generation_1()));
+        assert!(events.is_empty());
+        assert_eq!((clusters.type_url.as_str(), sent(&clusters)), (CLUSTER, testing::names(&["a", "b"])));
+        // A named type takes its names from such a request too.
+        let (endpoints, _) = single(connection.on_request(earlier(request(ENDPOINT, &["b"]))));
+        assert_eq!(sent(&endpoints), testing::names(&["b"]));
+        // Once the stream answered the type, a nonce it did not issue last is stale again.
+        assert!(quiet(connection.on_request(earlier(request(CLUSTER, &["zzz"])))).is_empty());
+
+        // The version such a request claims to hold counts, as on any first request.
+        let mut reconnected = Connection::default();
+        quiet(reconnected.on_snapshot(generation_1()));
+        let claim = DiscoveryRequest { version_info: clusters.version_info.clone(), ..earlier(request(CLUSTER, &[])) };
+        assert_eq!(quiet(reconnected.on_request(claim)), vec![acked(CLUSTER, &clusters.version_info)]);
+    }
+
+    #[test]
+    fn after_a_nack_the_accepted_content_again_is_sent_and_synced() {
+        let mut connection = holding(generation_1());
+        let (rejected, _) = single(connection.on_snapshot(cluster_a(2, 9)));
+        quiet(connection.on_request(nack(&rejected, &[], "bad a")));
+        let (response, _) = single(connection.on_snapshot(cluster_a(3, 1)));
+        assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        let events = quiet(connection.on_request(ack(&response, &[])));
+        assert_eq!(events, vec![acked(CLUSTER, &response.version_info), Event::Synced(3)]);
     }
 
     #[test]

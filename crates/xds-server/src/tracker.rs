@@ -49,7 +49,9 @@ pub(crate) trait Encode {
 /// The request's relation to the responses sent for its type.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Reply {
-    /// No nonce: a first request, or (delta) a spontaneous subscription change.
+    /// No nonce, or one this stream never issued for the type: a first request
+    /// (also of a client reconnecting from an earlier stream), or (delta) a
+    /// spontaneous subscription change.
     None,
     /// The ACK or NACK of the latest response of its type.
     Latest,
@@ -65,6 +67,9 @@ pub(crate) struct TypeState {
     pub(crate) sent: Pairs,
     /// What the client last accepted.
     pub(crate) acked: Pairs,
+    /// The content of the latest response when the client NACKed it: not sent
+    /// again as it is, only once the snapshot changes the type.
+    rejected: Option<Pairs>,
     /// Names that must be answered even if unchanged (newly subscribed).
     pub(crate) forced: BTreeSet<String>,
     /// The version a (re)connecting client says it already holds.
@@ -91,7 +96,49 @@ impl TypeState {
     fn holds(&self, desired: &Desired<'_>) -> bool {
         self.answered && self.in_flight.is_none() && same(desired, &self.acked)
     }
+
+    /// The client dropped its interest in `name` (delta unsubscribe).
+    pub(crate) fn forget(&mut self, name: &str) {
+        self.sent.remove(name);
+        self.acked.remove(name);
+        if let Some(rejected) = &mut self.rejected {
+            rejected.remove(name);
+        }
+    }
+
+    /// The latest response was NACKed. The client keeps what it last accepted
+    /// (xDS protocol, "ACK/NACK and resource type instance version": on a NACK
+    /// the client goes on with its previous configuration), though it may have
+    /// applied part of a rejected response. So from here on `sent` holds only
+    /// what the client surely has: a resource the response sent, or removed, as
+    /// something other than what was ACKed gets the version [`UNCERTAIN`],
+    /// which matches nothing. The next response of the type (delta included)
+    /// then sends every such resource again, or removes it again; sending it
+    /// once more is harmless, keeping it back would leave the client without it.
+    fn reject(&mut self) {
+        let rejected = std::mem::take(&mut self.sent);
+        self.sent = (rejected.keys().chain(self.acked.keys()))
+            .map(|name| {
+                let version = match (rejected.get(name), self.acked.get(name)) {
+                    (Some(sent), Some(acked)) if sent == acked => acked.clone(),
+                    _ => UNCERTAIN.to_owned(),
+                };
+                (name.clone(), version)
+            })
+            .collect();
+        self.rejected = Some(rejected);
+    }
+
+    /// Whether `desired` needs no response: the client has it, or just rejected exactly it.
+    fn up_to_date(&self, desired: &Desired<'_>) -> bool {
+        self.answered
+            && self.forced.is_empty()
+            && (same(desired, &self.sent) || self.rejected.as_ref().is_some_and(|rejected| same(desired, rejected)))
+    }
 }
+
+/// The version of a resource the client may or may not hold after a NACK; no resource has it.
+const UNCERTAIN: &str = "";
 
 /// The protocol-independent half of a connection.
 #[derive(Debug, Default)]
@@ -114,15 +161,26 @@ impl Tracker {
     }
 
     /// Records the ACK or NACK a request carries (xDS protocol, "ACK/NACK and
-    /// resource type instance version"). A NACK leaves `sent` as it is, so the
-    /// rejected content is not sent again until the snapshot changes it.
+    /// resource type instance version"). After a NACK the rejected content is
+    /// not sent again as it is; once the snapshot changes the type, the next
+    /// response is made against what the client accepted, so it carries the
+    /// rejected resources again (see [`TypeState::reject`]).
+    ///
+    /// A nonce on a type this stream never answered cannot be one of its
+    /// responses: it comes from an earlier stream (a reconnecting client), so
+    /// the request is the type's first, not a stale one (xDS protocol,
+    /// "Resource updates": a nonce is stale once the server presented a newer
+    /// one on the stream).
     pub(crate) fn reply(&mut self, type_url: &str, nonce: &str, error: Option<&Status>) -> Reply {
         if nonce.is_empty() {
             return Reply::None;
         }
-        let Some(state) = self.types.get_mut(type_url).filter(|state| state.nonce.as_deref() == Some(nonce)) else {
-            return Reply::Stale;
+        let Some(state) = self.types.get_mut(type_url).filter(|state| state.nonce.is_some()) else {
+            return Reply::None;
         };
+        if state.nonce.as_deref() != Some(nonce) {
+            return Reply::Stale;
+        }
         if let Some(version) = state.in_flight.take() {
             let type_url = type_url.to_owned();
             self.events.push(match error {
@@ -130,7 +188,10 @@ impl Tracker {
                     state.acked = state.sent.clone();
                     Event::Acked { type_url, version }
                 }
-                Some(status) => Event::Nacked { type_url, version, error: status.message.clone() },
+                Some(status) => {
+                    state.reject();
+                    Event::Nacked { type_url, version, error: status.message.clone() }
+                }
             });
         }
         Reply::Latest
@@ -205,7 +266,7 @@ impl Tracker {
                 self.events.push(Event::Acked { type_url, version });
                 continue;
             }
-            if state.answered && state.forced.is_empty() && same(&desired, &state.sent) {
+            if state.up_to_date(&desired) {
                 continue;
             }
             if state.in_flight.is_some() {
@@ -215,6 +276,7 @@ impl Tracker {
             let nonce = self.last_nonce.to_string();
             responses.push(E::encode(&type_url, &desired, state, version.clone(), nonce.clone()));
             state.sent = pairs(&desired);
+            state.rejected = None;
             state.forced.clear();
             state.answered = true;
             state.claimed = None;
