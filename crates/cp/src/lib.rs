@@ -143,7 +143,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
 async fn bind<const PORT: u16>(listen: &Listen<PORT>, what: &str) -> anyhow::Result<TcpListener> {
     let address = format!("{}:{}", listen.interface, listen.port);
     TcpListener::bind(&address).await.with_context(|| {
-        format!("cannot listen on {address} for the {what}: is another kodiak-cp running, or is the port taken?")
+        format!(
+            "cannot listen on {address} for the {what}: is another kodiak-cp running, is the port taken, or did two of its servers (API, dp-server, diagnostics) get the same port?"
+        )
     })
 }
 

@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the REST API (5681) and diagnostics (5680).
+    /// Run the control plane: the REST API (5681), the dp-server for sidecars (5678) and diagnostics (5680).
     ///
     /// Settings come from defaults, then the config file, then KODIAK_*
     /// environment variables, then these flags.
