@@ -170,8 +170,11 @@ impl Sync {
         }
         let mut touched: BTreeSet<String> = batch.presence;
         for proxy in &batch.changed {
-            let dataplane = self.store.get(&proxy.resource_key()).await?;
-            self.put_dataplane(proxy, dataplane.as_ref());
+            let dataplane = match self.store.get(&proxy.resource_key()).await? {
+                Some(dataplane) => Some(view_of(&dataplane).await),
+                None => None,
+            };
+            self.put_dataplane(proxy, dataplane);
             touched.insert(proxy.mesh.clone());
         }
         let mut regenerate: BTreeSet<ProxyId> = batch.changed;
@@ -192,7 +195,7 @@ impl Sync {
         for dataplane in &dataplanes {
             let Some(proxy) = ProxyId::of(&dataplane.key) else { continue };
             before.remove(&proxy);
-            self.put_dataplane(&proxy, Some(dataplane));
+            self.put_dataplane(&proxy, Some(view_of(dataplane).await));
         }
         for gone in before {
             self.put_dataplane(&gone, None);
@@ -206,10 +209,10 @@ impl Sync {
         Ok(())
     }
 
-    fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<&Resource>) {
+    fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<DataplaneView>) {
         match dataplane {
-            Some(resource) => {
-                let view = Arc::new(view_of(resource));
+            Some(view) => {
+                let view = Arc::new(view);
                 self.meshes.entry(proxy.mesh.clone()).or_default().dataplanes.insert(proxy.name.clone(), view);
                 self.known.insert(proxy.clone());
             }
@@ -333,15 +336,30 @@ pub fn deleted(proxy: &ProxyId) -> tonic::Status {
 }
 
 /// A Dataplane's view with host names resolved: Envoy takes listener and
-/// endpoint addresses as IP addresses only.
-fn view_of(dataplane: &Resource) -> DataplaneView {
+/// endpoint addresses as IP addresses only. Lookups run off the sync task,
+/// so a slow resolver delays this Dataplane, not every proxy's updates.
+async fn view_of(dataplane: &Resource) -> DataplaneView {
     let mut view = DataplaneView::from_resource(dataplane);
+    let mut names = Vec::new();
+    view.clone().resolve_addresses(|host| {
+        names.push(host.to_owned());
+        None
+    });
+    if names.is_empty() {
+        return view;
+    }
+    let resolved: HashMap<String, std::net::IpAddr> = tokio::task::spawn_blocking(move || {
+        let lookup = |host: &str| std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok()?.next();
+        names.into_iter().filter_map(|host| Some((host.clone(), lookup(&host)?.ip()))).collect()
+    })
+    .await
+    .unwrap_or_default();
     view.resolve_addresses(|host| {
-        let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok()?.next().map(|address| address.ip());
-        if resolved.is_none() {
+        let ip = resolved.get(host).copied();
+        if ip.is_none() {
             tracing::warn!(dataplane = ?ProxyId::of(&dataplane.key), host, "cannot resolve a Dataplane address; its endpoints are left out");
         }
-        resolved
+        ip
     });
     view
 }
@@ -491,5 +509,24 @@ mod tests {
         xds.signals.send(Signal::Departed(b2)).unwrap();
         generation_above(&xds, "default.a", before).await;
         assert_eq!(ports_of_b(&xds), [10001], "b-2's endpoint is withdrawn");
+    }
+
+    #[tokio::test]
+    async fn dataplanes_given_by_host_name_are_offered_by_address() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        let by_name = backend("b-1", "b", 10001).to_document().to_string().replace("127.0.0.1", "localhost");
+        store.create(dataplane(&by_name)).await.unwrap();
+        store.create(caller("a", "b", 20001)).await.unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
+        let a = ProxyId::new("default", "a");
+        xds.connections.opened(&a, None).unwrap();
+        xds.signals.send(Signal::Arrived(a)).unwrap();
+        generation(&xds, "default.a").await;
+        let snapshot = xds.cache.get("default.a").unwrap();
+        let json = kodiak_xds_gen::render(&snapshot.resources(type_url::ENDPOINT)["b"]);
+        let address = &json["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]["address"];
+        assert!(matches!(address.as_str(), Some("127.0.0.1" | "::1")), "{json}");
     }
 }
