@@ -211,3 +211,36 @@ async fn an_instance_whose_envoy_dies_leaves_at_once_and_kodiak_dp_exits_with_en
     assert_eq!(status.code(), Some(128 + 9), "128 + SIGKILL: {}", b2_sidecar.log());
     assert_eq!(a.instances(20).await, BTreeSet::from(["b-1".to_owned()]));
 }
+
+/// The value of one counter in Envoy's `/stats` text.
+async fn counter(sidecar: &Sidecar, name: &str) -> u64 {
+    let stats = sidecar.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\."))).await.unwrap_or_default();
+    stats.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))?.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_service_is_called_over_http2_on_every_hop() {
+    let control_plane = ControlPlane::memory();
+    let b1 = TestService::start("b-1").await;
+    // The backend's HTTP inbound declared as http2 (the test service speaks h2c).
+    let dataplane = backend("b-1", "b", &b1).replace("kuma.io/protocol: http\n", "kuma.io/protocol: http2\n");
+    let b = Sidecar::register(&control_plane, &dataplane, Transport::Delta);
+    let a = Caller::start(&control_plane, Transport::Delta);
+
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(5)).build().unwrap();
+    let version = eventually("an HTTP/2 request through the mesh", CONVERGE, || async {
+        let response = h2.get(&a.http_url).send().await.ok()?;
+        let instance = response.headers().get("x-kodiak-instance")?.to_str().ok()?.to_owned();
+        (response.status() == 200 && instance == "b-1").then_some(response.version())
+    })
+    .await;
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert!(counter(&a.sidecar, "cluster.b.upstream_cx_http2_total").await > 0, "caller to backend over HTTP/2");
+    // Envoy writes the ':' of cluster names as '_' in stat names.
+    let service_cluster = format!("cluster.inbound_127.0.0.1_{}.upstream_cx_http2_total", b1.http.port());
+    assert!(
+        counter(&b, &service_cluster).await > 0,
+        "backend's sidecar to the service over HTTP/2: {:?}",
+        b.admin("/stats?filter=http2_total").await
+    );
+}
