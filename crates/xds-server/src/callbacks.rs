@@ -18,7 +18,8 @@ pub enum Transport {
 pub struct StreamInfo {
     /// Unique per server, increasing.
     pub id: u64,
-    /// The node from the first request that carried one.
+    /// The node from the stream's first request, without its `extensions`
+    /// list (Envoy sends hundreds; keeping them would cost more than the stream).
     pub node: Node,
     /// SotW or delta.
     pub transport: Transport,

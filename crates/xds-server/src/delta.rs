@@ -59,8 +59,8 @@ impl Protocol for Connection {
     type Request = DeltaDiscoveryRequest;
     const TRANSPORT: Transport = Transport::Delta;
 
-    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
-        request.node.as_ref()
+    fn take_node(request: &mut DeltaDiscoveryRequest) -> Option<Node> {
+        request.node.take()
     }
 
     fn tracker(&mut self) -> &mut Tracker {

@@ -40,8 +40,8 @@ impl Protocol for Connection {
     type Request = DiscoveryRequest;
     const TRANSPORT: Transport = Transport::Sotw;
 
-    fn node(request: &DiscoveryRequest) -> Option<&Node> {
-        request.node.as_ref()
+    fn take_node(request: &mut DiscoveryRequest) -> Option<Node> {
+        request.node.take()
     }
 
     fn tracker(&mut self) -> &mut Tracker {

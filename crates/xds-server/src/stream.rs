@@ -19,7 +19,8 @@ pub(crate) trait Protocol: Encode<Response: Send + 'static> + Default + Send + '
     type Request: Send + 'static;
     const TRANSPORT: Transport;
 
-    fn node(request: &Self::Request) -> Option<&Node>;
+    /// Moves the node out of a request (nothing after the first request reads it).
+    fn take_node(request: &mut Self::Request) -> Option<Node>;
     fn tracker(&mut self) -> &mut Tracker;
     /// Handles one request: its ACK or NACK, then its subscription.
     fn on_request(&mut self, request: Self::Request) -> Output<Self::Response>;
@@ -47,16 +48,19 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
 ) {
     // Only the first request is sure to carry the node (xDS protocol, "Basic
     // Protocol Overview"); Envoy sends it there alone (set_node_on_first_message_only).
-    let first = match requests.next().await {
+    let mut first = match requests.next().await {
         Some(Ok(request)) => request,
         Some(Err(status)) => return debug!(id, %status, "ADS stream failed before its first request"),
         None => return,
     };
-    let Some(node) = P::node(&first).filter(|node| !node.id.is_empty()).cloned() else {
+    let Some(mut node) = P::take_node(&mut first).filter(|node| !node.id.is_empty()) else {
         let status = Status::invalid_argument("the first request of an ADS stream must carry node.id");
         let _ = responses.send(Err(status)).await;
         return;
     };
+    // Envoy lists every extension compiled into it (hundreds): kept for the
+    // stream's life they would cost more than everything else it holds.
+    node.extensions = Vec::new();
     // Watched before `stream_opened`, so a `SnapshotCache::close` issued after
     // the stream was accepted, even while `stream_opened` runs, ends it.
     let mut node_watch = cache.watch(&node.id);
