@@ -62,3 +62,46 @@ impl RootCa {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::pem::parse_x509_pem;
+
+    use super::*;
+
+    #[test]
+    fn a_root_is_a_self_signed_ca_for_the_mesh_trust_domain() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for key in [KeyKind::EcdsaP256, KeyKind::Rsa2048] {
+            let ca = RootCa::generate("payments", "ca-1", key, Duration::from_secs(3600), now).unwrap();
+            assert_eq!(ca.not_before(), now - CLOCK_SKEW);
+            assert_eq!(ca.not_after(), now + Duration::from_secs(3600));
+            let (_, pem) = parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
+            let cert = pem.parse_x509().unwrap();
+            assert_eq!(cert.subject(), cert.issuer());
+            assert!(ca.subject().contains("payments") && ca.subject().contains("ca-1"), "{}", ca.subject());
+            assert!(cert.basic_constraints().unwrap().unwrap().value.ca);
+            let ku = cert.key_usage().unwrap().unwrap().value;
+            assert!(ku.key_cert_sign() && ku.crl_sign());
+            let san = cert.subject_alternative_name().unwrap().unwrap();
+            assert_eq!(san.value.general_names, [GeneralName::URI("spiffe://payments")]);
+            assert!(ca.key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
+            assert!(!format!("{ca:?}").contains("PRIVATE"), "Debug must not print the key");
+        }
+    }
+
+    #[test]
+    fn a_root_needs_names_and_a_validity() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        for (mesh, backend, validity) in
+            [("", "ca-1", hour), ("default", "", hour), ("default", "ca-1", Duration::ZERO)]
+        {
+            let err = RootCa::generate(mesh, backend, KeyKind::EcdsaP256, validity, now).unwrap_err();
+            assert!(matches!(err, CaError::InvalidRequest(_)), "{err}");
+        }
+    }
+}

@@ -125,3 +125,160 @@ fn uri_san(uri: String) -> Result<SanType, CaError> {
         Err(_) => Err(CaError::InvalidRequest(format!("`{uri}` is not ASCII, so it cannot be a URI SAN"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::pem::parse_x509_pem;
+    use x509_parser::public_key::PublicKey;
+
+    use super::*;
+    use crate::RootCa;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn ca() -> Ca {
+        RootCa::generate("default", "ca-1", KeyKind::EcdsaP256, 24 * 365 * HOUR, t0()).unwrap()
+    }
+
+    fn request() -> WorkloadRequest {
+        WorkloadRequest {
+            mesh: "default".into(),
+            services: vec!["web".into(), "backend".into(), "web".into()],
+            tags: BTreeMap::from([
+                ("kuma.io/service".into(), "backend".into()),
+                ("kuma.io/zone".into(), "east".into()),
+                ("version".into(), "v2".into()),
+            ]),
+            key: KeyKind::EcdsaP256,
+            lifetime: 24 * HOUR,
+            now: t0() + HOUR,
+        }
+    }
+
+    /// Runs `check` on the parsed certificate in `pem`.
+    fn parsed<T>(pem: &str, check: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> T) -> T {
+        let (_, pem) = parse_x509_pem(pem.as_bytes()).unwrap();
+        check(&pem.parse_x509().unwrap())
+    }
+
+    fn uris(pem: &str) -> Vec<String> {
+        parsed(pem, |cert| {
+            let san = cert.subject_alternative_name().unwrap().unwrap();
+            san.value
+                .general_names
+                .iter()
+                .map(|name| match name {
+                    GeneralName::URI(uri) => uri.to_string(),
+                    other => panic!("unexpected SAN {other:?}"),
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn sans_are_spiffe_ids_of_the_services_then_kuma_ids_of_the_tags_sorted_and_deduplicated() {
+        let cert = ca().issue(&request()).unwrap();
+        assert_eq!(
+            uris(&cert.cert_pem),
+            [
+                "spiffe://default/backend",
+                "spiffe://default/web",
+                "kuma://kuma.io/service/backend",
+                "kuma://kuma.io/zone/east",
+                "kuma://version/v2",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leaf_is_for_signing_and_key_exchange_in_both_directions_and_is_not_a_ca() {
+        let cert = ca().issue(&request()).unwrap();
+        parsed(&cert.cert_pem, |cert| {
+            let ku = cert.key_usage().unwrap().unwrap().value;
+            assert!(ku.digital_signature() && ku.key_encipherment());
+            assert!(!ku.key_cert_sign() && !ku.crl_sign());
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert!(eku.server_auth && eku.client_auth);
+            assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+            assert!(cert.issuer().to_string().contains("default ca-1 root CA"), "{}", cert.issuer());
+        });
+    }
+
+    #[test]
+    fn validity_is_backdated_for_clock_skew_and_written_as_returned() {
+        let req = request();
+        let cert = ca().issue(&req).unwrap();
+        assert_eq!(cert.not_before, req.now - CLOCK_SKEW);
+        assert_eq!(cert.not_after, req.now + req.lifetime);
+        parsed(&cert.cert_pem, |parsed| {
+            assert_eq!(clock::from_asn1(parsed.validity().not_before), cert.not_before);
+            assert_eq!(clock::from_asn1(parsed.validity().not_after), cert.not_after);
+        });
+    }
+
+    #[test]
+    fn validity_stays_inside_the_cas() {
+        let ca = RootCa::generate("default", "ca-1", KeyKind::EcdsaP256, 10 * HOUR, t0()).unwrap();
+        let first = ca.issue(&WorkloadRequest { now: ca.not_before(), ..request() }).unwrap();
+        assert_eq!(first.not_before, ca.not_before());
+        let late = ca.issue(&WorkloadRequest { now: t0() + 9 * HOUR, ..request() }).unwrap();
+        assert_eq!(late.not_after, ca.not_after());
+    }
+
+    #[test]
+    fn an_expired_or_not_yet_valid_ca_issues_nothing() {
+        let ca = RootCa::generate("default", "ca-1", KeyKind::EcdsaP256, 10 * HOUR, t0()).unwrap();
+        let err = ca.issue(&WorkloadRequest { now: ca.not_after(), ..request() }).unwrap_err();
+        assert!(matches!(err, CaError::Expired { .. }), "{err}");
+        let err = ca.issue(&WorkloadRequest { now: ca.not_before() - HOUR, ..request() }).unwrap_err();
+        assert!(matches!(err, CaError::NotYetValid { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_rsa_option_gives_a_2048_bit_rsa_key_signed_by_an_ecdsa_ca() {
+        let cert = ca().issue(&WorkloadRequest { key: KeyKind::Rsa2048, ..request() }).unwrap();
+        assert!(cert.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        parsed(&cert.cert_pem, |cert| match cert.public_key().parsed().unwrap() {
+            PublicKey::RSA(rsa) => assert_eq!(rsa.key_size(), 2048),
+            other => panic!("expected an RSA key, got {other:?}"),
+        });
+        let key = rcgen::KeyPair::from_pem(&cert.key_pem).unwrap();
+        assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
+    }
+
+    #[test]
+    fn the_default_key_is_ecdsa_p256_and_every_leaf_gets_its_own() {
+        assert_eq!(KeyKind::default(), KeyKind::EcdsaP256);
+        let ca = ca();
+        let a = ca.issue(&request()).unwrap();
+        let b = ca.issue(&request()).unwrap();
+        assert_ne!(a.key_pem, b.key_pem);
+        assert_eq!(uris(&a.cert_pem), uris(&b.cert_pem));
+        let key = rcgen::KeyPair::from_pem(&a.key_pem).unwrap();
+        assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(!format!("{a:?}").contains("PRIVATE"), "Debug must not print the key");
+    }
+
+    #[test]
+    fn requests_that_cannot_become_a_certificate_are_refused() {
+        let ca = ca();
+        let bad = [
+            WorkloadRequest { mesh: String::new(), ..request() },
+            WorkloadRequest { services: vec![], ..request() },
+            WorkloadRequest { services: vec![String::new()], ..request() },
+            WorkloadRequest { lifetime: Duration::ZERO, ..request() },
+            WorkloadRequest { services: vec!["caf\u{e9}".into()], ..request() },
+        ];
+        for req in bad {
+            let err = ca.issue(&req).unwrap_err();
+            assert!(matches!(err, CaError::InvalidRequest(_)), "{req:?}: {err}");
+        }
+    }
+}
