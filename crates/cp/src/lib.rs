@@ -14,10 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::{Listener, ListenerExt};
 use kodiak_store::{MemoryStore, ResourceStore};
 use kodiak_store_sql::SqliteStore;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -125,8 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     let api = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     servers.spawn(serve(api_listener, api, stopped.clone()));
     servers.spawn(serve(diagnostics_listener, diagnostics::router(store), stopped.clone()));
-    let dp_server_listener = dp_server_listener.tap_io(keep_alive);
-    servers.spawn(serve(dp_server_listener, dp_server::router(dp_state, ads), stopped));
+    servers.spawn(dp_server::serve(dp_server_listener, dp_server::router(dp_state, ads), stopped));
     tracing::info!(%api_address, %diagnostics_address, %dp_server_address, "control plane started");
     Ok(RunningControlPlane {
         api_address,
@@ -149,29 +146,12 @@ async fn bind<const PORT: u16>(listen: &Listen<PORT>, what: &str) -> anyhow::Res
     })
 }
 
-async fn serve<L>(listener: L, router: axum::Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()>
-where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-{
+async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })
         .await
-}
-
-/// TCP keepalive on sidecar connections: a sidecar whose host went away
-/// without closing its stream (power loss, network cut) is noticed within
-/// about a minute and withdrawn from its callers, instead of never.
-fn keep_alive(connection: &mut tokio::net::TcpStream) {
-    let probes = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(3);
-    if let Err(error) = socket2::SockRef::from(&*connection).set_tcp_keepalive(&probes) {
-        tracing::warn!(%error, "cannot turn on TCP keepalive for a sidecar connection");
-    }
 }
 
 fn instance_id() -> String {

@@ -4,6 +4,9 @@
 
 mod bootstrap;
 mod drain;
+mod serve;
+
+pub use serve::serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
