@@ -25,21 +25,17 @@ pub fn binary(name: &str) -> PathBuf {
                 .expect("target dir")
                 .to_owned();
         let mut build = Command::new(env!("CARGO"));
-        build.current_dir(repository()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "kodiak-dp",
-            "-p",
-            "kodiak-test-service",
-            "-p",
-            "kodiakctl",
-        ]);
+        build.current_dir(repository()).args(["build", "--quiet", "--workspace"]);
         if profile_dir.file_name().is_some_and(|name| name == "release") {
-            build.arg("--release");
+            // A benchmark: the programs alone.
+            build.args(["--release", "--bins"]);
+        } else {
+            // Tests: every target, so features resolve as in `cargo nextest
+            // run --workspace` and nothing it built is built again.
+            build.arg("--all-targets");
         }
         let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building kodiak-dp, kodiak-test-service and kodiakctl failed");
+        assert!(status.success(), "building the workspace (kodiak-dp, kodiak-test-service, kodiakctl) failed");
         profile_dir
     });
     directory.join(name)
