@@ -1,10 +1,9 @@
-//! A control plane in this process, on fixed loopback ports chosen at
-//! creation, so it can be stopped and started again where sidecars expect it.
+//! A control plane in this process on loopback. Its ports are chosen by the
+//! kernel at the first start and kept, so it can be stopped and started
+//! again where sidecars expect it.
 
 use kodiak_cp::config::{Config, StoreKind};
 use kodiak_cp::testing::TestControlPlane;
-
-use crate::free_port;
 
 pub struct ControlPlane {
     config: Config,
@@ -33,8 +32,6 @@ impl ControlPlane {
         if let Some(dir) = &data_dir {
             config.store.data_dir = dir.path().to_owned();
         }
-        config.api_server.http.port = free_port();
-        config.dp_server.server.port = free_port();
         adjust(&mut config);
         let mut control_plane = Self { config, running: None, external: false, _data_dir: data_dir };
         control_plane.start();
@@ -54,7 +51,11 @@ impl ControlPlane {
     pub fn start(&mut self) {
         assert!(!self.external, "an external control plane is started by its owner");
         assert!(self.running.is_none(), "the control plane is already running");
-        self.running = Some(kodiak_cp::testing::start(self.config.clone()).expect("the control plane starts"));
+        let running = kodiak_cp::testing::start(self.config.clone()).expect("the control plane starts");
+        // Keep the ports the kernel chose (or were asked for) for a restart.
+        self.config.api_server.http.port = port_of(running.api_url());
+        self.config.dp_server.server.port = port_of(running.dp_server_url());
+        self.running = Some(running);
     }
 
     /// Stops it (sidecars lose their xDS stream; Envoy keeps its config).
@@ -102,4 +103,9 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The port of an `http://host:port` URL.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().and_then(|port| port.parse().ok()).unwrap_or_else(|| panic!("no port in {url}"))
 }
