@@ -111,14 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         hostname: hostname(),
         insights: xds.insights.clone(),
     });
-    let dp_state = Arc::new(dp_server::DpServerState {
-        store: store.clone(),
-        connections: xds.connections.clone(),
-        known: xds.known.clone(),
-        cleanup: xds.cleanup.clone(),
-        signals: xds.signals.clone(),
-        address: dp_server_address,
-    });
+    let dp_state = Arc::new(dp_server::DpServerState { xds, address: dp_server_address });
     let mut servers = JoinSet::new();
     let api = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     servers.spawn(serve(api_listener, api, stopped.clone()));

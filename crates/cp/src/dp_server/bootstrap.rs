@@ -30,7 +30,7 @@ pub async fn handle(
     }
     let proxy = ProxyId::new(request.mesh.clone(), request.name.clone());
     let instance = uuid::Uuid::new_v4().simple().to_string();
-    state.connections.claim(&proxy, &instance).map_err(|reason| {
+    state.xds.connections.claim(&proxy, &instance).map_err(|reason| {
         ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
@@ -41,17 +41,17 @@ pub async fn handle(
     })?;
     let dataplane = match &request.dataplane_resource {
         Some(text) => {
-            let registered = register_inline(state.store.as_ref(), &proxy, text).await?;
-            state.known.insert(proxy.clone());
+            let registered = register_inline(state.xds.store.as_ref(), &proxy, text).await?;
+            state.xds.known.insert(proxy.clone());
             // Callers get it once its Envoy connects; if that never
             // happens, it is removed like a sidecar that left.
-            state.connections.withhold(&proxy);
-            state.cleanup.departed(proxy.clone());
-            let _ = state.signals.send(Signal::Departed(proxy.clone()));
+            state.xds.connections.withhold(&proxy);
+            state.xds.cleanup.departed(proxy.clone());
+            let _ = state.xds.signals.send(Signal::Departed(proxy.clone()));
             tracing::info!(dataplane = %proxy, "registered a Dataplane from kodiak-dp");
             registered
         }
-        None => state.store.get(&proxy.resource_key()).await?.ok_or_else(|| {
+        None => state.xds.store.get(&proxy.resource_key()).await?.ok_or_else(|| {
             ApiError::not_found(format!(
                 "Dataplane {proxy} does not exist: apply it first (kodiakctl apply -f dataplane.yaml), or start kodiak-dp with --dataplane-file so it registers one"
             ))

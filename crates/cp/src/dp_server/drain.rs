@@ -18,10 +18,10 @@ pub async fn handle(State(state): State<Arc<DpServerState>>, body: Bytes) -> Res
     let request: DrainRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("the drain request is not valid: {error}")))?;
     let proxy = ProxyId::new(request.mesh, request.name);
-    let draining = state.connections.draining(&proxy);
+    let draining = state.xds.connections.draining(&proxy);
     if draining {
         tracing::info!(dataplane = %proxy, "sidecar is draining: callers stop choosing it");
-        let _ = state.signals.send(Signal::Departed(proxy));
+        let _ = state.xds.signals.send(Signal::Departed(proxy));
     }
     Ok(Json(json!({ "draining": draining })))
 }

@@ -13,20 +13,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::post;
-use kodiak_store::ResourceStore;
-use tokio::sync::mpsc;
 
-use crate::xds::cleanup::Cleanup;
-use crate::xds::connections::Connections;
-use crate::xds::sync::{KnownDataplanes, Signal};
+use crate::xds::Xds;
 
 /// What the bootstrap and drain handlers reach.
 pub struct DpServerState {
-    pub store: Arc<dyn ResourceStore>,
-    pub connections: Arc<Connections>,
-    pub known: Arc<KnownDataplanes>,
-    pub cleanup: Cleanup,
-    pub signals: mpsc::UnboundedSender<Signal>,
+    pub xds: Xds,
     /// Where sidecars reach this server when a request carries no Host header.
     pub address: SocketAddr,
 }

@@ -1,28 +1,18 @@
 //! The mesh-aware side of the ADS server: who may open a stream, and what
 //! each stream event means for insights, presence and the sync loop.
 
-use std::sync::Arc;
-
 use kodiak_api::bootstrap::node_metadata;
-use kodiak_store::ResourceStore;
-use kodiak_xds_server::{Callbacks, SnapshotCache, StreamInfo, Transport};
-use tokio::sync::mpsc;
+use kodiak_xds_server::{Callbacks, StreamInfo, Transport};
 
-use super::cleanup::Cleanup;
-use super::connections::{Connections, Presence};
-use super::insights::{Insights, StreamEvent, StreamStart};
+use super::Xds;
+use super::connections::Presence;
+use super::insights::{StreamEvent, StreamStart};
 use super::proxy_id::ProxyId;
 use super::register::register_inline;
-use super::sync::{KnownDataplanes, Signal, deleted};
+use super::sync::{Signal, deleted};
 
 pub struct XdsCallbacks {
-    pub store: Arc<dyn ResourceStore>,
-    pub cache: Arc<SnapshotCache>,
-    pub insights: Arc<Insights>,
-    pub connections: Arc<Connections>,
-    pub known: Arc<KnownDataplanes>,
-    pub cleanup: Cleanup,
-    pub signals: mpsc::UnboundedSender<Signal>,
+    pub xds: Xds,
 }
 
 impl XdsCallbacks {
@@ -30,7 +20,7 @@ impl XdsCallbacks {
     /// Dataplane (mesh names may hold dots), else the plain one.
     fn proxy_of(&self, node_id: &str) -> Result<ProxyId, String> {
         let plain = ProxyId::parse(node_id)?;
-        Ok(ProxyId::readings(node_id).find(|proxy| self.known.contains(proxy)).unwrap_or(plain))
+        Ok(ProxyId::readings(node_id).find(|proxy| self.xds.known.contains(proxy)).unwrap_or(plain))
     }
 
     fn proxy(&self, stream: &StreamInfo) -> Option<ProxyId> {
@@ -43,10 +33,10 @@ impl Callbacks for XdsCallbacks {
         let node = &stream.node;
         let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
         let inline = metadata_text(node, node_metadata::DATAPLANE);
-        if self.known.was_deleted_while_connected(&proxy) {
+        if self.xds.known.was_deleted_while_connected(&proxy) {
             return Err(deleted(&proxy));
         }
-        let known = self.known.contains(&proxy);
+        let known = self.xds.known.contains(&proxy);
         if !known && inline.is_none() {
             tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
             return Err(tonic::Status::not_found(format!(
@@ -54,14 +44,14 @@ impl Callbacks for XdsCallbacks {
             )));
         }
         let instance = metadata_text(node, node_metadata::SIDECAR_INSTANCE);
-        let presence = self.connections.opened(&proxy, instance.as_deref()).map_err(|reason| {
+        let presence = self.xds.connections.opened(&proxy, instance.as_deref()).map_err(|reason| {
             tracing::warn!(dataplane = %proxy, %reason, "refused an xDS stream");
             tonic::Status::already_exists(reason)
         })?;
         if let (false, Some(inline)) = (known, inline) {
             // Known to the sidecar but not to this control plane (an
             // in-memory store that restarted): register it again.
-            let (store, known, cache) = (self.store.clone(), self.known.clone(), self.cache.clone());
+            let (store, known, cache) = (self.xds.store.clone(), self.xds.known.clone(), self.xds.cache.clone());
             let (again, node_id) = (proxy.clone(), node.id.clone());
             tokio::spawn(async move {
                 match register_inline(store.as_ref(), &again, &inline).await {
@@ -74,7 +64,7 @@ impl Callbacks for XdsCallbacks {
                 }
             });
         }
-        self.insights.stream_opened(
+        self.xds.insights.stream_opened(
             &proxy,
             StreamStart {
                 stream_id: stream.id,
@@ -88,46 +78,46 @@ impl Callbacks for XdsCallbacks {
         );
         tracing::info!(dataplane = %proxy, stream = stream.id, transport = ?stream.transport, "sidecar connected");
         if presence == Presence::Arrived {
-            self.cleanup.arrived(&proxy);
+            self.xds.cleanup.arrived(&proxy);
         }
-        let _ = self.signals.send(Signal::Arrived(proxy));
+        let _ = self.xds.signals.send(Signal::Arrived(proxy));
         Ok(())
     }
 
     fn stream_closed(&self, stream: &StreamInfo) {
         let Some(proxy) = self.proxy(stream) else { return };
-        self.insights.stream_closed(&proxy, stream.id);
+        self.xds.insights.stream_closed(&proxy, stream.id);
         tracing::info!(dataplane = %proxy, stream = stream.id, "sidecar disconnected");
-        if self.connections.closed(&proxy) == Presence::Left {
+        if self.xds.connections.closed(&proxy) == Presence::Left {
             // A sidecar that comes back gets a snapshot made for it then,
             // not the one left from before it went away.
-            self.cache.remove(&stream.node.id);
-            self.cleanup.departed(proxy.clone());
-            let _ = self.signals.send(Signal::Departed(proxy));
+            self.xds.cache.remove(&stream.node.id);
+            self.xds.cleanup.departed(proxy.clone());
+            let _ = self.xds.signals.send(Signal::Departed(proxy));
         }
     }
 
     fn response_sent(&self, stream: &StreamInfo, type_url: &str, _version: &str) {
         if let Some(proxy) = self.proxy(stream) {
-            self.insights.record(&proxy, stream.id, StreamEvent::Sent { type_url });
+            self.xds.insights.record(&proxy, stream.id, StreamEvent::Sent { type_url });
         }
     }
 
     fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str) {
         if let Some(proxy) = self.proxy(stream) {
-            self.insights.record(&proxy, stream.id, StreamEvent::Acked { type_url, version });
+            self.xds.insights.record(&proxy, stream.id, StreamEvent::Acked { type_url, version });
         }
     }
 
     fn nacked(&self, stream: &StreamInfo, type_url: &str, version: &str, error: &str) {
         if let Some(proxy) = self.proxy(stream) {
-            self.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
+            self.xds.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
         }
     }
 
     fn synced(&self, stream: &StreamInfo, generation: u64) {
         if let Some(proxy) = self.proxy(stream) {
-            self.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
+            self.xds.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
         }
     }
 }

@@ -22,7 +22,8 @@ use connections::Connections;
 use insights::Insights;
 use sync::{KnownDataplanes, Signal, Sync};
 
-/// The shared parts of the xDS layer.
+/// The shared parts of the xDS layer (cheap to clone: handles only).
+#[derive(Clone)]
 pub struct Xds {
     pub store: Arc<dyn ResourceStore>,
     pub cache: Arc<SnapshotCache>,
@@ -59,15 +60,7 @@ impl Xds {
         let mut sync = Sync::new(&xds, config.sync_debounce());
         sync.reload().await?;
         tokio::spawn(sync.run(events, signal_rx, stopped.clone()));
-        let callbacks = XdsCallbacks {
-            store,
-            cache: xds.cache.clone(),
-            insights: xds.insights.clone(),
-            connections: xds.connections.clone(),
-            known: xds.known.clone(),
-            cleanup: xds.cleanup.clone(),
-            signals: xds.signals.clone(),
-        };
+        let callbacks = XdsCallbacks { xds: xds.clone() };
         let ads = AdsServer::new(xds.cache.clone(), Arc::new(callbacks)).with_shutdown(stopped).into_service();
         let routes = tonic::service::Routes::new(ads).into_axum_router();
         Ok((xds, routes))
