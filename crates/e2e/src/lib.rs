@@ -21,19 +21,14 @@ pub use sidecar::{Sidecar, Transport};
 /// Linux), so no connection's source port can take it in the meantime.
 /// Picked at random, so concurrent test processes rarely try the same one.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     const RANGE: std::ops::Range<u16> = 20_000..32_768;
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    static STATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seed = u64::from(std::process::id()) << 32
-        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     for _ in 0..10_000 {
-        // xorshift64*: enough to spread processes over the range.
-        let mut x = STATE.fetch_add(seed | 1, std::sync::atomic::Ordering::Relaxed) ^ seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let port = RANGE.start + (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % u64::from(RANGE.end - RANGE.start)) as u16;
+        // Each RandomState has keys of its own: a random number without a crate.
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let port = RANGE.start + (random % u64::from(RANGE.end - RANGE.start)) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && HANDED_OUT.lock().unwrap().insert(port) {
             return port;
         }

@@ -55,12 +55,13 @@ async fn a_registered_dataplane_whose_sidecar_never_connects_gets_no_traffic_and
     // A kodiak-dp that registers b-2 and dies before its Envoy connects.
     let (status, _) = bootstrap(&control_plane, "b-2", &backend("b-2", "b", &b1)).await;
     assert_eq!(status, 200);
+    // Until it is removed, every look at a's endpoints must show b-1 alone.
     eventually("b-2 removed after the clean-up delay", Duration::from_secs(10), || async {
+        assert_eq!(a.endpoints("b").await.len(), 1, "b-2 was offered to a before its sidecar connected");
         let overview = control_plane.overview("default", "b-2").await;
         (overview["status"] == 404).then_some(())
     })
     .await;
-    assert_eq!(a.endpoints("b").await.len(), 1, "b-2 was never offered to a");
 }
 
 #[tokio::test(flavor = "multi_thread")]
