@@ -1,0 +1,5 @@
+//! Which policies apply to a proxy and what they add up to, following Kuma
+//! 2.x's targetRef semantics: matching, ordering from least to most
+//! specific, and merging. Pure: resources in, effective configuration out.
+
+pub mod traffic_permission;
