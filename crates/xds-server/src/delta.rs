@@ -129,7 +129,7 @@ mod tests {
     use super::*;
     use crate::testing::{self, acked, quiet, resource, snapshot};
     use crate::tracker::Event;
-    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER};
+    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, SECRET};
 
     fn request(type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {
@@ -253,6 +253,20 @@ mod tests {
     fn holding(connection: &mut Connection, type_url: &str) {
         let (response, _) = single(connection.on_request(request(type_url, &[], &[])));
         quiet(connection.on_request(ack(&response)));
+    }
+
+    #[test]
+    fn secrets_go_before_the_clusters_that_use_them() {
+        let generation =
+            |generation, content| snapshot(generation, &[(SECRET, &[("s", content)]), (CLUSTER, &[("a", content)])]);
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation(1, 1)));
+        holding(&mut connection, CLUSTER);
+        let (response, _) = single(connection.on_request(request(SECRET, &["s"], &[])));
+        quiet(connection.on_request(ack(&response)));
+        let output = connection.on_snapshot(generation(2, 2));
+        let types: Vec<&str> = output.responses.iter().map(|response| response.type_url.as_str()).collect();
+        assert_eq!(types, [SECRET, CLUSTER]);
     }
 
     #[test]

@@ -90,7 +90,7 @@ mod tests {
     use crate::Snapshot;
     use crate::testing::{self, acked, name_of, quiet, snapshot};
     use crate::tracker::Event;
-    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+    use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET};
 
     fn request(type_url: &str, names: &[&str]) -> DiscoveryRequest {
         DiscoveryRequest { type_url: type_url.into(), resource_names: testing::names(names), ..Default::default() }
@@ -350,6 +350,21 @@ mod tests {
         );
         let output = connection.on_snapshot(generation_2);
         assert_eq!(type_urls(&output), [CLUSTER, ENDPOINT, LISTENER, ROUTE]);
+    }
+
+    #[test]
+    fn secrets_go_before_the_clusters_that_use_them() {
+        let generation =
+            |generation, content| snapshot(generation, &[(SECRET, &[("s", content)]), (CLUSTER, &[("a", content)])]);
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation(1, 1)));
+        // Envoy asks for a secret once a cluster it received names it.
+        for (type_url, names) in [(CLUSTER, &[][..]), (SECRET, &["s"][..])] {
+            let (response, _) = single(connection.on_request(request(type_url, names)));
+            quiet(connection.on_request(ack(&response, names)));
+        }
+        let output = connection.on_snapshot(generation(2, 2));
+        assert_eq!(type_urls(&output), [SECRET, CLUSTER]);
     }
 
     #[test]

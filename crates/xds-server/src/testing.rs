@@ -7,11 +7,12 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{CertificateValidationContext, Secret, secret};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use prost::Message;
 
 use crate::tracker::{Event, Output};
-use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use crate::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET};
 use crate::{Resource, Snapshot};
 
 /// A resource of `type_url` named `name` whose content is determined by `content`.
@@ -42,6 +43,16 @@ pub(crate) fn resource(type_url: &str, name: &str, content: u32) -> Arc<Resource
                 ..Default::default()
             },
         ),
+        SECRET => Resource::new(
+            &name,
+            &Secret {
+                name: name.clone(),
+                r#type: Some(secret::Type::ValidationContext(CertificateValidationContext {
+                    max_verify_depth: Some(UInt32Value { value: content }),
+                    ..Default::default()
+                })),
+            },
+        ),
         other => panic!("no test resource for {other}"),
     }
 }
@@ -62,6 +73,7 @@ pub(crate) fn name_of(body: &Any) -> String {
         ENDPOINT => ClusterLoadAssignment::decode(bytes).unwrap().cluster_name,
         LISTENER => Listener::decode(bytes).unwrap().name,
         ROUTE => RouteConfiguration::decode(bytes).unwrap().name,
+        SECRET => Secret::decode(bytes).unwrap().name,
         other => panic!("no test resource for {other}"),
     }
 }

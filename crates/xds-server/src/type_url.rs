@@ -11,15 +11,18 @@ pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfigur
 /// `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS).
 pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
-/// Make-before-break order: CDS, EDS, LDS, RDS, then any other type by URL
-/// (xDS protocol, "Eventual consistency considerations").
+/// Make-before-break order: SDS, CDS, EDS, LDS, RDS, then any other type by
+/// URL (xDS protocol, "Eventual consistency considerations"). Secrets go
+/// first: a renewed certificate or a new CA bundle reaches the proxy before
+/// the clusters and listeners that come with it.
 pub(crate) fn push_order(type_url: &str) -> (u8, &str) {
     let rank = match type_url {
-        CLUSTER => 0,
-        ENDPOINT => 1,
-        LISTENER => 2,
-        ROUTE => 3,
-        _ => 4,
+        SECRET => 0,
+        CLUSTER => 1,
+        ENDPOINT => 2,
+        LISTENER => 3,
+        ROUTE => 4,
+        _ => 5,
     };
     (rank, type_url)
 }
