@@ -2,6 +2,8 @@
 //! (so its CPU time and memory are its own), readings from `/proc`, and
 //! percentiles.
 
+pub mod load;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
