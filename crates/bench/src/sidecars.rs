@@ -129,7 +129,9 @@ impl Cp {
         ]
         .map(str::to_owned)
         .into();
-        let mut env = vec![("KODIAK_LOG_LEVEL", args.cp_log_level.as_str())];
+        // The benchmark's sidecars carry no dataplane tokens.
+        let mut env =
+            vec![("KODIAK_LOG_LEVEL", args.cp_log_level.as_str()), ("KODIAK_DP_SERVER_AUTHN_DP_PROXY_TYPE", "none")];
         if let Some(debounce) = &args.sync_debounce {
             env.push(("KODIAK_DP_SERVER_SYNC_DEBOUNCE", debounce));
         }

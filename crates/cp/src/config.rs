@@ -41,6 +41,8 @@ pub enum StoreKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ApiServerConfig {
     pub http: Listen<5681>,
+    /// Who may call the API.
+    pub authn: ApiAuthnConfig,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
 }
@@ -57,6 +59,8 @@ pub struct DiagnosticsConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DpServerConfig {
     pub server: Listen<5678>,
+    /// How sidecars prove which Dataplane they are.
+    pub authn: DpServerAuthnConfig,
     /// How long changes are collected before proxies are updated: the
     /// window closes once nothing changed for this long (and at the latest
     /// after ten times as long), so a burst becomes one update.
@@ -64,6 +68,63 @@ pub struct DpServerConfig {
     /// A Dataplane that kodiak-dp registered from a dataplane file is
     /// removed this long after its sidecar disconnected (unless it came back).
     pub inline_dataplane_cleanup_delay: String,
+}
+
+// Authentication settings: the REST API's users and the dp-server's sidecars.
+
+/// Who may call the REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiAuthnConfig {
+    /// A request made straight from this host (loopback, no proxy headers)
+    /// is an admin's, whatever token it carries.
+    pub localhost_is_admin: bool,
+    pub tokens: ApiTokensConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiTokensConfig {
+    /// Issue an admin user token at start, kept as the GlobalSecret
+    /// `admin-user-token`, when there is none.
+    pub bootstrap_admin_token: bool,
+}
+
+impl Default for ApiAuthnConfig {
+    fn default() -> Self {
+        Self { localhost_is_admin: true, tokens: ApiTokensConfig { bootstrap_admin_token: true } }
+    }
+}
+
+impl Default for ApiTokensConfig {
+    fn default() -> Self {
+        Self { bootstrap_admin_token: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpServerAuthnConfig {
+    pub dp_proxy: DpProxyAuthnConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpProxyAuthnConfig {
+    #[serde(rename = "type")]
+    pub kind: DpProxyAuthn,
+}
+
+/// How a sidecar proves which Dataplane it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DpProxyAuthn {
+    /// A dataplane token that matches the Dataplane's name, mesh and tags.
+    #[default]
+    #[serde(rename = "dpToken")]
+    DpToken,
+    /// Nothing: any process that reaches the dp-server may be any Dataplane.
+    #[serde(rename = "none")]
+    None,
 }
 
 /// An address and port to listen on; `PORT` is the default port, so a
@@ -133,13 +194,18 @@ impl Default for StoreConfig {
 
 impl Default for ApiServerConfig {
     fn default() -> Self {
-        Self { http: Listen::default(), max_body_bytes: 1024 * 1024 }
+        Self { http: Listen::default(), authn: ApiAuthnConfig::default(), max_body_bytes: 1024 * 1024 }
     }
 }
 
 impl Default for DpServerConfig {
     fn default() -> Self {
-        Self { server: Listen::default(), sync_debounce: "10ms".into(), inline_dataplane_cleanup_delay: "10s".into() }
+        Self {
+            server: Listen::default(),
+            authn: DpServerAuthnConfig::default(),
+            sync_debounce: "10ms".into(),
+            inline_dataplane_cleanup_delay: "10s".into(),
+        }
     }
 }
 
@@ -198,6 +264,16 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "address the REST API listens on (default 127.0.0.1)",
     ),
     ("KODIAK_API_SERVER_HTTP_PORT", "apiServer.http.port", "port of the REST API (default 5681)"),
+    (
+        "KODIAK_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN",
+        "apiServer.authn.localhostIsAdmin",
+        "true (default): requests straight from this host's loopback are admin's",
+    ),
+    (
+        "KODIAK_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN",
+        "apiServer.authn.tokens.bootstrapAdminToken",
+        "true (default): create the admin user token (GlobalSecret admin-user-token) when missing",
+    ),
     ("KODIAK_API_SERVER_MAX_BODY_BYTES", "apiServer.maxBodyBytes", "largest request body accepted (default 1048576)"),
     (
         "KODIAK_DIAGNOSTICS_SERVER_INTERFACE",
@@ -211,6 +287,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "address sidecars connect to: bootstrap and ADS (default 127.0.0.1)",
     ),
     ("KODIAK_DP_SERVER_PORT", "dpServer.server.port", "port of the dp-server (default 5678)"),
+    (
+        "KODIAK_DP_SERVER_AUTHN_DP_PROXY_TYPE",
+        "dpServer.authn.dpProxy.type",
+        "dpToken (default): sidecars need a dataplane token; none: no check",
+    ),
     (
         "KODIAK_DP_SERVER_SYNC_DEBOUNCE",
         "dpServer.syncDebounce",

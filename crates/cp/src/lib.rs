@@ -8,6 +8,7 @@ mod defaults;
 mod diagnostics;
 mod dp_server;
 pub mod testing;
+mod tokens;
 mod xds;
 
 use std::net::SocketAddr;
@@ -102,6 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     let dp_server_address = dp_server_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
+    tokens::start(store.clone(), config.api_server.authn.tokens.bootstrap_admin_token, stopped.clone()).await?;
     let instance_id = instance_id();
     let (xds, ads) = xds::Xds::start(store.clone(), &config, &instance_id, stopped.clone()).await?;
     let state = Arc::new(api::ApiState {
@@ -140,7 +142,8 @@ async fn bind<const PORT: u16>(listen: &Listen<PORT>, what: &str) -> anyhow::Res
 }
 
 async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // The peer address tells requests from this host apart (apiServer.authn.localhostIsAdmin).
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })

@@ -2,7 +2,7 @@
 //! kernel at the first start and kept, so it can be stopped and started
 //! again where sidecars expect it.
 
-use kodiak_cp::config::{Config, StoreKind};
+use kodiak_cp::config::{Config, DpProxyAuthn, StoreKind};
 use kodiak_cp::testing::TestControlPlane;
 
 pub struct ControlPlane {
@@ -28,6 +28,8 @@ impl ControlPlane {
     pub fn with(store: StoreKind, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = kodiak_cp::testing::loopback_config();
         config.store.kind = store;
+        // Sidecars start without dataplane tokens until the harness issues them.
+        config.dp_server.authn.dp_proxy.kind = DpProxyAuthn::None;
         let data_dir = (store == StoreKind::Sqlite).then(|| tempfile::tempdir().expect("a temporary directory"));
         if let Some(dir) = &data_dir {
             config.store.data_dir = dir.path().to_owned();

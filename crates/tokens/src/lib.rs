@@ -17,7 +17,7 @@ mod jwt;
 mod revocations;
 mod signing_key;
 
-pub use claims::{DataplaneClaims, Registered, UserClaims};
+pub use claims::{Claims, DataplaneClaims, Registered, UserClaims};
 pub use dataplane::{DataplaneIdentity, check_dataplane};
 pub use error::{KeyError, TokenError};
 pub use jwt::{Header, header, issue, verify};

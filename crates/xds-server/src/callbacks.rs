@@ -25,6 +25,9 @@ pub struct StreamInfo {
     pub transport: Transport,
     /// The client's address, when the server that accepted the connection recorded it.
     pub peer: Option<SocketAddr>,
+    /// The gRPC metadata (request headers) the stream was opened with: call
+    /// credentials such as `authorization` travel here.
+    pub metadata: tonic::metadata::MetadataMap,
 }
 
 /// What the mesh-aware layer wants to know and decide. Called synchronously
@@ -33,6 +36,13 @@ pub struct StreamInfo {
 /// For one stream, calls come in order: `stream_opened`, then the others, then
 /// `stream_closed` exactly once if and only if `stream_opened` returned `Ok`.
 pub trait Callbacks: Send + Sync + 'static {
+    /// Before `stream_opened`, and free to wait (e.g. on a store): whether the
+    /// client may open this stream, judged from its node and metadata. An `Err`
+    /// ends the stream with that status (UNAUTHENTICATED, PERMISSION_DENIED).
+    fn authenticate(&self, stream: &StreamInfo) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let _ = stream;
+        std::future::ready(Ok(()))
+    }
     /// Before anything is sent. An `Err` ends the stream with that status (e.g.
     /// an unknown Dataplane: NOT_FOUND with a message saying what to do).
     fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status>;

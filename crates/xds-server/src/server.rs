@@ -56,11 +56,12 @@ impl<C: Callbacks> AdsServer<C> {
         let (responses, body) = mpsc::channel(RESPONSE_BUFFER);
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
+        let metadata = request.metadata().clone();
         let (cache, callbacks) = (self.cache.clone(), self.callbacks.clone());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
-                () = stream::run::<P, C>(id, peer, request.into_inner(), cache, callbacks, responses.clone()) => {}
+                () = stream::run::<P, C>(id, peer, metadata, request.into_inner(), cache, callbacks, responses.clone()) => {}
                 () = stream::shutting_down(shutdown) => {
                     let _ = responses.send(Err(Status::unavailable("the control plane is shutting down"))).await;
                 }

@@ -41,6 +41,7 @@ pub(crate) type Responses<P> = mpsc::Sender<Result<<P as Encode>::Response, Stat
 pub(crate) async fn run<P: Protocol, C: Callbacks>(
     id: u64,
     peer: Option<SocketAddr>,
+    metadata: tonic::metadata::MetadataMap,
     mut requests: Streaming<P::Request>,
     cache: Arc<SnapshotCache>,
     callbacks: Arc<C>,
@@ -61,10 +62,15 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     // Envoy lists every extension compiled into it (hundreds): kept for the
     // stream's life they would cost more than everything else it holds.
     node.extensions = Vec::new();
+    let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer, metadata };
+    if let Err(status) = callbacks.authenticate(&stream).await {
+        debug!(id, node = %stream.node.id, %status, "ADS stream refused");
+        let _ = responses.send(Err(status)).await;
+        return;
+    }
     // Watched before `stream_opened`, so a `SnapshotCache::close` issued after
     // the stream was accepted, even while `stream_opened` runs, ends it.
-    let mut node_watch = cache.watch(&node.id);
-    let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer };
+    let mut node_watch = cache.watch(&stream.node.id);
     if let Err(status) = callbacks.stream_opened(&stream) {
         debug!(id, node = %stream.node.id, %status, "ADS stream refused");
         let _ = responses.send(Err(status)).await;
@@ -90,7 +96,18 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
         }
         output = tokio::select! {
             request = requests.next() => match request {
-                Some(Ok(request)) => Some(connection.on_request(request)),
+                Some(Ok(mut request)) => {
+                    // The stream was authorized for its first node: it may not become another.
+                    if let Some(node) = P::take_node(&mut request).filter(|node| node.id != stream.node.id && !node.id.is_empty()) {
+                        let status = Status::invalid_argument(format!(
+                            "the node id changed within the stream from {:?} to {:?}; open a new stream", stream.node.id, node.id
+                        ));
+                        warn!(id, node = %stream.node.id, %status, "ADS stream ended");
+                        let _ = responses.send(Err(status)).await;
+                        return;
+                    }
+                    Some(connection.on_request(request))
+                }
                 Some(Err(status)) => return debug!(id, %status, "ADS stream ended by the client"),
                 None => return,
             },

@@ -1,11 +1,13 @@
 //! The REST API (port 5681), in Kuma's paths and shapes.
 
+mod authn;
 mod error;
 mod index;
 mod overview;
 mod paging;
 mod resources;
 mod route;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -38,7 +40,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    match handle(&state, &parts.method, &parts.uri, &parts.headers, body).await {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0);
+    let tokens = crate::tokens::Tokens::new(state.store.clone());
+    let localhost_is_admin = state.config.api_server.authn.localhost_is_admin;
+    let identity = match authn::authenticate(&tokens, localhost_is_admin, peer, &parts.uri, &parts.headers).await {
+        Ok(identity) => identity,
+        Err(error) => return error.into_response(),
+    };
+    match handle(&state, &identity, &parts.method, &parts.uri, &parts.headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -46,6 +55,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
 
 async fn handle(
     state: &ApiState,
+    identity: &authn::Identity,
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
@@ -66,7 +76,9 @@ async fn handle(
         }
         return Ok(response);
     }
+    authn::authorize(identity, &route)?;
     let page = || paging::parse(uri.query());
+    let limit = state.config.api_server.max_body_bytes;
     match (route, method) {
         (Route::Index, _) => Ok(index::index(state).into_response()),
         (Route::Config, _) => Ok(index::config(state).into_response()),
@@ -75,10 +87,20 @@ async fn handle(
         (Route::Overview { mesh, name: None }, _) => overview::list(state, &mesh, page()?, uri, headers).await,
         (Route::Overview { mesh, name: Some(name) }, _) => overview::one(state, &mesh, &name).await,
         (Route::One(key), &Method::GET) => resources::get(state, &key).await,
-        (Route::One(key), &Method::PUT) => {
-            let limit = state.config.api_server.max_body_bytes;
-            resources::put(state, key, headers, body, limit).await
-        }
+        (Route::One(key), &Method::PUT) => resources::put(state, key, headers, body, limit).await,
         (Route::One(key), _) => resources::delete(state, &key).await,
+        (Route::DataplaneToken, _) => tokens::dataplane(state, read_body(body, limit).await?).await,
+        (Route::UserToken, _) => tokens::user(state, read_body(body, limit).await?).await,
     }
+}
+
+/// A request body of at most `limit` bytes (413 beyond).
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            format!("the request body is too large or unreadable: {error}"),
+        )
+    })
 }

@@ -24,6 +24,10 @@ pub enum Route {
         mesh: String,
         name: Option<String>,
     },
+    /// `POST /tokens/dataplane`: issue a dataplane token.
+    DataplaneToken,
+    /// `POST /tokens/user`: issue a user token.
+    UserToken,
 }
 
 impl Route {
@@ -32,6 +36,7 @@ impl Route {
         use axum::http::Method;
         match self {
             Route::One(_) => &[Method::GET, Method::PUT, Method::DELETE],
+            Route::DataplaneToken | Route::UserToken => &[Method::POST],
             _ => &[Method::GET],
         }
     }
@@ -44,6 +49,8 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
         [] => Ok(Route::Index),
         ["config"] => Ok(Route::Config),
         ["_resources"] => Ok(Route::ResourceTypes),
+        ["tokens", "dataplane"] => Ok(Route::DataplaneToken),
+        ["tokens", "user"] => Ok(Route::UserToken),
         [plural] => Ok(Route::List { kind: any_type(plural)?, mesh: None }),
         [plural, name] => {
             let kind = any_type(plural)?;
@@ -106,6 +113,9 @@ mod tests {
             route("/meshes/default/dataplanes/web-1/_overview").unwrap(),
             Route::Overview { mesh: "default".into(), name: Some("web-1".into()) }
         );
+        assert_eq!(route("/tokens/dataplane").unwrap(), Route::DataplaneToken);
+        assert_eq!(route("/tokens/user").unwrap(), Route::UserToken);
+        assert_eq!(Route::UserToken.methods(), [axum::http::Method::POST]);
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl XdsCallbacks {
 }
 
 impl Callbacks for XdsCallbacks {
+    fn authenticate(&self, stream: &StreamInfo) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let inline = metadata_text(&stream.node, node_metadata::DATAPLANE);
+        super::auth::authenticate_stream(&self.xds, self.proxy_of(&stream.node.id), inline, stream)
+    }
+
     fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status> {
         let node = &stream.node;
         let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
@@ -118,6 +123,9 @@ impl Callbacks for XdsCallbacks {
     fn synced(&self, stream: &StreamInfo, generation: u64) {
         if let Some(proxy) = self.proxy(stream) {
             self.xds.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
+            if self.xds.acks.wants(&proxy) {
+                let _ = self.xds.signals.send(Signal::Synced(proxy, generation));
+            }
         }
     }
 }

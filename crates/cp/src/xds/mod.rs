@@ -1,6 +1,7 @@
 //! The mesh-aware xDS layer: turns the store's Dataplanes into snapshots
 //! for the generic ADS server, and keeps track of every sidecar's stream.
 
+pub mod auth;
 pub mod callbacks;
 pub mod cleanup;
 pub mod connections;
@@ -32,6 +33,8 @@ pub struct Xds {
     pub insights: Arc<Insights>,
     pub cleanup: Cleanup,
     pub signals: mpsc::UnboundedSender<Signal>,
+    /// Whether sidecars must show a dataplane token (bootstrap and ADS).
+    pub dp_authn: crate::config::DpProxyAuthn,
 }
 
 impl Xds {
@@ -55,6 +58,7 @@ impl Xds {
             insights: Arc::new(Insights::new(instance_id)),
             cleanup,
             signals,
+            dp_authn: config.dp_server.authn.dp_proxy.kind,
         };
         let events = store.watch();
         let mut sync = Sync::new(&xds, config.sync_debounce());

@@ -1,0 +1,149 @@
+//! Dataplane and user tokens as the control plane keeps them: signing keys
+//! and revocation lists are Secrets, tokens are issued and verified here.
+
+pub mod admin;
+pub mod dataplane;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kodiak_store::{ResourceStore, StoreError};
+use kodiak_tokens::{DataplaneClaims, Registered, TokenError, UserClaims};
+
+pub use keys::KeyScope;
+
+/// Why a token was not accepted: a reason for its holder, or a store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Token(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TokenError> for Refusal {
+    fn from(error: TokenError) -> Self {
+        Self::Token(error.to_string())
+    }
+}
+
+/// Issues and verifies tokens against the signing keys in the store.
+#[derive(Clone)]
+pub struct Tokens {
+    store: Arc<dyn ResourceStore>,
+}
+
+/// What a dataplane token may say.
+#[derive(Debug, Clone, Default)]
+pub struct DataplaneTokenRequest {
+    pub mesh: String,
+    pub name: String,
+    pub tags: BTreeMap<String, Vec<String>>,
+    pub proxy_type: String,
+    pub workload: String,
+    pub valid_for: Duration,
+}
+
+impl Tokens {
+    pub fn new(store: Arc<dyn ResourceStore>) -> Self {
+        Self { store }
+    }
+
+    /// Signs a dataplane token with the mesh's newest key (made on first need).
+    pub async fn issue_dataplane(&self, request: DataplaneTokenRequest) -> Result<String, Refusal> {
+        let scope = KeyScope::Dataplane(request.mesh.clone());
+        let claims = DataplaneClaims {
+            name: request.name,
+            mesh: request.mesh,
+            tags: request.tags,
+            proxy_type: request.proxy_type,
+            workload: request.workload,
+            registered: Registered::new(SystemTime::now(), request.valid_for),
+        };
+        self.issue(&scope, &claims).await
+    }
+
+    /// Signs a user token with the newest user-token key (made on first need).
+    pub async fn issue_user(&self, name: &str, groups: Vec<String>, valid_for: Duration) -> Result<String, Refusal> {
+        let claims =
+            UserClaims { name: name.to_owned(), groups, registered: Registered::new(SystemTime::now(), valid_for) };
+        self.issue(&KeyScope::User, &claims).await
+    }
+
+    async fn issue(&self, scope: &KeyScope, claims: &impl serde::Serialize) -> Result<String, Refusal> {
+        let (serial, key) = keys::newest(self.store.as_ref(), scope).await?;
+        Ok(kodiak_tokens::issue(claims, &serial.to_string(), &key)?)
+    }
+
+    /// The claims of a dataplane token for a Dataplane of `mesh`, once its
+    /// signature (by one of the mesh's keys), validity and revocation are checked.
+    pub async fn verify_dataplane(&self, token: &str, mesh: &str) -> Result<DataplaneClaims, Refusal> {
+        self.verify(token, &KeyScope::Dataplane(mesh.to_owned())).await
+    }
+
+    pub async fn verify_user(&self, token: &str) -> Result<UserClaims, Refusal> {
+        self.verify(token, &KeyScope::User).await
+    }
+
+    async fn verify<C: kodiak_tokens::Claims>(&self, token: &str, scope: &KeyScope) -> Result<C, Refusal> {
+        let token = token.trim();
+        let header = kodiak_tokens::header(token)?;
+        let key = keys::by_kid(self.store.as_ref(), scope, &header.kid).await?;
+        let revocations = keys::revocations(self.store.as_ref(), scope).await?;
+        Ok(kodiak_tokens::verify(token, &key, &revocations, SystemTime::now())?)
+    }
+
+    /// Makes sure a mesh has a dataplane-token signing key (when it is created).
+    pub async fn ensure_dataplane_key(&self, mesh: &str) -> Result<(), StoreError> {
+        match keys::newest(self.store.as_ref(), &KeyScope::Dataplane(mesh.to_owned())).await {
+            Ok(_) => Ok(()),
+            Err(Refusal::Store(error)) => Err(error),
+            Err(Refusal::Token(reason)) => Err(StoreError::Backend(reason)),
+        }
+    }
+}
+
+/// At start: the admin token (unless turned off), a signing key for every
+/// mesh, and from then on a key for every mesh created.
+pub async fn start(
+    store: Arc<dyn ResourceStore>,
+    bootstrap_admin_token: bool,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let tokens = Tokens::new(store.clone());
+    let events = store.watch();
+    if bootstrap_admin_token {
+        tokens.ensure_admin_token().await.map_err(|e| anyhow::anyhow!("cannot create the admin user token: {e}"))?;
+    }
+    let meshes = store.list(&kodiak_store::ListQuery::all(kodiak_api::ResourceType::Mesh, usize::MAX)).await?;
+    for mesh in meshes.items {
+        tokens.ensure_dataplane_key(&mesh.key.name).await?;
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            () = keys_for_new_meshes(tokens, events) => {}
+            _ = stopped.wait_for(|stop| *stop) => {}
+        }
+    });
+    Ok(())
+}
+
+async fn keys_for_new_meshes(tokens: Tokens, mut events: tokio::sync::broadcast::Receiver<kodiak_store::ChangeEvent>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            // A missed Mesh gets its key when its first token is issued.
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if event.kind != kodiak_store::ChangeKind::Created || event.key.kind != kodiak_api::ResourceType::Mesh {
+            continue;
+        }
+        if let Err(error) = tokens.ensure_dataplane_key(&event.key.name).await {
+            tracing::warn!(mesh = %event.key.name, %error, "cannot create the mesh's dataplane-token signing key; it is made when its first token is issued");
+        }
+    }
+}
