@@ -20,6 +20,10 @@ const FILES: &[&str] = &[
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto",
 ];

@@ -29,6 +29,10 @@ pub mod names {
     pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
     pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
     pub const ROUTER: &str = "envoy.filters.http.router";
+    pub const HTTP_RBAC: &str = "envoy.filters.http.rbac";
+    pub const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
+    pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+    pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
     /// The key of `typed_extension_protocol_options` that Envoy looks up
     /// for upstream HTTP settings: the options message's full name.
     pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -154,18 +158,17 @@ pub fn listener(
 
 /// A filter chain with one network filter.
 fn filter_chain<M: prost::Message + prost::Name>(name: &str, config: &M) -> FilterChain {
-    FilterChain {
-        filters: vec![Filter {
-            name: name.to_owned(),
-            config_type: Some(filter::ConfigType::TypedConfig(any(config))),
-        }],
-        ..Default::default()
-    }
+    FilterChain { filters: vec![filter(name, config)], ..Default::default() }
+}
+
+/// A network filter named `name` configured by `config`.
+pub fn filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> Filter {
+    Filter { name: name.to_owned(), config_type: Some(filter::ConfigType::TypedConfig(any(config))) }
 }
 
 /// An HTTP connection manager that only routes (the router filter is the
 /// one terminal HTTP filter every chain needs).
-fn http_connection_manager(
+pub fn http_connection_manager(
     stat_prefix: String,
     routes: http_connection_manager::RouteSpecifier,
 ) -> HttpConnectionManager {
@@ -184,7 +187,7 @@ fn http_connection_manager(
     }
 }
 
-fn tcp_proxy(stat_prefix: String, cluster: &str) -> TcpProxy {
+pub fn tcp_proxy(stat_prefix: String, cluster: &str) -> TcpProxy {
     TcpProxy {
         stat_prefix,
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_owned())),
@@ -194,6 +197,6 @@ fn tcp_proxy(stat_prefix: String, cluster: &str) -> TcpProxy {
 
 /// A stat prefix from a resource name: Envoy splits stat names on `.` and
 /// reserves `:` in some sinks, so both become `_`.
-fn stat_prefix(name: &str) -> String {
+pub fn stat_prefix(name: &str) -> String {
     name.replace([':', '.'], "_")
 }

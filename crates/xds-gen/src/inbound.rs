@@ -6,16 +6,43 @@ use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::listener::v3::{
+    FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::google::protobuf::Duration;
 use kodiak_api::dataplane_view::InboundView;
+use kodiak_policy::traffic_permission::InboundPermissions;
 
-use crate::envoy;
-use crate::names;
+use crate::security::{self, MESH_ALPN, MtlsMode};
 use crate::service::route_to_cluster;
+use crate::{envoy, names, rbac};
+
+/// How long an mTLS inbound waits for a caller's first bytes to tell TLS
+/// from plaintext. A caller that sends nothing first (a server-first
+/// protocol) is taken as plaintext when it runs out: served on PERMISSIVE,
+/// refused on STRICT. Mesh callers send their TLS hello at once.
+const TLS_DETECTION_TIMEOUT: Duration = Duration { seconds: 1, nanos: 0 };
+
+/// Mesh mTLS on one inbound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InboundMtls<'a> {
+    pub mesh: &'a str,
+    pub mode: MtlsMode,
+    pub permissions: &'a InboundPermissions,
+}
 
 /// The inbound listener `inbound:<address>:<port>`.
-pub fn listener(inbound: &InboundView) -> Listener {
+///
+/// With mesh mTLS, a filter chain for mTLS callers (TLS with ALPN
+/// [`MESH_ALPN`], client certificate required, MeshTrafficPermission
+/// enforced) comes beside the plaintext chain (PERMISSIVE) or replaces it
+/// (STRICT). The plaintext chain is the same as without mTLS, and both modes
+/// share the listener settings, so a PERMISSIVE to STRICT switch changes only
+/// the filter chains and Envoy updates the listener in place, leaving the
+/// connections of the mTLS chain alone.
+pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>) -> Listener {
     let name = names::inbound_listener(&inbound.address, inbound.port);
     let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
     // The route is inline: it is specific to this proxy and changes only
@@ -26,7 +53,49 @@ pub fn listener(inbound: &InboundView) -> Listener {
         let service = if inbound.service.is_empty() { &name } else { &inbound.service };
         RouteSpecifier::RouteConfig(route_to_cluster(names::inbound_route(service), service, &cluster))
     });
-    envoy::listener(name, (&inbound.address, inbound.port), TrafficDirection::Inbound, &cluster, routes)
+    let stat_prefix = envoy::stat_prefix(&name);
+    let mut listener =
+        envoy::listener(name, (&inbound.address, inbound.port), TrafficDirection::Inbound, &cluster, routes.clone());
+    let Some(mtls) = mtls else { return listener };
+    let chain = mtls_chain(&cluster, routes, mtls, &stat_prefix);
+    match mtls.mode {
+        MtlsMode::Permissive => listener.filter_chains.push(chain),
+        MtlsMode::Strict => listener.filter_chains = vec![chain],
+    }
+    listener.listener_filters = vec![ListenerFilter {
+        name: envoy::names::TLS_INSPECTOR.to_owned(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(envoy::any(&TlsInspector::default()))),
+        ..Default::default()
+    }];
+    listener.listener_filters_timeout = Some(TLS_DETECTION_TIMEOUT);
+    listener.continue_on_listener_filters_timeout = true;
+    listener
+}
+
+/// The filter chain of mesh mTLS callers: the plaintext chain's filters
+/// behind TLS, with MeshTrafficPermission's RBAC in front of them.
+fn mtls_chain(cluster: &str, routes: Option<RouteSpecifier>, mtls: InboundMtls<'_>, stat_prefix: &str) -> FilterChain {
+    let filters = match routes {
+        Some(routes) => {
+            let mut manager = envoy::http_connection_manager(envoy::stat_prefix(cluster), routes);
+            rbac::protect_http(&mut manager, mtls.mesh, mtls.permissions);
+            vec![envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)]
+        }
+        None => vec![
+            rbac::network_filter(mtls.mesh, mtls.permissions, stat_prefix),
+            envoy::filter(envoy::names::TCP_PROXY, &envoy::tcp_proxy(envoy::stat_prefix(cluster), cluster)),
+        ],
+    };
+    FilterChain {
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "tls".to_owned(),
+            application_protocols: vec![MESH_ALPN.to_owned()],
+            ..Default::default()
+        }),
+        filters,
+        transport_socket: Some(security::downstream_tls(mtls.mesh)),
+        ..Default::default()
+    }
 }
 
 /// The cluster `inbound:<serviceAddress>:<servicePort>` to the application.
@@ -49,4 +118,72 @@ pub fn cluster(inbound: &InboundView) -> Cluster {
         envoy::use_http2(&mut cluster);
     }
     cluster
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::instance;
+
+    fn inbound(protocol: &str) -> InboundView {
+        instance("backend-1", "127.0.0.4", "backend", protocol).inbounds.remove(0)
+    }
+
+    fn with_mode(inbound: &InboundView, mode: MtlsMode) -> Listener {
+        let permissions = InboundPermissions::default();
+        listener(inbound, Some(InboundMtls { mesh: "default", mode, permissions: &permissions }))
+    }
+
+    fn chain_matches(listener: &Listener) -> Vec<Option<(String, Vec<String>)>> {
+        let matches = listener.filter_chains.iter().map(|chain| chain.filter_chain_match.as_ref());
+        matches.map(|m| m.map(|m| (m.transport_protocol.clone(), m.application_protocols.clone()))).collect()
+    }
+
+    #[test]
+    fn permissive_adds_an_mtls_chain_beside_the_unchanged_plaintext_one() {
+        for protocol in ["http", "tcp"] {
+            let inbound = inbound(protocol);
+            let plain = listener(&inbound, None);
+            let permissive = with_mode(&inbound, MtlsMode::Permissive);
+            assert_eq!(permissive.filter_chains[0], plain.filter_chains[0], "{protocol}");
+            assert_eq!(chain_matches(&permissive), [None, Some(("tls".into(), vec!["kuma".into()]))]);
+            assert!(permissive.filter_chains[1].transport_socket.is_some());
+            assert!(plain.listener_filters.is_empty());
+            let inspector: Vec<&str> = permissive.listener_filters.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(inspector, ["envoy.filters.listener.tls_inspector"]);
+            assert!(permissive.continue_on_listener_filters_timeout);
+        }
+    }
+
+    #[test]
+    fn strict_keeps_only_the_mtls_chain_and_differs_from_permissive_in_chains_only() {
+        for protocol in ["http", "tcp"] {
+            let inbound = inbound(protocol);
+            let mut permissive = with_mode(&inbound, MtlsMode::Permissive);
+            let mut strict = with_mode(&inbound, MtlsMode::Strict);
+            assert_eq!(strict.filter_chains, permissive.filter_chains[1..], "{protocol}");
+            // Envoy updates a listener in place when nothing but its chains changes.
+            permissive.filter_chains.clear();
+            strict.filter_chains.clear();
+            assert_eq!(strict, permissive, "{protocol}");
+        }
+    }
+
+    #[test]
+    fn the_mtls_chain_enforces_permissions_before_forwarding() {
+        let filter_names = |listener: &Listener| -> Vec<String> {
+            listener.filter_chains[0].filters.iter().map(|filter| filter.name.clone()).collect()
+        };
+        let tcp = with_mode(&inbound("tcp"), MtlsMode::Strict);
+        assert_eq!(filter_names(&tcp), ["envoy.filters.network.rbac", "envoy.filters.network.tcp_proxy"]);
+        let http = with_mode(&inbound("http"), MtlsMode::Strict);
+        let rendered = crate::render(&kodiak_xds_server::Resource::new("l", &http));
+        let manager = &rendered["filterChains"][0]["filters"][0]["typedConfig"];
+        let http_filters: Vec<&str> =
+            manager["httpFilters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(http_filters, ["envoy.filters.http.rbac", "envoy.filters.http.router"]);
+        assert_eq!(manager["localReplyConfig"]["mappers"][0]["headersToAdd"][0]["header"]["value"], NO_PERMISSION);
+    }
+
+    const NO_PERMISSION: &str = crate::rbac::NO_PERMISSION_ALLOWS;
 }

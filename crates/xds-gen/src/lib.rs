@@ -17,16 +17,20 @@ mod envoy;
 mod inbound;
 pub mod names;
 mod outbound;
+mod rbac;
 mod render;
+mod security;
 mod service;
 mod services;
 mod snapshot;
 #[cfg(test)]
 mod test_support;
 
-pub use bootstrap::{BootstrapParams, XDS_CLUSTER, bootstrap};
+pub use bootstrap::{BootstrapParams, XDS_CLUSTER, XdsTls, bootstrap};
 pub use envoy::CONNECT_TIMEOUT_SECONDS;
+pub use rbac::{DENIED_BY_HEADER, NO_PERMISSION_ALLOWS};
 pub use render::{RenderError, descriptor_pool, render, try_render};
+pub use security::{Identity, MESH_ALPN, MtlsMode, ProxySecurity};
 pub use service::{ServiceResources, service_resources};
 pub use services::{Endpoint, ServiceView, services};
 pub use snapshot::{ProxyResources, proxy_resources, proxy_snapshot};

@@ -29,3 +29,28 @@ pub fn outbound_listener(address: &str, port: u16) -> String {
 pub fn inbound_route(service: &str) -> String {
     format!("inbound:{service}")
 }
+
+/// The SDS secret with a proxy's certificate and key in mesh `mesh`.
+pub fn identity_secret(mesh: &str) -> String {
+    format!("identity_cert:secret:{mesh}")
+}
+
+/// The SDS secret with the CA certificates a proxy of mesh `mesh` trusts.
+pub fn mesh_ca_secret(mesh: &str) -> String {
+    format!("mesh_ca:secret:{mesh}")
+}
+
+/// The SPIFFE ID in the certificates of `service`'s instances.
+pub fn spiffe_id(mesh: &str, service: &str) -> String {
+    format!("spiffe://{mesh}/{service}")
+}
+
+/// The URI SAN a workload certificate carries for each of its tags.
+pub fn tag_uri(key: &str, value: &str) -> String {
+    format!("kuma://{key}/{value}")
+}
+
+/// The TLS server name a caller sends to `service` over mesh mTLS.
+pub fn sni(mesh: &str, service: &str) -> String {
+    format!("{service}{{mesh={mesh}}}")
+}

@@ -10,9 +10,8 @@ use envoy_types::pb::envoy::config::route::v3::{
 use kodiak_api::dataplane_view::Protocol;
 use kodiak_xds_server::Resource;
 
-use crate::envoy;
-use crate::names;
 use crate::services::ServiceView;
+use crate::{envoy, names, security};
 
 /// A service's shared resources.
 #[derive(Debug, Clone)]
@@ -20,8 +19,11 @@ pub struct ServiceResources {
     /// The protocol the resources were built for; outbound listeners to the
     /// service follow it (HTTP connection manager or TCP proxy).
     pub protocol: Protocol,
-    /// The cluster `<service>`, with endpoints from EDS over ADS.
+    /// The cluster `<service>`, with endpoints from EDS over ADS, and mesh
+    /// mTLS when [`ServiceView::mtls`] says so.
     pub cluster: Arc<Resource>,
+    /// Whether the cluster uses mesh mTLS ([`ServiceView::mtls`]).
+    pub mtls: bool,
     /// Its `ClusterLoadAssignment`.
     pub endpoints: Arc<Resource>,
     /// For http, http2 and gRPC: the route configuration `outbound:<service>`
@@ -45,6 +47,9 @@ pub fn service_resources(name: &str, service: &ServiceView) -> ServiceResources 
     if service.protocol.is_http2() {
         envoy::use_http2(&mut cluster);
     }
+    if let Some(mesh) = &service.mtls {
+        cluster.transport_socket = Some(security::upstream_tls(mesh, name));
+    }
     let assignment = envoy::load_assignment(
         &cluster_name,
         service.endpoints.iter().map(|endpoint| (endpoint.address, endpoint.port)),
@@ -56,6 +61,7 @@ pub fn service_resources(name: &str, service: &ServiceView) -> ServiceResources 
     ServiceResources {
         protocol: service.protocol,
         cluster: Resource::new(cluster_name.clone(), &cluster),
+        mtls: service.mtls.is_some(),
         endpoints: Resource::new(cluster_name, &assignment),
         route,
     }

@@ -20,6 +20,10 @@ pub struct ServiceView {
     pub protocol: Protocol,
     /// Sorted and without duplicates.
     pub endpoints: Vec<Endpoint>,
+    /// `Some(mesh)` when callers reach the service over mesh `mesh`'s mTLS:
+    /// its mesh has mTLS on and every instance accepts mTLS callers. The
+    /// caller of [`services`] decides; [`services`] leaves it `None`.
+    pub mtls: Option<String>,
 }
 
 /// Every service of a mesh from its Dataplanes' ready inbounds, by name.
@@ -61,7 +65,7 @@ pub fn services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneView>) -> 
         .map(|(name, mut endpoints)| {
             endpoints.sort_unstable();
             endpoints.dedup();
-            (name.to_owned(), ServiceView { protocol: protocols[name], endpoints })
+            (name.to_owned(), ServiceView { protocol: protocols[name], endpoints, mtls: None })
         })
         .collect()
 }
@@ -84,7 +88,8 @@ mod tests {
             services["backend"],
             ServiceView {
                 protocol: Protocol::Http,
-                endpoints: vec![endpoint("127.0.0.3", 10001), endpoint("127.0.0.4", 10001)]
+                endpoints: vec![endpoint("127.0.0.3", 10001), endpoint("127.0.0.4", 10001)],
+                mtls: None,
             }
         );
         assert_eq!(services, super::services([&a, &b]), "order of the Dataplanes does not matter");
@@ -121,7 +126,10 @@ mod tests {
                 {port: 10002, tags: {kuma.io/service: backend, kuma.io/protocol: http}, state: NotReady},
                 {port: 10003, tags: {kuma.io/service: backend, kuma.io/protocol: http}, state: Ignored}]}}",
         );
-        assert_eq!(services([&down])["backend"], ServiceView { protocol: Protocol::Http, endpoints: vec![] });
+        assert_eq!(
+            services([&down])["backend"],
+            ServiceView { protocol: Protocol::Http, endpoints: vec![], mtls: None }
+        );
     }
 
     #[test]

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kodiak_api::dataplane_view::DataplaneView;
+use kodiak_policy::traffic_permission::InboundPermissions;
 use kodiak_xds_server::{Resource, Snapshot, type_url};
 
+use crate::inbound::InboundMtls;
+use crate::security::{self, ProxySecurity};
 use crate::service::{ServiceResources, service_resources};
 use crate::services::ServiceView;
 use crate::{inbound, names, outbound};
@@ -14,6 +17,8 @@ use crate::{inbound, names, outbound};
 /// Everything one proxy gets, by xDS type, each list sorted by name.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyResources {
+    /// The SDS secrets of mesh mTLS (none when it is off).
+    pub secrets: Vec<Arc<Resource>>,
     pub clusters: Vec<Arc<Resource>>,
     pub endpoints: Vec<Arc<Resource>>,
     pub listeners: Vec<Arc<Resource>>,
@@ -21,9 +26,10 @@ pub struct ProxyResources {
 }
 
 impl ProxyResources {
-    /// The lists by type URL, in make-before-break order (CDS, EDS, LDS, RDS).
-    pub fn by_type(&self) -> [(&'static str, &[Arc<Resource>]); 4] {
+    /// The lists by type URL, in make-before-break order (SDS, CDS, EDS, LDS, RDS).
+    pub fn by_type(&self) -> [(&'static str, &[Arc<Resource>]); 5] {
         [
+            (type_url::SECRET, &self.secrets),
             (type_url::CLUSTER, &self.clusters),
             (type_url::ENDPOINT, &self.endpoints),
             (type_url::LISTENER, &self.listeners),
@@ -33,6 +39,7 @@ impl ProxyResources {
 
     pub fn into_snapshot(self, generation: u64) -> Snapshot {
         Snapshot::new(generation)
+            .with(type_url::SECRET, self.secrets)
             .with(type_url::CLUSTER, self.clusters)
             .with(type_url::ENDPOINT, self.endpoints)
             .with(type_url::LISTENER, self.listeners)
@@ -45,9 +52,10 @@ impl ProxyResources {
 pub fn proxy_snapshot(
     dataplane: &DataplaneView,
     services: &BTreeMap<String, Arc<ServiceResources>>,
+    security: Option<&ProxySecurity>,
     generation: u64,
 ) -> Snapshot {
-    proxy_resources(dataplane, services).into_snapshot(generation)
+    proxy_resources(dataplane, services, security).into_snapshot(generation)
 }
 
 /// Builds the resources of `dataplane`'s proxy from the mesh's shared
@@ -59,21 +67,39 @@ pub fn proxy_snapshot(
 /// a cluster and an empty assignment, so the application's calls fail
 /// fast and start working once the service appears. When two inbounds or
 /// outbounds share an address and port, the first one wins.
+///
+/// `security` is mesh mTLS for this proxy, `None` when the mesh has it off.
+/// With it, the inbound listeners accept mTLS callers (and plaintext ones
+/// too when PERMISSIVE) under the inbounds' permissions, and the proxy gets
+/// its certificate and trusted CAs as the SDS secrets its mTLS inbounds and
+/// clusters use (only when something uses them: Envoy asks for a secret only
+/// once a resource names it). Whether a cluster uses mTLS is the service's
+/// choice ([`ServiceView::mtls`]); give such services only to proxies that
+/// get `security` too, since nothing else serves the secrets they name.
 pub fn proxy_resources(
     dataplane: &DataplaneView,
     services: &BTreeMap<String, Arc<ServiceResources>>,
+    security: Option<&ProxySecurity>,
 ) -> ProxyResources {
     let mut listeners: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut clusters: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut endpoints: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut routes: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
 
-    for inbound in &dataplane.inbounds {
+    let no_permissions = InboundPermissions::default();
+    let mut uses_secrets = false;
+    for (i, inbound) in dataplane.inbounds.iter().enumerate() {
         let name = names::inbound_listener(&inbound.address, inbound.port);
         if listeners.contains_key(&name) {
             continue;
         }
-        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound)));
+        let mtls = security.map(|security| InboundMtls {
+            mesh: &dataplane.mesh,
+            mode: security.mode,
+            permissions: security.permissions.get(i).unwrap_or(&no_permissions),
+        });
+        uses_secrets |= mtls.is_some();
+        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound, mtls)));
         let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
         clusters.entry(cluster.clone()).or_insert_with(|| Resource::new(cluster, &inbound::cluster(inbound)));
     }
@@ -88,6 +114,7 @@ pub fn proxy_resources(
             .cloned()
             .unwrap_or_else(|| Arc::new(service_resources(&outbound.service, &ServiceView::default())));
         listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, service.protocol)));
+        uses_secrets |= service.mtls;
         clusters.entry(service.cluster.name.clone()).or_insert_with(|| service.cluster.clone());
         endpoints.entry(service.endpoints.name.clone()).or_insert_with(|| service.endpoints.clone());
         if let Some(route) = &service.route {
@@ -95,7 +122,15 @@ pub fn proxy_resources(
         }
     }
 
+    let secrets = match security {
+        Some(security) if uses_secrets => security::secrets(&dataplane.mesh, security)
+            .iter()
+            .map(|secret| Resource::new(secret.name.clone(), secret))
+            .collect(),
+        _ => Vec::new(),
+    };
     ProxyResources {
+        secrets,
         clusters: clusters.into_values().collect(),
         endpoints: endpoints.into_values().collect(),
         listeners: listeners.into_values().collect(),
@@ -138,7 +173,7 @@ mod tests {
         let (web_1, web_2) = (caller("web-1", "127.0.0.2"), caller("web-2", "127.0.0.3"));
         let backend = instance("backend-1", "127.0.0.4", "backend", "http");
         let services = shared([&web_1, &web_2, &backend]);
-        let (one, two) = (proxy_resources(&web_1, &services), proxy_resources(&web_2, &services));
+        let (one, two) = (proxy_resources(&web_1, &services, None), proxy_resources(&web_2, &services, None));
         let backend_cluster = |r: &ProxyResources| r.clusters.iter().find(|c| c.name == "backend").unwrap().clone();
         assert!(Arc::ptr_eq(&backend_cluster(&one), &backend_cluster(&two)));
         assert!(Arc::ptr_eq(&one.endpoints[0], &two.endpoints[0]));
@@ -155,7 +190,7 @@ mod tests {
             "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
                 {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: grpc}}]}}",
         );
-        let build = || proxy_resources(&web, &shared([&web, &grpc]));
+        let build = || proxy_resources(&web, &shared([&web, &grpc]), None);
         let first = versions(&build());
         for _ in 0..20 {
             assert_eq!(versions(&build()), first);
@@ -178,10 +213,52 @@ mod tests {
         assert_ne!(before.endpoints.version, after.endpoints.version);
     }
 
+    fn security() -> ProxySecurity {
+        ProxySecurity {
+            mode: crate::MtlsMode::Strict,
+            identity: crate::Identity { cert_chain_pem: "cert".into(), key_pem: "key".into() },
+            ca_bundle_pem: "ca".into(),
+            permissions: vec![],
+        }
+    }
+
+    fn names(list: &[Arc<Resource>]) -> Vec<&str> {
+        list.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn secrets_come_first_and_only_with_mtls() {
+        let web = caller("web-1", "127.0.0.2");
+        let services = shared([&web]);
+        assert!(proxy_resources(&web, &services, None).secrets.is_empty());
+        let secured = proxy_resources(&web, &services, Some(&security()));
+        assert_eq!(names(&secured.secrets), ["identity_cert:secret:default", "mesh_ca:secret:default"]);
+        assert_eq!(secured.by_type()[0], (type_url::SECRET, &secured.secrets[..]));
+        let snapshot = secured.clone().into_snapshot(1);
+        assert_eq!(snapshot.resources(type_url::SECRET).len(), 2);
+    }
+
+    #[test]
+    fn secrets_are_left_out_when_nothing_uses_them() {
+        let client = dataplane(
+            "{type: Dataplane, mesh: default, name: client, networking: {address: 127.0.0.2, inbound: [],
+                outbound: [{port: 20001, tags: {kuma.io/service: backend}}]}}",
+        );
+        let backend = instance("backend-1", "127.0.0.4", "backend", "http");
+        let mut views = services([&backend]);
+        let plain: BTreeMap<String, Arc<ServiceResources>> =
+            views.iter().map(|(name, view)| (name.clone(), Arc::new(service_resources(name, view)))).collect();
+        assert!(proxy_resources(&client, &plain, Some(&security())).secrets.is_empty());
+        views.get_mut("backend").unwrap().mtls = Some("default".into());
+        let mtls: BTreeMap<String, Arc<ServiceResources>> =
+            views.iter().map(|(name, view)| (name.clone(), Arc::new(service_resources(name, view)))).collect();
+        assert_eq!(proxy_resources(&client, &mtls, Some(&security())).secrets.len(), 2);
+    }
+
     #[test]
     fn an_unknown_service_gets_a_cluster_and_an_empty_assignment() {
         let web = caller("web-1", "127.0.0.2");
-        let resources = proxy_resources(&web, &BTreeMap::new());
+        let resources = proxy_resources(&web, &BTreeMap::new(), None);
         let names = |list: &[Arc<Resource>]| list.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&resources.clusters), ["backend", "inbound:127.0.0.2:10001"]);
         assert_eq!(names(&resources.endpoints), ["backend"]);

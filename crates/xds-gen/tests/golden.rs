@@ -5,6 +5,11 @@
 //! `golden/<case>.golden.yaml` holds that proxy's resources rendered as
 //! Envoy's JSON (in YAML), by type, sorted by name. `UPDATE_GOLDEN=1`
 //! rewrites the golden files; a golden diff is a behaviour change.
+//!
+//! A case with mesh mTLS also has `golden/<case>.security.yaml`: the
+//! proxy's [`ProxySecurity`] and which services callers reach over mTLS
+//! (see [`security_of`]); its certificates are the fixed test ones in
+//! `golden/certs` (made by `certs/make.sh`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +17,10 @@ use std::sync::Arc;
 
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_api::{Resource, ResourceType};
+use kodiak_policy::traffic_permission::{Action, Callers, InboundPermissions, PermissionRule, TagCondition};
 use kodiak_xds_gen::{
-    BootstrapParams, ProxyResources, bootstrap, proxy_resources, render, service_resources, services,
+    BootstrapParams, Identity, MtlsMode, ProxyResources, ProxySecurity, bootstrap, proxy_resources, render,
+    service_resources, services,
 };
 use serde_json::{Map, Value};
 
@@ -23,8 +30,69 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// What `golden/<case>.security.yaml` says, if the case has one:
+///
+/// ```yaml
+/// mode: STRICT                  # or PERMISSIVE
+/// identity: web                 # the proxy's certificate: certs/web.pem and certs/web.key
+/// mtlsServices: [backend]       # services callers reach over mTLS
+/// permissions:                  # per inbound of the proxy, in order
+/// - - {policy: allow-web, action: Allow, callers: [kuma.io/service=web]}
+///   - {policy: deny-v1, action: Deny, callers: ["!kuma.io/service=web", version=v1]}
+/// ```
+fn security_of(case: &str) -> Result<Option<(ProxySecurity, Vec<String>)>, String> {
+    let path = golden_dir().join(format!("{case}.security.yaml"));
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let str_of =
+        |value: &Value, what: &str| value.as_str().map(str::to_owned).ok_or(format!("{what}: expected a string"));
+    let mode = match doc["mode"].as_str() {
+        Some("STRICT") => MtlsMode::Strict,
+        Some("PERMISSIVE") => MtlsMode::Permissive,
+        other => return Err(format!("mode: expected STRICT or PERMISSIVE, got {other:?}")),
+    };
+    let identity = str_of(&doc["identity"], "identity")?;
+    let cert = |file: String| {
+        let path = golden_dir().join("certs").join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let condition = |text: &str| -> Result<TagCondition, String> {
+        let (negated, text) = text.strip_prefix('!').map_or((false, text), |rest| (true, rest));
+        let (key, value) = text.split_once('=').ok_or(format!("caller {text:?}: expected [!]key=value"))?;
+        Ok(TagCondition { key: key.into(), value: value.into(), negated })
+    };
+    let rule = |rule: &Value| -> Result<PermissionRule, String> {
+        let action = match rule["action"].as_str() {
+            Some("Allow") => Action::Allow,
+            Some("Deny") => Action::Deny,
+            Some("AllowWithShadowDeny") => Action::AllowWithShadowDeny,
+            other => return Err(format!("action: expected Allow, Deny or AllowWithShadowDeny, got {other:?}")),
+        };
+        let callers = rule["callers"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let callers = callers.iter().map(|c| condition(c.as_str().unwrap_or_default())).collect::<Result<_, _>>()?;
+        Ok(PermissionRule { callers: Callers(callers), action, policy: str_of(&rule["policy"], "policy")? })
+    };
+    let mut permissions = Vec::new();
+    for inbound in doc["permissions"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let rules = inbound.as_array().ok_or("permissions: expected a list of rule lists")?;
+        permissions.push(InboundPermissions { rules: rules.iter().map(rule).collect::<Result<_, _>>()? });
+    }
+    let security = ProxySecurity {
+        mode,
+        identity: Identity {
+            cert_chain_pem: cert(format!("{identity}.pem"))?,
+            key_pem: cert(format!("{identity}.key"))?,
+        },
+        ca_bundle_pem: cert("ca.pem".into())?,
+        permissions,
+    };
+    let mtls_services = doc["mtlsServices"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mtls_services = mtls_services.iter().map(|s| str_of(s, "mtlsServices")).collect::<Result<_, _>>()?;
+    Ok(Some((security, mtls_services)))
+}
+
 /// The resources of the proxy the input names.
-fn proxy_of(input: &str) -> Result<ProxyResources, String> {
+fn proxy_of(case: &str, input: &str) -> Result<ProxyResources, String> {
     let proxy = input
         .lines()
         .next()
@@ -40,17 +108,24 @@ fn proxy_of(input: &str) -> Result<ProxyResources, String> {
         }
     }
     let dataplane = dataplanes.iter().find(|dp| dp.name == proxy).ok_or(format!("no Dataplane named {proxy:?}"))?;
-    let shared: BTreeMap<String, Arc<_>> = services(&dataplanes)
-        .iter()
-        .map(|(name, service)| (name.clone(), Arc::new(service_resources(name, service))))
-        .collect();
-    Ok(proxy_resources(dataplane, &shared))
+    let security = security_of(case)?;
+    let mut views = services(&dataplanes);
+    for service in security.iter().flat_map(|(_, mtls_services)| mtls_services) {
+        let view = views.get_mut(service).ok_or(format!("mtlsServices: no Dataplane serves {service:?}"))?;
+        view.mtls = Some(dataplane.mesh.clone());
+    }
+    let shared: BTreeMap<String, Arc<_>> =
+        views.iter().map(|(name, service)| (name.clone(), Arc::new(service_resources(name, service)))).collect();
+    Ok(proxy_resources(dataplane, &shared, security.as_ref().map(|(security, _)| security)))
 }
 
 /// The rendered resources of the proxy the input names.
-fn generate(input: &str) -> Result<String, String> {
-    let resources = proxy_of(input)?;
+fn generate(case: &str, input: &str) -> Result<String, String> {
+    let resources = proxy_of(case, input)?;
     let mut out = Map::new();
+    if !resources.secrets.is_empty() {
+        out.insert("secrets".into(), Value::Array(resources.secrets.iter().map(|resource| render(resource)).collect()));
+    }
     for (key, list) in [
         ("clusters", &resources.clusters),
         ("endpoints", &resources.endpoints),
@@ -72,7 +147,7 @@ fn check(case: &str) {
     let input_path = golden_dir().join(format!("{case}.input.yaml"));
     let golden_path = golden_dir().join(format!("{case}.golden.yaml"));
     let input = read_input(case);
-    let actual = generate(&input).unwrap_or_else(|e| panic!("{}: {e}", input_path.display()));
+    let actual = generate(case, &input).unwrap_or_else(|e| panic!("{}: {e}", input_path.display()));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden_path, &actual).unwrap();
         return;
@@ -131,7 +206,9 @@ fn line_diff(expected: &str, actual: &str) -> String {
 /// case's resources: the bootstrap Kodiak generates, the clusters and
 /// listeners as they are, each assignment as a STATIC cluster and each route
 /// configuration inline in a listener of its own (which also checks that
-/// the routes' clusters exist).
+/// the routes' clusters exist). Secrets become static secrets, and the TLS
+/// contexts name them without their ADS source, so Envoy loads the
+/// certificates and builds every TLS context with them.
 fn envoy_validate(case: &str) {
     let envoy = std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-envoy.sh");
@@ -139,7 +216,7 @@ fn envoy_validate(case: &str) {
         assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
         PathBuf::from(String::from_utf8_lossy(&installed.stdout).lines().last().unwrap().trim())
     });
-    let resources = proxy_of(&read_input(case)).unwrap();
+    let resources = proxy_of(case, &read_input(case)).unwrap();
     let request = kodiak_api::bootstrap::BootstrapRequest {
         mesh: "default".into(),
         name: "golden".into(),
@@ -151,8 +228,9 @@ fn envoy_validate(case: &str) {
     let view = DataplaneView { mesh: "default".into(), name: "golden".into(), ..empty_view() };
     let mut config = bootstrap(&BootstrapParams::new(&request, &view, "127.0.0.1", 5678));
     let statics = &mut config["static_resources"];
+    statics["secrets"] = resources.secrets.iter().map(|r| render(r)).collect();
     let clusters = statics["clusters"].as_array_mut().unwrap();
-    clusters.extend(resources.clusters.iter().map(|r| render(r)));
+    clusters.extend(resources.clusters.iter().map(|r| without_sds_source(render(r))));
     for assignment in &resources.endpoints {
         let mut cla = render(assignment);
         cla["clusterName"] = format!("eds-check:{}", assignment.name).into();
@@ -160,7 +238,7 @@ fn envoy_validate(case: &str) {
             "name": format!("eds-check:{}", assignment.name), "type": "STATIC", "load_assignment": cla,
         }));
     }
-    let mut listeners: Vec<Value> = resources.listeners.iter().map(|r| render(r)).collect();
+    let mut listeners: Vec<Value> = resources.listeners.iter().map(|r| without_sds_source(render(r))).collect();
     for (i, route) in resources.routes.iter().enumerate() {
         listeners.push(serde_json::json!({
             "name": format!("rds-check:{}", route.name),
@@ -197,6 +275,22 @@ fn envoy_validate(case: &str) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `value` with every `sdsConfig` removed: secrets named without a source
+/// are the static ones.
+fn without_sds_source(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(object) => {
+            object.remove("sdsConfig");
+            for field in object.values_mut() {
+                *field = without_sds_source(field.take());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| *item = without_sds_source(item.take())),
+        _ => {}
+    }
+    value
+}
+
 fn empty_view() -> DataplaneView {
     DataplaneView {
         mesh: String::new(),
@@ -227,7 +321,9 @@ macro_rules! golden {
             let cases = [$($case),*];
             for entry in std::fs::read_dir(golden_dir()).unwrap() {
                 let file = entry.unwrap().file_name().into_string().unwrap();
-                let case = file.strip_suffix(".input.yaml").or(file.strip_suffix(".golden.yaml"));
+                let case = [".input.yaml", ".golden.yaml", ".security.yaml"]
+                    .iter()
+                    .find_map(|suffix| file.strip_suffix(suffix));
                 if let Some(case) = case {
                     assert!(cases.contains(&case), "{file} belongs to no test: add `{case}` to the golden! list");
                 }
@@ -245,4 +341,7 @@ golden! {
     advertised_address => "advertised-address",
     service_address_and_port => "service-address-port",
     mixed_protocols_fall_back_to_tcp => "mixed-protocols",
+    mtls_strict_http_inbound_with_permissions => "mtls-strict-http",
+    mtls_permissive_tcp_inbound_with_shadow_deny => "mtls-permissive-tcp",
+    mtls_and_plaintext_outbounds => "mtls-outbounds",
 }
