@@ -43,6 +43,17 @@ pub struct WorkloadCert {
     pub not_after: SystemTime,
 }
 
+impl WorkloadCert {
+    /// The certificate's serial number in lower-case hex, as logs and
+    /// `openssl x509 -serial` name it; empty when the PEM cannot be read.
+    pub fn serial_hex(&self) -> String {
+        x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .ok()
+            .and_then(|(_, pem)| pem.parse_x509().ok().map(|cert| cert.raw_serial_as_string().replace(':', "")))
+            .unwrap_or_default()
+    }
+}
+
 impl std::fmt::Debug for WorkloadCert {
     /// Leaves the private key out, so a logged certificate leaks nothing.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,6 +274,9 @@ mod tests {
         assert_eq!(uris(&a.cert_pem), uris(&b.cert_pem));
         let key = rcgen::KeyPair::from_pem(&a.key_pem).unwrap();
         assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let serial = a.serial_hex();
+        assert!(!serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit()), "{serial}");
+        assert_ne!(serial, b.serial_hex());
         assert!(!format!("{a:?}").contains("PRIVATE"), "Debug must not print the key");
     }
 

@@ -1,6 +1,8 @@
 //! Reading and writing resources: list, get, put (create or update) and
 //! delete.
 
+mod mesh_checks;
+
 use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -47,6 +49,7 @@ pub async fn get(state: &ApiState, key: &ResourceKey) -> Result<Response, ApiErr
 }
 
 pub async fn delete(state: &ApiState, key: &ResourceKey) -> Result<Response, ApiError> {
+    mesh_checks::check_secret_delete(state.store.as_ref(), key).await?;
     state.store.delete(key).await?;
     tracing::info!(resource = %key, "deleted");
     Ok(Json(json!({})).into_response())
@@ -70,6 +73,9 @@ pub async fn put(
     fill_identity(&mut document, &key)?;
     let resource = Resource::from_document(&document)?;
     let existing = state.store.get(&key).await?;
+    if key.kind == ResourceType::Mesh {
+        mesh_checks::check_mesh(state.store.as_ref(), &resource, existing.as_ref()).await?;
+    }
     let (status, stored) = match (existing, precondition) {
         (None, Some(_)) => return Err(not_found(&key)),
         (None, None) => match state.store.create(resource.clone()).await {
@@ -83,6 +89,9 @@ pub async fn put(
         }
     };
     tracing::info!(resource = %key, version = stored.version, created = status == StatusCode::CREATED, "stored");
+    if key.kind == ResourceType::Mesh && status == StatusCode::CREATED {
+        crate::defaults::create_initial_policies(state.store.as_ref(), &stored).await?;
+    }
     let mut response = (status, Json(json!({}))).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", stored.version)) {
         response.headers_mut().insert(header::ETAG, etag);

@@ -6,6 +6,7 @@ pub mod callbacks;
 pub mod cleanup;
 pub mod connections;
 pub mod insights;
+pub mod mesh_ca;
 pub mod proxy_id;
 pub mod register;
 pub mod sync;

@@ -1,0 +1,316 @@
+//! The certificate authorities of mesh mTLS backends, as the control plane
+//! keeps them: a `builtin` backend's root is generated once and kept in two
+//! Secrets of the mesh (`<mesh>.ca-builtin-cert-<backend>` and
+//! `<mesh>.ca-builtin-key-<backend>`, PEM, base64 in `data` like every
+//! Secret); a `provided` backend's certificate and key are read from its data
+//! sources and checked before use.
+
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kodiak_api::mesh::{CaBackendView, CaKind, DataSource, builtin_cert_secret, builtin_key_secret};
+use kodiak_api::{Resource, ResourceKey, ResourceType};
+use kodiak_ca::{Ca, CaError, KeyKind, RootCa};
+use kodiak_store::{ResourceStore, StoreError};
+use serde_json::json;
+
+/// Why a backend's CA cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshCaError {
+    /// One of a provided CA's sources cannot be read.
+    #[error("the CA {part} of backend {backend:?} cannot be read: {reason}")]
+    Source { backend: String, part: Part, reason: String },
+    /// The certificate or key was read but is not a usable CA.
+    #[error("backend {backend:?}: {error}")]
+    Invalid { backend: String, part: Part, error: CaError },
+    /// Half of a builtin CA exists: the other Secret is missing.
+    #[error(
+        "the builtin CA of backend {backend:?} is incomplete: Secret {present:?} exists but {missing:?} does not; \
+         delete {present:?} to have a new CA generated"
+    )]
+    Incomplete { backend: String, present: String, missing: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which half of a CA a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Cert,
+    Key,
+}
+
+impl Part {
+    /// The field of a provided backend's `conf` that holds this part.
+    pub fn field(self) -> &'static str {
+        match self {
+            Part::Cert => "cert",
+            Part::Key => "key",
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Cert => "certificate",
+            Part::Key => "key",
+        })
+    }
+}
+
+impl MeshCaError {
+    /// The part of the backend the error is about, when it is one of them.
+    pub fn part(&self) -> Option<Part> {
+        match self {
+            MeshCaError::Source { part, .. } | MeshCaError::Invalid { part, .. } => Some(*part),
+            _ => None,
+        }
+    }
+}
+
+/// The part of a CA that an error of the CA crate is about.
+fn part_of(error: &CaError) -> Part {
+    match error {
+        CaError::KeyPem { .. } | CaError::KeyMismatch { .. } => Part::Key,
+        _ => Part::Cert,
+    }
+}
+
+/// Loads the CA of `backend` in `mesh`: a builtin one from its Secrets
+/// (generated first when they do not exist yet), a provided one from its
+/// sources (checked: a CA, key matching, valid now).
+pub async fn load(store: &dyn ResourceStore, mesh: &str, backend: &CaBackendView) -> Result<Ca, MeshCaError> {
+    match &backend.kind {
+        CaKind::Builtin { rsa_bits, lifetime } => ensure_builtin(store, mesh, backend, *rsa_bits, *lifetime).await,
+        CaKind::Provided { cert, key } => load_provided(store, mesh, &backend.name, cert, key).await,
+    }
+}
+
+/// A provided CA from its two sources, checked at `now`.
+pub async fn load_provided(
+    store: &dyn ResourceStore,
+    mesh: &str,
+    backend: &str,
+    cert: &DataSource,
+    key: &DataSource,
+) -> Result<Ca, MeshCaError> {
+    let cert_pem = read_part(store, mesh, backend, Part::Cert, cert).await?;
+    let key_pem = read_part(store, mesh, backend, Part::Key, key).await?;
+    Ca::from_pem(&cert_pem, &key_pem, SystemTime::now()).map_err(|error| MeshCaError::Invalid {
+        backend: backend.to_owned(),
+        part: part_of(&error),
+        error,
+    })
+}
+
+async fn read_part(
+    store: &dyn ResourceStore,
+    mesh: &str,
+    backend: &str,
+    part: Part,
+    source: &DataSource,
+) -> Result<String, MeshCaError> {
+    read_source(store, mesh, source).await.map_err(|reason| match reason {
+        SourceError::Store(error) => MeshCaError::Store(error),
+        SourceError::Unreadable(reason) => MeshCaError::Source { backend: backend.to_owned(), part, reason },
+    })
+}
+
+/// Why a data source gives no text.
+#[derive(Debug)]
+pub enum SourceError {
+    Unreadable(String),
+    Store(StoreError),
+}
+
+/// The text a data source holds (a Secret of `mesh`, a file on this machine,
+/// base64 bytes or a string).
+pub async fn read_source(store: &dyn ResourceStore, mesh: &str, source: &DataSource) -> Result<String, SourceError> {
+    let bytes = match source {
+        DataSource::Secret(name) => {
+            let key = ResourceKey::new(ResourceType::Secret, Some(mesh), name);
+            let secret = store.get(&key).await.map_err(SourceError::Store)?.ok_or_else(|| {
+                SourceError::Unreadable(format!("Secret {name:?} does not exist in mesh {mesh:?}; create it first"))
+            })?;
+            secret_data(&secret).map_err(SourceError::Unreadable)?
+        }
+        DataSource::File(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| SourceError::Unreadable(format!("cannot read file {path:?} on the control plane: {e}")))?,
+        DataSource::Inline(text) => {
+            STANDARD.decode(text).map_err(|e| SourceError::Unreadable(format!("inline is not base64: {e}")))?
+        }
+        DataSource::InlineString(text) => text.clone().into_bytes(),
+    };
+    String::from_utf8(bytes).map_err(|_| SourceError::Unreadable("the data is not PEM text (not UTF-8)".into()))
+}
+
+/// The decoded `data` of a Secret.
+pub fn secret_data(secret: &Resource) -> Result<Vec<u8>, String> {
+    let text = secret.body.get("data").and_then(serde_json::Value::as_str).unwrap_or_default();
+    STANDARD.decode(text).map_err(|e| format!("the data of Secret {:?} is not base64: {e}", secret.key.name))
+}
+
+/// A Secret of `mesh` holding `text`.
+fn secret(mesh: &str, name: &str, text: &str) -> Result<Resource, StoreError> {
+    let document = json!({"type": "Secret", "mesh": mesh, "name": name, "data": STANDARD.encode(text)});
+    Resource::from_document(&document).map_err(|e| StoreError::Backend(format!("secret {name:?} is invalid: {e}")))
+}
+
+/// The key a builtin root is generated with: ECDSA P-256 unless the backend
+/// asks for RSA (`caCert.RSAbits`).
+pub fn root_key_kind(rsa_bits: Option<u32>) -> KeyKind {
+    match rsa_bits {
+        None => KeyKind::EcdsaP256,
+        Some(4096) => KeyKind::Rsa4096,
+        Some(3072) => KeyKind::Rsa3072,
+        Some(_) => KeyKind::Rsa2048,
+    }
+}
+
+/// The builtin CA of `backend`: read from its Secrets, or generated and
+/// stored when neither exists. Never regenerated while they exist. When
+/// another control plane generates the same CA at the same moment, its
+/// Secrets win and are read back.
+async fn ensure_builtin(
+    store: &dyn ResourceStore,
+    mesh: &str,
+    backend: &CaBackendView,
+    rsa_bits: Option<u32>,
+    lifetime: std::time::Duration,
+) -> Result<Ca, MeshCaError> {
+    if let Some(ca) = read_builtin(store, mesh, &backend.name).await? {
+        return Ok(ca);
+    }
+    let (mesh_name, backend_name) = (mesh.to_owned(), backend.name.clone());
+    let generated = tokio::task::spawn_blocking(move || {
+        RootCa::generate(&mesh_name, &backend_name, root_key_kind(rsa_bits), lifetime, SystemTime::now())
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("CA generation stopped: {e}")))?
+    .map_err(|error| MeshCaError::Invalid { backend: backend.name.clone(), part: Part::Cert, error })?;
+    let cert_name = builtin_cert_secret(mesh, &backend.name);
+    let key_name = builtin_key_secret(mesh, &backend.name);
+    // The key goes first: a certificate Secret is only ever there with its key.
+    match store.create(secret(mesh, &key_name, generated.key_pem())?).await {
+        Ok(_) => {
+            store.create(secret(mesh, &cert_name, generated.cert_pem())?).await?;
+            tracing::info!(mesh, backend = %backend.name, subject = generated.subject(), "generated the builtin CA of an mTLS backend");
+            Ok(generated)
+        }
+        Err(StoreError::AlreadyExists(_)) => {
+            // Someone else generates it: wait (briefly) for their certificate.
+            for _ in 0..50 {
+                if let Some(ca) = read_builtin(store, mesh, &backend.name).await? {
+                    return Ok(ca);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(MeshCaError::Incomplete { backend: backend.name.clone(), present: key_name, missing: cert_name })
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The builtin CA from its Secrets; `None` when neither exists.
+async fn read_builtin(store: &dyn ResourceStore, mesh: &str, backend: &str) -> Result<Option<Ca>, MeshCaError> {
+    let (cert_name, key_name) = (builtin_cert_secret(mesh, backend), builtin_key_secret(mesh, backend));
+    let get = |name: String| async move { store.get(&ResourceKey::new(ResourceType::Secret, Some(mesh), &name)).await };
+    let (cert, key) = (get(cert_name.clone()).await?, get(key_name.clone()).await?);
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(MeshCaError::Incomplete { backend: backend.into(), present: cert_name, missing: key_name });
+        }
+        (None, Some(_)) => return Ok(None),
+    };
+    let text = |secret: &Resource, part: Part| {
+        secret_data(secret)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not PEM text".to_owned()))
+            .map_err(|reason| MeshCaError::Source { backend: backend.into(), part, reason })
+    };
+    let (cert_pem, key_pem) = (text(&cert, Part::Cert)?, text(&key, Part::Key)?);
+    Ca::from_pem(&cert_pem, &key_pem, SystemTime::now()).map(Some).map_err(|error| MeshCaError::Invalid {
+        backend: backend.into(),
+        part: part_of(&error),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use kodiak_api::mesh::MtlsView;
+    use kodiak_store::MemoryStore;
+
+    use super::*;
+
+    async fn store_with_mesh(yaml: &str) -> (MemoryStore, MtlsView) {
+        let store = MemoryStore::new();
+        let mesh = Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap();
+        let view = MtlsView::of(&mesh.body);
+        store.create(mesh).await.unwrap();
+        (store, view)
+    }
+
+    #[tokio::test]
+    async fn a_builtin_ca_is_generated_once_and_read_back_after() {
+        let (store, view) =
+            store_with_mesh("{type: Mesh, name: m, mtls: {backends: [{name: ca-1, type: builtin}]}}").await;
+        let first = load(&store, "m", &view.backends[0]).await.unwrap();
+        let cert = store.get(&ResourceKey::new(ResourceType::Secret, Some("m"), "m.ca-builtin-cert-ca-1")).await;
+        let cert = cert.unwrap().expect("the certificate Secret exists");
+        assert_eq!(String::from_utf8(secret_data(&cert).unwrap()).unwrap(), first.cert_pem());
+        let again = load(&store, "m", &view.backends[0]).await.unwrap();
+        assert_eq!(again.cert_pem(), first.cert_pem(), "never regenerated while the Secrets exist");
+        assert_eq!(again.key_pem(), first.key_pem());
+    }
+
+    #[tokio::test]
+    async fn concurrent_generations_agree_on_one_ca() {
+        let (store, view) =
+            store_with_mesh("{type: Mesh, name: m, mtls: {backends: [{name: ca-1, type: builtin}]}}").await;
+        let backend = &view.backends[0];
+        let (a, b) = tokio::join!(load(&store, "m", backend), load(&store, "m", backend));
+        assert_eq!(a.unwrap().cert_pem(), b.unwrap().cert_pem());
+    }
+
+    #[tokio::test]
+    async fn half_a_builtin_ca_is_reported_with_what_to_delete() {
+        let (store, view) =
+            store_with_mesh("{type: Mesh, name: m, mtls: {backends: [{name: ca-1, type: builtin}]}}").await;
+        store.create(secret("m", "m.ca-builtin-cert-ca-1", "x").unwrap()).await.unwrap();
+        let error = load(&store, "m", &view.backends[0]).await.unwrap_err();
+        assert!(matches!(error, MeshCaError::Incomplete { .. }), "{error}");
+        assert!(error.to_string().contains("delete \"m.ca-builtin-cert-ca-1\""), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_provided_ca_is_read_from_every_kind_of_source_and_checked() {
+        let root =
+            RootCa::generate("m", "ca", KeyKind::EcdsaP256, std::time::Duration::from_secs(3600), SystemTime::now())
+                .unwrap();
+        let (store, _) = store_with_mesh("{type: Mesh, name: m}").await;
+        store.create(secret("m", "cert", root.cert_pem()).unwrap()).await.unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), root.key_pem()).unwrap();
+        let cert = DataSource::Secret("cert".into());
+        let ok = load_provided(&store, "m", "ca", &cert, &DataSource::File(file.path().display().to_string())).await;
+        assert_eq!(ok.unwrap().cert_pem(), root.cert_pem());
+        let inline = DataSource::Inline(STANDARD.encode(root.key_pem()));
+        assert!(load_provided(&store, "m", "ca", &cert, &inline).await.is_ok());
+
+        let other =
+            RootCa::generate("m", "x", KeyKind::EcdsaP256, std::time::Duration::from_secs(3600), SystemTime::now())
+                .unwrap();
+        let mismatch = load_provided(&store, "m", "ca", &cert, &DataSource::InlineString(other.key_pem().into())).await;
+        let error = mismatch.unwrap_err();
+        assert_eq!(error.part(), Some(Part::Key), "{error}");
+        assert!(error.to_string().contains("does not match"), "{error}");
+        let missing = load_provided(&store, "m", "ca", &DataSource::Secret("nope".into()), &inline).await.unwrap_err();
+        assert_eq!(missing.part(), Some(Part::Cert), "{missing}");
+        assert!(missing.to_string().contains("\"nope\" does not exist in mesh \"m\""), "{missing}");
+    }
+}
