@@ -22,6 +22,14 @@ pub struct BootstrapRequest {
     #[serde(default)]
     pub xds_transport: XdsTransport,
     pub version: Versions,
+    /// The dataplane token (a JWT) proving which Dataplane this sidecar may
+    /// serve; Envoy sends it again on every ADS stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_token: Option<String>,
+    /// The CA certificates (PEM) the sidecar trusts for the control plane
+    /// (`kodiak-dp --ca-cert-file`); Envoy's ADS connection trusts them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 /// The ADS variants of the xDS protocol.

@@ -117,11 +117,17 @@ impl Cp {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("kodiak-cp.log");
         let (api, dp_server, diagnostics) = (free_port(), free_port(), free_port());
+        let https_api = free_port();
+        let data_dir = dir.path().to_string_lossy().into_owned();
         let cp_args: Vec<String> = [
             "--store",
             "memory",
+            "--data-dir",
+            &data_dir,
             "--api-port",
             &api.to_string(),
+            "--api-https-port",
+            &https_api.to_string(),
             "--dp-server-port",
             &dp_server.to_string(),
             "--diagnostics-port",
@@ -137,7 +143,9 @@ impl Cp {
         }
         let stderr = Stdio::from(std::fs::File::create(&log)?);
         let process = CpProcess::start(&args.cp_binary, &cp_args, &env, diagnostics, stderr).await?;
-        Ok(Cp { process, harness: ControlPlane::external(api, dp_server), log, _dir: dir })
+        // The control plane generated its certificate in the data directory; sidecars trust it.
+        let harness = ControlPlane::external(api, dp_server).with_ca_cert_file(&dir.path().join("kodiak-cp.crt"));
+        Ok(Cp { process, harness, log, _dir: dir })
     }
 
     fn log_tail(&self) -> String {

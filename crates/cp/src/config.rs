@@ -43,6 +43,8 @@ pub struct ApiServerConfig {
     pub http: Listen<5681>,
     /// Who may call the API.
     pub authn: ApiAuthnConfig,
+    /// The same API over TLS, with the control plane's certificate.
+    pub https: HttpsConfig,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
 }
@@ -53,6 +55,29 @@ pub struct DiagnosticsConfig {
     pub server: Listen<5680>,
 }
 
+/// The REST API over TLS (TLS 1.2 and later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HttpsConfig {
+    pub enabled: bool,
+    pub interface: String,
+    pub port: u16,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        let Listen::<5682> { interface, port } = Listen::default();
+        Self { enabled: true, interface, port }
+    }
+}
+
+impl HttpsConfig {
+    /// Where the HTTPS API listens.
+    pub fn listen(&self) -> Listen<5682> {
+        Listen { interface: self.interface.clone(), port: self.port }
+    }
+}
+
 /// The dp-server: sidecars fetch their bootstrap and stream their
 /// configuration (ADS) here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +86,10 @@ pub struct DpServerConfig {
     pub server: Listen<5678>,
     /// How sidecars prove which Dataplane they are.
     pub authn: DpServerAuthnConfig,
+    /// Serve bootstrap and ADS over TLS only (the default). `false` serves
+    /// plaintext HTTP/1.1 and h2c instead: tokens and configuration then
+    /// cross the network readable by anyone on the path.
+    pub tls_enabled: bool,
     /// How long changes are collected before proxies are updated: the
     /// window closes once nothing changed for this long (and at the latest
     /// after ten times as long), so a burst becomes one update.
@@ -184,6 +213,12 @@ pub enum LogFormat {
 pub struct GeneralConfig {
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_timeout: String,
+    /// The certificate (PEM, the chain from the server certificate up) of
+    /// the dp-server and the HTTPS API. Unset: `kodiak-cp.crt` in the data
+    /// directory, generated on first start.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tlsCertFile`; set both or neither.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -194,7 +229,12 @@ impl Default for StoreConfig {
 
 impl Default for ApiServerConfig {
     fn default() -> Self {
-        Self { http: Listen::default(), authn: ApiAuthnConfig::default(), max_body_bytes: 1024 * 1024 }
+        Self {
+            http: Listen::default(),
+            authn: ApiAuthnConfig::default(),
+            https: HttpsConfig::default(),
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -203,6 +243,7 @@ impl Default for DpServerConfig {
         Self {
             server: Listen::default(),
             authn: DpServerAuthnConfig::default(),
+            tls_enabled: true,
             sync_debounce: "10ms".into(),
             inline_dataplane_cleanup_delay: "10s".into(),
         }
@@ -217,7 +258,7 @@ impl Default for LoggingConfig {
 
 impl Default for GeneralConfig {
     fn default() -> Self {
-        Self { shutdown_timeout: "10s".into() }
+        Self { shutdown_timeout: "10s".into(), tls_cert_file: None, tls_key_file: None }
     }
 }
 
@@ -274,6 +315,13 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "apiServer.authn.tokens.bootstrapAdminToken",
         "true (default): create the admin user token (GlobalSecret admin-user-token) when missing",
     ),
+    ("KODIAK_API_SERVER_HTTPS_ENABLED", "apiServer.https.enabled", "serve the REST API over TLS too (default true)"),
+    (
+        "KODIAK_API_SERVER_HTTPS_INTERFACE",
+        "apiServer.https.interface",
+        "address the HTTPS REST API listens on (default 127.0.0.1)",
+    ),
+    ("KODIAK_API_SERVER_HTTPS_PORT", "apiServer.https.port", "port of the HTTPS REST API (default 5682)"),
     ("KODIAK_API_SERVER_MAX_BODY_BYTES", "apiServer.maxBodyBytes", "largest request body accepted (default 1048576)"),
     (
         "KODIAK_DIAGNOSTICS_SERVER_INTERFACE",
@@ -291,6 +339,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "KODIAK_DP_SERVER_AUTHN_DP_PROXY_TYPE",
         "dpServer.authn.dpProxy.type",
         "dpToken (default): sidecars need a dataplane token; none: no check",
+    ),
+    (
+        "KODIAK_DP_SERVER_TLS_ENABLED",
+        "dpServer.tlsEnabled",
+        "true (default): the dp-server speaks TLS only; false: plaintext",
     ),
     (
         "KODIAK_DP_SERVER_SYNC_DEBOUNCE",
@@ -314,6 +367,12 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "general.shutdownTimeout",
         "grace period for in-flight requests on shutdown (default 10s)",
     ),
+    (
+        "KODIAK_GENERAL_TLS_CERT_FILE",
+        "general.tlsCertFile",
+        "certificate (PEM) of the dp-server and HTTPS API (default: generated as <data dir>/kodiak-cp.crt)",
+    ),
+    ("KODIAK_GENERAL_TLS_KEY_FILE", "general.tlsKeyFile", "private key (PEM) of general.tlsCertFile"),
 ];
 
 /// Why the configuration could not be loaded.
@@ -384,6 +443,11 @@ impl Config {
             kodiak_api::duration::parse_duration(text).map_err(|e| ConfigError::Invalid(format!("{setting}: {e}")))?;
         }
         check_log_level(&self.logging.level).map_err(ConfigError::Invalid)?;
+        if self.general.tls_cert_file.is_some() != self.general.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "general.tlsCertFile and general.tlsKeyFile go together: set both (your own certificate) or neither (one generated in the data directory)".into(),
+            ));
+        }
         if self.api_server.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("apiServer.maxBodyBytes must be greater than 0".into()));
         }
@@ -491,6 +555,35 @@ mod tests {
         let config = Config::load(None, env(&[("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "true")])).unwrap();
         assert!(config.defaults.skip_mesh_creation);
         assert!(Config::load(None, env(&[("KODIAK_DEFAULTS_SKIP_MESH_CREATION", "yes")])).is_err());
+    }
+
+    #[test]
+    fn tls_is_on_by_default_and_its_files_come_in_pairs() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(config.dp_server.tls_enabled && config.api_server.https.enabled);
+        assert_eq!(config.api_server.https.port, 5682);
+        assert_eq!(config.general.tls_cert_file, None);
+        let config = Config::load(
+            None,
+            env(&[
+                ("KODIAK_GENERAL_TLS_CERT_FILE", "/etc/kodiak/cp.crt"),
+                ("KODIAK_GENERAL_TLS_KEY_FILE", "/etc/kodiak/cp.key"),
+                ("KODIAK_DP_SERVER_TLS_ENABLED", "false"),
+                ("KODIAK_API_SERVER_HTTPS_PORT", "6682"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.general.tls_cert_file, Some(PathBuf::from("/etc/kodiak/cp.crt")));
+        assert!(!config.dp_server.tls_enabled);
+        assert_eq!(config.api_server.https.listen().port, 6682);
+        let err = Config::load(None, env(&[("KODIAK_GENERAL_TLS_CERT_FILE", "/etc/kodiak/cp.crt")])).unwrap_err();
+        assert!(err.to_string().contains("general.tlsCertFile and general.tlsKeyFile go together"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "apiServer:\n  https:\n    enabled: false\n").unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert!(!config.api_server.https.enabled);
+        assert_eq!(config.api_server.https.port, 5682, "unset fields keep their defaults");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Kodiak control plane: configuration, storage wiring, the REST API
-//! and the diagnostics server, started and stopped as one unit.
+//! (HTTP and HTTPS), the dp-server and the diagnostics server, started and
+//! stopped as one unit.
 
 pub mod api;
 pub mod config;
@@ -8,10 +9,12 @@ mod defaults;
 mod diagnostics;
 mod dp_server;
 pub mod testing;
+pub mod tls;
 mod tokens;
 mod xds;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,8 +30,10 @@ use crate::data_dir::DataDirLock;
 /// A started control plane. Stop it with [`RunningControlPlane::shutdown`].
 pub struct RunningControlPlane {
     api_address: SocketAddr,
+    https_api_address: Option<SocketAddr>,
     diagnostics_address: SocketAddr,
     dp_server_address: SocketAddr,
+    tls_cert_file: Option<PathBuf>,
     stop: watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
     shutdown_timeout: std::time::Duration,
@@ -40,6 +45,17 @@ pub struct RunningControlPlane {
 impl RunningControlPlane {
     pub fn api_address(&self) -> SocketAddr {
         self.api_address
+    }
+
+    /// The HTTPS API, unless `apiServer.https.enabled` is false.
+    pub fn https_api_address(&self) -> Option<SocketAddr> {
+        self.https_api_address
+    }
+
+    /// The certificate file the dp-server and the HTTPS API present (what
+    /// `kodiak-dp --ca-cert-file` is given), when either serves TLS.
+    pub fn tls_cert_file(&self) -> Option<&Path> {
+        self.tls_cert_file.as_deref()
     }
 
     pub fn diagnostics_address(&self) -> SocketAddr {
@@ -95,10 +111,26 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         defaults::ensure_default_mesh(store.as_ref()).await?;
     }
 
+    let https = config.api_server.https.enabled;
+    let tls = match config.dp_server.tls_enabled || https {
+        true => Some(tls::setup(&config, &hostname())?),
+        false => None,
+    };
+    if !config.dp_server.tls_enabled {
+        tracing::warn!(
+            "the dp-server serves plaintext (dpServer.tlsEnabled is false): dataplane tokens and proxy configuration cross the network unencrypted"
+        );
+    }
+
     let api_listener = bind(&config.api_server.http, "REST API").await?;
+    let https_listener = match https {
+        true => Some(bind(&config.api_server.https.listen(), "HTTPS REST API").await?),
+        false => None,
+    };
     let diagnostics_listener = bind(&config.diagnostics.server, "diagnostics").await?;
     let dp_server_listener = bind(&config.dp_server.server, "dp-server").await?;
     let api_address = api_listener.local_addr()?;
+    let https_api_address = https_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let diagnostics_address = diagnostics_listener.local_addr()?;
     let dp_server_address = dp_server_listener.local_addr()?;
 
@@ -113,17 +145,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         hostname: hostname(),
         insights: xds.insights.clone(),
     });
-    let dp_state = Arc::new(dp_server::DpServerState { xds, address: dp_server_address });
+    let dp_tls = tls.as_ref().filter(|_| config.dp_server.tls_enabled);
+    let dp_state = Arc::new(dp_server::DpServerState {
+        xds,
+        address: dp_server_address,
+        tls_chain: dp_tls.map(|tls| tls.pair.chain_pem.clone()),
+    });
     let mut servers = JoinSet::new();
     let api = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    if let (Some(listener), Some(tls)) = (https_listener, &tls) {
+        servers.spawn(dp_server::serve(listener, api.clone(), Some(tls.config.clone()), stopped.clone()));
+    }
     servers.spawn(serve(api_listener, api, stopped.clone()));
     servers.spawn(serve(diagnostics_listener, diagnostics::router(store), stopped.clone()));
-    servers.spawn(dp_server::serve(dp_server_listener, dp_server::router(dp_state, ads), stopped));
-    tracing::info!(%api_address, %diagnostics_address, %dp_server_address, "control plane started");
+    let dp_router = dp_server::router(dp_state, ads);
+    servers.spawn(dp_server::serve(dp_server_listener, dp_router, dp_tls.map(|tls| tls.config.clone()), stopped));
+    let https_api = https_api_address.map(|address| address.to_string()).unwrap_or_else(|| "off".into());
+    tracing::info!(
+        %api_address,
+        %https_api,
+        %diagnostics_address,
+        %dp_server_address,
+        dp_server_tls = config.dp_server.tls_enabled,
+        "control plane started"
+    );
     Ok(RunningControlPlane {
         api_address,
+        https_api_address,
         diagnostics_address,
         dp_server_address,
+        tls_cert_file: tls.map(|tls| tls.pair.cert_path),
         stop,
         servers,
         shutdown_timeout: config.shutdown_timeout(),

@@ -15,7 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the REST API (5681), the dp-server for sidecars (5678) and diagnostics (5680).
+    /// Run the control plane: the REST API (HTTP 5681, HTTPS 5682), the dp-server for sidecars (TLS, 5678)
+    /// and diagnostics (5680).
     ///
     /// Settings come from defaults, then the config file, then KODIAK_*
     /// environment variables, then these flags.
@@ -33,12 +34,15 @@ struct RunArgs {
     /// Where resources live: sqlite (persistent, the default) or memory.
     #[arg(long, value_enum)]
     store: Option<StoreKind>,
-    /// Directory of the SQLite store.
+    /// Directory of the SQLite store and of the generated TLS certificate (kodiak-cp.crt).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Port of the REST API.
     #[arg(long)]
     api_port: Option<u16>,
+    /// Port of the REST API over TLS.
+    #[arg(long)]
+    api_https_port: Option<u16>,
     /// Port of the diagnostics server (/ready, /healthy).
     #[arg(long)]
     diagnostics_port: Option<u16>,
@@ -52,7 +56,7 @@ struct RunArgs {
 
 fn run_help() -> String {
     format!(
-        "{}\nExamples:\n  kodiak-cp run\n  kodiak-cp run --store memory\n  KODIAK_API_SERVER_HTTP_PORT=6681 kodiak-cp run --data-dir /var/lib/kodiak\n",
+        "{}\nTLS: the dp-server and the HTTPS API present general.tlsCertFile, else kodiak-cp.crt in the data\ndirectory, generated on the first start and reused after; give that file to kodiak-dp --ca-cert-file.\n\nExamples:\n  kodiak-cp run\n  kodiak-cp run --store memory\n  KODIAK_API_SERVER_HTTP_PORT=6681 kodiak-cp run --data-dir /var/lib/kodiak\n  KODIAK_GENERAL_TLS_CERT_FILE=cp.crt KODIAK_GENERAL_TLS_KEY_FILE=cp.key kodiak-cp run\n",
         environment_help()
     )
 }
@@ -85,6 +89,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(port) = args.api_port {
         config.api_server.http.port = port;
+    }
+    if let Some(port) = args.api_https_port {
+        config.api_server.https.port = port;
     }
     if let Some(port) = args.diagnostics_port {
         config.diagnostics.server.port = port;

@@ -1,5 +1,6 @@
 //! Talking to the control plane's dp-server: `POST /bootstrap` (retried
-//! until the control plane answers) and `POST /drain` (best effort).
+//! until the control plane answers) and `POST /drain` (best effort), over
+//! TLS with an `https://` address.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,8 @@ use anyhow::{Context, bail};
 use kodiak_api::bootstrap::{BootstrapRequest, BootstrapResponse, DrainRequest};
 use kodiak_client::ApiError;
 use reqwest::{StatusCode, Url};
+
+use crate::tls::{Trust, tls_failure};
 
 /// How long one bootstrap request may take; the control plane answers in
 /// milliseconds, so a long wait means it is stuck and worth another try.
@@ -20,25 +23,35 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct ControlPlane {
     http: reqwest::Client,
     base: Url,
+    trust: Trust,
 }
 
 impl ControlPlane {
-    pub fn new(address: &str) -> anyhow::Result<Self> {
+    /// The dp-server at `address` (`https://` or, for a control plane with
+    /// `dpServer.tlsEnabled: false`, `http://`), trusted as `trust` says.
+    pub fn new(address: &str, trust: Trust) -> anyhow::Result<Self> {
         let invalid = |reason: &str| format!("invalid --cp-address {address:?}: {reason}");
         if !address.contains("://") {
-            bail!(invalid(&format!("expected a URL such as http://{address}")));
+            bail!(invalid(&format!("expected a URL such as https://{address}")));
         }
-        let base = Url::parse(address).with_context(|| invalid("expected a URL such as http://127.0.0.1:5678"))?;
-        match base.scheme() {
-            "http" => {}
-            "https" => bail!(invalid("https is not supported yet; use http://")),
-            other => bail!(invalid(&format!("the scheme must be http, not {other:?}"))),
-        }
+        let base = Url::parse(address).with_context(|| invalid("expected a URL such as https://127.0.0.1:5678"))?;
+        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
+        let builder = match (base.scheme(), &trust) {
+            ("https", _) => match trust.client_config()? {
+                Some(config) => builder.use_preconfigured_tls(config),
+                None => builder,
+            },
+            ("http", Trust::CaFile { path, .. }) => bail!(invalid(&format!(
+                "--ca-cert-file {} is given but the address is plaintext http://; use https://",
+                path.display()
+            ))),
+            ("http", Trust::SystemRoots) => builder,
+            (other, _) => bail!(invalid(&format!("the scheme must be https (or http), not {other:?}"))),
+        };
         if base.host().is_none() {
-            bail!(invalid("expected a URL such as http://127.0.0.1:5678"));
+            bail!(invalid("expected a URL such as https://127.0.0.1:5678"));
         }
-        let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT).build()?;
-        Ok(Self { http, base })
+        Ok(Self { http: builder.build()?, base, trust })
     }
 
     fn url(&self, path: &str) -> Url {
@@ -93,7 +106,11 @@ impl ControlPlane {
                     }
                     format!("answered {status}: {error}")
                 }
-                Err(e) => format!("is not reachable ({})", root_cause(&e)),
+                Err(e) => match tls_failure(&e) {
+                    // The certificate will be the same on the next try.
+                    Some(failure) => bail!("{}: {}", self.base, self.trust.explain(failure)),
+                    None => format!("is not reachable ({})", root_cause(&e)),
+                },
             };
             // With a time limit, the last wait ends at the limit and one more
             // attempt is made there, so `--connect-timeout 2s` tries for 2s.
@@ -215,20 +232,27 @@ mod tests {
         assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
     }
 
+    fn control_plane(address: &str) -> anyhow::Result<ControlPlane> {
+        ControlPlane::new(address, Trust::SystemRoots)
+    }
+
     #[test]
     fn addresses_are_checked_up_front() {
-        assert!(ControlPlane::new("http://127.0.0.1:5678").is_ok());
-        let no_scheme = ControlPlane::new("127.0.0.1:5678").unwrap_err().to_string();
-        assert!(no_scheme.contains("http://127.0.0.1:5678"), "{no_scheme}");
-        assert!(ControlPlane::new("https://cp:5678").unwrap_err().to_string().contains("https"));
-        assert!(ControlPlane::new("ftp://cp").is_err());
+        assert!(control_plane("https://127.0.0.1:5678").is_ok());
+        assert!(control_plane("http://127.0.0.1:5678").is_ok());
+        let no_scheme = control_plane("127.0.0.1:5678").unwrap_err().to_string();
+        assert!(no_scheme.contains("https://127.0.0.1:5678"), "{no_scheme}");
+        assert!(control_plane("ftp://cp").unwrap_err().to_string().contains("https"));
+        let trust = Trust::CaFile { path: "/ca.crt".into(), pem: String::new() };
+        let plaintext = ControlPlane::new("http://cp:5678", trust).unwrap_err().to_string();
+        assert!(plaintext.contains("/ca.crt") && plaintext.contains("use https://"), "{plaintext}");
     }
 
     #[test]
     fn paths_join_onto_a_base_with_or_without_a_prefix() {
-        let cp = ControlPlane::new("http://cp:5678").unwrap();
-        assert_eq!(cp.url("/bootstrap").as_str(), "http://cp:5678/bootstrap");
-        let cp = ControlPlane::new("http://cp:5678/prefix/").unwrap();
+        let cp = control_plane("https://cp:5678").unwrap();
+        assert_eq!(cp.url("/bootstrap").as_str(), "https://cp:5678/bootstrap");
+        let cp = control_plane("http://cp:5678/prefix/").unwrap();
         assert_eq!(cp.url("/drain").as_str(), "http://cp:5678/prefix/drain");
     }
 

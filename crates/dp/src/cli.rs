@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use kodiak_api::bootstrap::XdsTransport;
 
 /// Where the control plane's dp-server listens by default (Kuma's port).
-pub const DEFAULT_CP_ADDRESS: &str = "http://127.0.0.1:5678";
+pub const DEFAULT_CP_ADDRESS: &str = "https://127.0.0.1:5678";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,19 +32,26 @@ pub enum Command {
 
 const RUN_EXAMPLES: &str = "\
 Examples:
-  # Register the Dataplane from a file (a template: {{ name }} is filled from -v name=...)
-  kodiak-dp run --dataplane-file web.yaml -v name=web-1 -v address=127.0.0.2
+  # Register the Dataplane from a file (a template: {{ name }} is filled from -v name=...),
+  # trusting the control plane's generated certificate
+  kodiak-dp run --dataplane-file web.yaml -v name=web-1 -v address=127.0.0.2 \\
+      --ca-cert-file ~/.local/share/kodiak/kodiak-cp.crt --dataplane-token-file web-1.token
 
   # Run the sidecar of a Dataplane applied beforehand (kodiakctl apply -f web-1.yaml)
   kodiak-dp run --name web-1 --mesh default
 
   # Another control plane, state-of-the-world xDS, a fixed admin port, chatty Envoy
-  kodiak-dp run --cp-address http://10.0.0.5:5678 --name web-1 --xds-transport sotw \\
+  kodiak-dp run --cp-address https://cp.internal:5678 --name web-1 --xds-transport sotw \\
       --admin-port 9901 --envoy-log-level debug
 
 Envoy 1.40.x is needed; kodiak-dp looks for it in --envoy-binary / ENVOY_BIN, then in
 .tools/bin/envoy of the folders above kodiak-dp's executable and above the current
 directory (scripts/install-envoy.sh puts it there), then on PATH.
+
+The dp-server speaks TLS: kodiak-dp and Envoy trust only the CA certificates of
+--ca-cert-file (the control plane's generated certificate is kodiak-cp.crt in its data
+directory), else the system's trusted roots. A certificate that does not verify stops
+kodiak-dp at once: retrying would not change it.
 
 On SIGINT or SIGTERM kodiak-dp tells the control plane the instance is going away (so
 callers stop choosing it), drains Envoy's inbound listeners for --drain-time, then stops
@@ -60,6 +67,21 @@ pub struct RunArgs {
     /// The control plane's dp-server (bootstrap and xDS).
     #[arg(long, env = "KODIAK_DP_CP_ADDRESS", default_value = DEFAULT_CP_ADDRESS, value_name = "URL")]
     pub cp_address: String,
+
+    /// The CA certificates (PEM) to trust for the control plane instead of the system's roots:
+    /// its kodiak-cp.crt, or the CA that signed its general.tlsCertFile. Envoy trusts them too.
+    #[arg(long, env = "KODIAK_CONTROL_PLANE_CA_CERT_FILE", value_name = "FILE")]
+    pub ca_cert_file: Option<PathBuf>,
+
+    /// A file holding the dataplane token (kodiakctl generate dataplane-token) that lets this
+    /// sidecar serve its Dataplane.
+    #[arg(long, env = "KODIAK_DATAPLANE_TOKEN_PATH", value_name = "FILE", conflicts_with = "dataplane_token")]
+    pub dataplane_token_file: Option<PathBuf>,
+
+    /// The dataplane token itself (prefer --dataplane-token-file: a command line is visible to
+    /// other users of the host).
+    #[arg(long, env = "KODIAK_DATAPLANE_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub dataplane_token: Option<String>,
 
     /// A Dataplane resource (YAML or JSON) that kodiak-dp registers; it may use `{{ name }}`
     /// placeholders filled from --dataplane-var.
@@ -173,6 +195,16 @@ mod tests {
         assert_eq!(args.drain_time, Duration::from_secs(5));
         assert_eq!(args.connect_timeout, None);
         assert_eq!(args.concurrency, 2);
+        assert!(args.cp_address.starts_with("https://"));
+        assert_eq!((args.ca_cert_file, args.dataplane_token_file, args.dataplane_token), (None, None, None));
+    }
+
+    #[test]
+    fn one_token_source_at_a_time() {
+        let args = run(&["--name", "a", "--dataplane-token-file", "t", "--ca-cert-file", "ca.crt"]).unwrap();
+        assert_eq!(args.dataplane_token_file, Some(PathBuf::from("t")));
+        assert_eq!(args.ca_cert_file, Some(PathBuf::from("ca.crt")));
+        assert!(run(&["--name", "a", "--dataplane-token-file", "t", "--dataplane-token", "x"]).is_err());
     }
 
     #[test]

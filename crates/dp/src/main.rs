@@ -10,6 +10,8 @@ mod envoy_binary;
 mod ports;
 mod signals;
 mod supervisor;
+mod tls;
+mod token;
 mod work_dir;
 
 use std::io::IsTerminal;
@@ -21,6 +23,7 @@ use kodiak_api::bootstrap::{BootstrapRequest, DrainRequest, Versions};
 use crate::bootstrap_client::ControlPlane;
 use crate::cli::{Cli, Command, EnvoyArgs, RunArgs};
 use crate::signals::Signals;
+use crate::tls::Trust;
 use crate::work_dir::WorkDir;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -83,7 +86,13 @@ fn version(args: &EnvoyArgs) -> ExitCode {
 /// plane, then the ports of the Dataplane it returned, then Envoy.
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut signals = Signals::install()?;
-    let control_plane = ControlPlane::new(&args.cp_address)?;
+    let trust = match &args.ca_cert_file {
+        Some(path) => Trust::ca_file(path)?,
+        None => Trust::SystemRoots,
+    };
+    let ca_cert = trust.ca_pem().map(str::to_owned);
+    let control_plane = ControlPlane::new(&args.cp_address, trust)?;
+    let dataplane_token = token::load(args.dataplane_token.as_deref(), args.dataplane_token_file.as_deref())?;
 
     let local = match &args.dataplane_file {
         // A later value for the same name wins.
@@ -117,6 +126,8 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         admin_port: args.admin_port.or(file_admin_port).unwrap_or(0),
         xds_transport: args.xds_transport.into(),
         version: Versions { kodiak_dp: VERSION.to_owned(), envoy: envoy_version },
+        dataplane_token,
+        ca_cert,
     };
     tracing::info!("requesting a bootstrap for Dataplane {mesh}.{name} from {}", args.cp_address);
     let response = tokio::select! {

@@ -96,7 +96,7 @@ pub async fn run(
     drain: &DrainRequest,
 ) -> anyhow::Result<i32> {
     let bootstrap_path = work_dir.join(BOOTSTRAP_FILE);
-    std::fs::write(&bootstrap_path, serde_json::to_vec_pretty(bootstrap)?)
+    write_private(&bootstrap_path, &serde_json::to_vec_pretty(bootstrap)?)
         .with_context(|| format!("cannot write {}", bootstrap_path.display()))?;
     let admin_file = work_dir.join(ADMIN_ADDRESS_FILE);
     // A file left by an earlier run in a kept --work-dir would point at a dead Envoy.
@@ -213,6 +213,17 @@ async fn stop(child: &mut Child) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a file only its owner may read: the bootstrap carries the
+/// dataplane token.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // An existing file keeps its mode on open: narrow it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)
 }
 
 /// Envoy writes the admin address file once, right after binding. A short

@@ -1,6 +1,10 @@
 //! A control plane in this process on loopback. Its ports are chosen by the
 //! kernel at the first start and kept, so it can be stopped and started
-//! again where sidecars expect it.
+//! again where sidecars expect it. Its dp-server speaks TLS with the
+//! certificate it generates in its data directory, which sidecars trust
+//! through `--ca-cert-file`.
+
+use std::path::{Path, PathBuf};
 
 use kodiak_cp::config::{Config, DpProxyAuthn, StoreKind};
 use kodiak_cp::testing::TestControlPlane;
@@ -10,6 +14,8 @@ pub struct ControlPlane {
     running: Option<TestControlPlane>,
     /// Runs elsewhere (see [`ControlPlane::external`]): never started or stopped here.
     external: bool,
+    /// The certificate sidecars trust (`--ca-cert-file`).
+    ca_cert_file: Option<PathBuf>,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -30,12 +36,12 @@ impl ControlPlane {
         config.store.kind = store;
         // Sidecars start without dataplane tokens until the harness issues them.
         config.dp_server.authn.dp_proxy.kind = DpProxyAuthn::None;
-        let data_dir = (store == StoreKind::Sqlite).then(|| tempfile::tempdir().expect("a temporary directory"));
-        if let Some(dir) = &data_dir {
-            config.store.data_dir = dir.path().to_owned();
-        }
+        // Every store gets a data directory of its own: the certificate lives there.
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        config.store.data_dir = data_dir.path().to_owned();
         adjust(&mut config);
-        let mut control_plane = Self { config, running: None, external: false, _data_dir: data_dir };
+        let mut control_plane =
+            Self { config, running: None, external: false, ca_cert_file: None, _data_dir: Some(data_dir) };
         control_plane.start();
         control_plane
     }
@@ -47,7 +53,14 @@ impl ControlPlane {
         let mut config = kodiak_cp::testing::loopback_config();
         config.api_server.http.port = api_port;
         config.dp_server.server.port = dp_server_port;
-        Self { config, running: None, external: true, _data_dir: None }
+        Self { config, running: None, external: true, ca_cert_file: None, _data_dir: None }
+    }
+
+    /// The certificate an external control plane's dp-server presents
+    /// (`kodiak-cp.crt` in its data directory), for sidecars to trust.
+    pub fn with_ca_cert_file(mut self, path: &Path) -> Self {
+        self.ca_cert_file = Some(path.to_owned());
+        self
     }
 
     pub fn start(&mut self) {
@@ -57,6 +70,7 @@ impl ControlPlane {
         // Keep the ports the kernel chose (or were asked for) for a restart.
         self.config.api_server.http.port = port_of(running.api_url());
         self.config.dp_server.server.port = port_of(running.dp_server_url());
+        self.ca_cert_file = running.tls_cert_file().map(Path::to_owned);
         self.running = Some(running);
     }
 
@@ -71,8 +85,26 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", self.config.api_server.http.port)
     }
 
+    /// `https://127.0.0.1:<port>` (`http://` with `dpServer.tlsEnabled: false`).
     pub fn dp_server_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.config.dp_server.server.port)
+        let scheme = if self.config.dp_server.tls_enabled { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.config.dp_server.server.port)
+    }
+
+    /// The certificate file sidecars are given as `--ca-cert-file`, once
+    /// the control plane has started (or was named for an external one).
+    pub fn ca_cert_file(&self) -> Option<&Path> {
+        self.ca_cert_file.as_deref()
+    }
+
+    /// An HTTP client for the dp-server that trusts its certificate only.
+    pub fn dp_server_client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &self.ca_cert_file {
+            let tls = kodiak_cp::testing::client_tls_trusting(path).expect("the control plane's certificate");
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        builder.build().expect("an HTTP client")
     }
 
     pub fn client(&self) -> kodiak_client::Client {

@@ -48,14 +48,65 @@ impl Sidecar {
         Self::run(control_plane, dir, &["--mesh", mesh, "--name", name, "--xds-transport", transport.flag()])
     }
 
+    /// `kodiak-dp run` registering `dataplane` with a dataplane token
+    /// (given through `--dataplane-token-file`).
+    pub fn register_with_token(
+        control_plane: &ControlPlane,
+        dataplane: &str,
+        transport: Transport,
+        token: &str,
+    ) -> Sidecar {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("dataplane.yaml");
+        std::fs::write(&file, dataplane).expect("the dataplane file is written");
+        let token_file = Self::token_file(&dir, token);
+        let file = file.to_string_lossy().into_owned();
+        let args =
+            ["--dataplane-file", &file, "--xds-transport", transport.flag(), "--dataplane-token-file", &token_file];
+        Self::run(control_plane, dir, &args)
+    }
+
+    /// `kodiak-dp run` for a Dataplane applied beforehand, with a dataplane token.
+    pub fn named_with_token(
+        control_plane: &ControlPlane,
+        mesh: &str,
+        name: &str,
+        transport: Transport,
+        token: &str,
+    ) -> Sidecar {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let token_file = Self::token_file(&dir, token);
+        let args = [
+            "--mesh",
+            mesh,
+            "--name",
+            name,
+            "--xds-transport",
+            transport.flag(),
+            "--dataplane-token-file",
+            &token_file,
+        ];
+        Self::run(control_plane, dir, &args)
+    }
+
+    /// Writes `token` into the sidecar's directory; returns the file's path.
+    fn token_file(dir: &tempfile::TempDir, token: &str) -> String {
+        let path = dir.path().join("dataplane.token");
+        std::fs::write(&path, token).expect("the token file is written");
+        path.to_string_lossy().into_owned()
+    }
+
     /// `kodiak-dp run` with these arguments (plus the control plane's
-    /// address, a work directory and a short drain time).
+    /// address and certificate, a work directory and a short drain time).
     pub fn run(control_plane: &ControlPlane, dir: tempfile::TempDir, args: &[&str]) -> Sidecar {
         let log = std::fs::File::create(dir.path().join("kodiak-dp.log")).expect("the log file is created");
         let work_dir = dir.path().join("work");
-        let child = Command::new(binary("kodiak-dp"))
-            .arg("run")
-            .args(["--cp-address", &control_plane.dp_server_url()])
+        let mut command = Command::new(binary("kodiak-dp"));
+        command.arg("run").args(["--cp-address", &control_plane.dp_server_url()]);
+        if let Some(ca) = control_plane.ca_cert_file().filter(|_| control_plane.dp_server_url().starts_with("https")) {
+            command.arg("--ca-cert-file").arg(ca);
+        }
+        let child = command
             .arg("--work-dir")
             .arg(&work_dir)
             .arg("--envoy-binary")

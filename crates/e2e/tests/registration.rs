@@ -14,7 +14,8 @@ async fn bootstrap(control_plane: &ControlPlane, name: &str, dataplane: &str) ->
         "mesh": "default", "name": name, "dataplaneResource": dataplane,
         "version": {"kodiakDp": "test", "envoy": "1.40.0"},
     });
-    let response = reqwest::Client::new()
+    let response = control_plane
+        .dp_server_client()
         .post(format!("{}/bootstrap", control_plane.dp_server_url()))
         .json(&request)
         .send()

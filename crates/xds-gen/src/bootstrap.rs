@@ -30,6 +30,24 @@ pub struct BootstrapParams {
     /// The control plane's name for this sidecar (node metadata), so it can
     /// tell two sidecars claiming one Dataplane apart.
     pub sidecar_instance: Option<String>,
+    /// TLS to the control plane, when its dp-server speaks TLS.
+    pub xds_tls: Option<XdsTls>,
+    /// The dataplane token, sent as `authorization` metadata (the raw
+    /// token, no `Bearer`) when each ADS stream opens.
+    pub dataplane_token: Option<String>,
+}
+
+/// How Envoy checks the control plane it streams from.
+#[derive(Clone, PartialEq)]
+pub struct XdsTls {
+    /// The CA certificates (PEM) Envoy trusts for the control plane.
+    pub trusted_ca: String,
+}
+
+impl std::fmt::Debug for XdsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsTls").field("trusted_ca", &format_args!("{} bytes of PEM", self.trusted_ca.len())).finish()
+    }
 }
 
 impl BootstrapParams {
@@ -56,6 +74,8 @@ impl BootstrapParams {
             xds_host: xds_host.to_owned(),
             xds_port,
             sidecar_instance: None,
+            xds_tls: None,
+            dataplane_token: request.dataplane_token.clone(),
         }
     }
 }
@@ -77,6 +97,19 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
         XdsTransport::Sotw => "GRPC",
     };
     let ads = json!({"ads": {}, "resource_api_version": "V3"});
+    let mut grpc_service = json!({
+        "envoy_grpc": {
+            "cluster_name": XDS_CLUSTER,
+            // Envoy re-opens a broken ADS stream by itself with a jittered
+            // backoff (default 0.5 s up to 30 s); a lower ceiling brings
+            // proxies back soon after a control plane restart.
+            "retry_policy": {"retry_back_off": {"base_interval": "0.25s", "max_interval": "5s"}},
+        },
+    });
+    if let Some(token) = &params.dataplane_token {
+        // Sent when each stream opens; the control plane checks it there.
+        grpc_service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
+    }
     json!({
         "node": {
             "id": format!("{}.{}", params.mesh, params.name),
@@ -90,16 +123,7 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
             "ads_config": {
                 "api_type": api_type,
                 "transport_api_version": "V3",
-                "grpc_services": [{
-                    "envoy_grpc": {
-                        "cluster_name": XDS_CLUSTER,
-                        // Envoy re-opens a broken ADS stream by itself with a
-                        // jittered backoff (default 0.5 s up to 30 s); a lower
-                        // ceiling brings proxies back soon after a control
-                        // plane restart.
-                        "retry_policy": {"retry_back_off": {"base_interval": "0.25s", "max_interval": "5s"}},
-                    },
-                }],
+                "grpc_services": [grpc_service],
                 // The node (with the inline Dataplane) goes only on the first
                 // request of each stream (xDS protocol, "Node"); a new stream
                 // after a reconnect carries it again.
@@ -108,7 +132,7 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
             "cds_config": ads,
             "lds_config": ads,
         },
-        "static_resources": {"clusters": [xds_cluster(&params.xds_host, params.xds_port)]},
+        "static_resources": {"clusters": [xds_cluster(&params.xds_host, params.xds_port, params.xds_tls.as_ref())]},
         // A ceiling on downstream connections protects the sidecar from
         // running out of file descriptors (Envoy warns at start without one).
         "overload_manager": {
@@ -126,11 +150,11 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
 /// Enough for a busy workload, well under the usual file-descriptor limits.
 const MAX_DOWNSTREAM_CONNECTIONS: u64 = 50_000;
 
-/// The cluster to the control plane: HTTP/2 (gRPC) over plain TCP, with
-/// TCP and HTTP/2 keepalives so a control plane that vanished without
-/// closing the connection (host down, network cut) is noticed and the
-/// stream re-opened, rather than waited on forever.
-fn xds_cluster(host: &str, port: u16) -> Value {
+/// The cluster to the control plane: HTTP/2 (gRPC) over TLS (or plain
+/// TCP), with TCP and HTTP/2 keepalives so a control plane that vanished
+/// without closing the connection (host down, network cut) is noticed and
+/// the stream re-opened, rather than waited on forever.
+fn xds_cluster(host: &str, port: u16, tls: Option<&XdsTls>) -> Value {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let discovery = if host.parse::<IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" };
     let mut cluster = json!({
@@ -153,12 +177,39 @@ fn xds_cluster(host: &str, port: u16) -> Value {
             "tcp_keepalive": {"keepalive_probes": 3, "keepalive_time": 10, "keepalive_interval": 10},
         },
     });
+    if let Some(tls) = tls {
+        cluster["transport_socket"] = xds_transport_socket(host, tls);
+    }
     if discovery == "STRICT_DNS" {
         // A name such as localhost may resolve to ::1 first while the
         // control plane listens on IPv4 only; prefer IPv4, fall back to IPv6.
         cluster["dns_lookup_family"] = "V4_PREFERRED".into();
     }
     cluster
+}
+
+/// TLS to the control plane: only the given CA is trusted, and the
+/// certificate must name the host Envoy dials (as a DNS name or an IP
+/// address). SNI carries host names only: TLS has no room for addresses
+/// there (RFC 6066, section 3).
+fn xds_transport_socket(host: &str, tls: &XdsTls) -> Value {
+    let is_address = host.parse::<IpAddr>().is_ok();
+    let san_type = if is_address { "IP_ADDRESS" } else { "DNS" };
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "trusted_ca": {"inline_string": tls.trusted_ca},
+                "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": host}}],
+            },
+        },
+    });
+    if !is_address {
+        context["sni"] = host.into();
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
 }
 
 #[cfg(test)]
@@ -175,6 +226,8 @@ mod tests {
             admin_port: 0,
             xds_transport: XdsTransport::Sotw,
             version: Versions { kodiak_dp: "0.1.0".into(), envoy: "1.40.0".into() },
+            dataplane_token: None,
+            ca_cert: None,
         }
     }
 

@@ -68,8 +68,11 @@ pub async fn handle(
     let (host, port) =
         control_plane_address(&headers).unwrap_or_else(|| (state.address.ip().to_string(), state.address.port()));
     let view = DataplaneView::from_resource(&dataplane);
-    let params =
-        BootstrapParams { sidecar_instance: Some(instance), ..BootstrapParams::new(&request, &view, &host, port) };
+    let params = BootstrapParams {
+        sidecar_instance: Some(instance),
+        xds_tls: state.xds_tls(&request),
+        ..BootstrapParams::new(&request, &view, &host, port)
+    };
     let bootstrap = kodiak_xds_gen::bootstrap(&params);
     Ok(Json(BootstrapResponse { bootstrap, dataplane: dataplane.to_document() }))
 }

@@ -1,29 +1,49 @@
-//! Serving the dp-server's connections. Sidecars hold one long-lived
-//! HTTP/2 connection each, so the control plane checks they are alive:
-//! TCP keepalive notices a host that went away, HTTP/2 PINGs notice a
-//! sidecar that stopped answering; either closes the connection, and the
-//! sidecar is withdrawn from its callers.
+//! Serving connections of the dp-server (and the HTTPS API, which shares
+//! this loop), over TLS or plaintext. Sidecars hold one long-lived HTTP/2
+//! connection each, so the control plane checks they are alive: TCP
+//! keepalive notices a host that went away, HTTP/2 PINGs notice a sidecar
+//! that stopped answering; either closes the connection, and the sidecar
+//! is withdrawn from its callers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// A PING every this long on an idle connection ...
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// ... must be answered within this long.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that opened a connection must finish the TLS handshake this soon.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a plaintext HTTP client gets from a TLS-only port, so that curl or
+/// a kodiak-dp given `http://` says what is wrong instead of "connection reset".
+pub const PLAINTEXT_REFUSAL: &str = "this port speaks TLS only: use https:// (for kodiak-dp: --cp-address https://HOST:PORT --ca-cert-file <the control plane's certificate>)\n";
 
 /// Serves `router` until `stopped` turns true, then waits for open
-/// connections to finish (ADS streams end at that same signal).
-pub async fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+/// connections to finish (ADS streams end at that same signal). With
+/// `tls`, every connection must be TLS.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(PING_INTERVAL).keep_alive_timeout(PING_TIMEOUT);
+    let builder = Arc::new(builder);
+    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     loop {
         let connection = tokio::select! {
@@ -34,22 +54,69 @@ pub async fn serve(listener: TcpListener, router: Router, mut stopped: watch::Re
             Ok((stream, _peer)) => stream,
             Err(error) => {
                 // Out of file descriptors, say: wait a little rather than spin.
-                tracing::warn!(%error, "cannot accept a sidecar connection");
+                tracing::warn!(%error, "cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         tcp_keepalive(&stream);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "a sidecar connection ended with an error");
-            }
-        });
+        let connection = Connection { builder: builder.clone(), router: router.clone(), watcher: graceful.watcher() };
+        match &acceptor {
+            Some(acceptor) => tokio::spawn(connection.serve_tls(stream, acceptor.clone())),
+            None => tokio::spawn(connection.serve(TokioIo::new(stream))),
+        };
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// One accepted connection and what it is served with.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    watcher: Watcher,
+}
+
+impl Connection {
+    async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+            Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+            Ok(Ok(1)) => return refuse_plaintext(stream).await,
+            _ => return,
+        }
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => self.serve(TokioIo::new(tls)).await,
+            Ok(Err(error)) => tracing::info!(%error, "a TLS handshake failed"),
+            Err(_) => tracing::info!("a TLS handshake did not finish within {HANDSHAKE_TIMEOUT:?}"),
+        }
+    }
+
+    async fn serve<I>(self, io: TokioIo<I>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = TowerToHyperService::new(self.router);
+        let connection = self.watcher.watch(self.builder.serve_connection(io, service).into_owned());
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "a connection ended with an error");
+        }
+    }
+}
+
+/// Answers a plaintext request on a TLS port with a 400 saying so.
+async fn refuse_plaintext(mut stream: TcpStream) {
+    tracing::info!(peer = ?stream.peer_addr().ok(), "refused a plaintext connection on a TLS-only port");
+    // Read what the client sent first: closing with unread data would reset
+    // the connection before the client sees the answer.
+    let mut request = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request)).await;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{PLAINTEXT_REFUSAL}",
+        PLAINTEXT_REFUSAL.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// A host that vanished without closing its connections (power loss,
@@ -60,6 +127,6 @@ fn tcp_keepalive(connection: &TcpStream) {
         .with_interval(Duration::from_secs(10))
         .with_retries(3);
     if let Err(error) = socket2::SockRef::from(connection).set_tcp_keepalive(&probes) {
-        tracing::warn!(%error, "cannot turn on TCP keepalive for a sidecar connection");
+        tracing::warn!(%error, "cannot turn on TCP keepalive for a connection");
     }
 }
