@@ -1,0 +1,364 @@
+//! Mesh mTLS and MeshTrafficPermission between real Envoys, configured with
+//! exactly what Kodiak generates (loaded statically, see `support`), with
+//! certificates from Kodiak's CA. Everything listens on 127.0.0.1.
+//!
+//! Two server proxies, one STRICT and one PERMISSIVE, each serve an HTTP
+//! service (an application answering `hello`) and a TCP service: an echo
+//! on STRICT, an application that speaks first (a greeting) on PERMISSIVE.
+//! Three client proxies, `web`, `other` and `stranger`, call all four
+//! services over mTLS. `web` is allowed everywhere, `other` denied by a
+//! named MeshTrafficPermission and `stranger` by none covering it (on
+//! STRICT) or by one matching its certificate's tag `team: red`.
+//!
+//! Envoy's network RBAC decides on the caller's first byte, so a denied
+//! caller of a server-first TCP service may read the greeting before its
+//! first byte closes the connection; the TCP denials are checked on echo.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kodiak_api::Resource;
+use kodiak_api::dataplane_view::DataplaneView;
+use kodiak_ca::{Ca, KeyKind, RootCa, WorkloadRequest};
+use kodiak_policy::traffic_permission::{Action, Callers, InboundPermissions, PermissionRule, TagCondition};
+use kodiak_xds_gen::{
+    DENIED_BY_HEADER, Identity, MtlsMode, NO_PERMISSION_ALLOWS, ProxySecurity, proxy_resources, service_resources,
+    services,
+};
+
+const MESH: &str = "default";
+const HELLO: &str = "hello";
+const GREETING: &str = "greetings from the server\n";
+
+/// A port the kernel just gave out and took back.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An application on a free port of 127.0.0.1, handling each connection
+/// with `handle` on a thread of its own.
+fn serve(handle: fn(TcpStream)) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || handle(stream));
+        }
+    });
+    port
+}
+
+/// An HTTP/1.1 application answering every request with 200 `hello`.
+fn http_app(mut stream: TcpStream) {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        request.push(byte[0]);
+    }
+    let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{HELLO}", HELLO.len());
+    let _ = stream.write_all(response.as_bytes());
+}
+
+/// A TCP application sending back what it reads.
+fn echo_app(mut stream: TcpStream) {
+    let mut reader = stream.try_clone().unwrap();
+    let _ = std::io::copy(&mut reader, &mut stream);
+}
+
+/// A TCP application that speaks first: it sends [`GREETING`] on accept.
+fn greeter_app(mut stream: TcpStream) {
+    let _ = stream.write_all(GREETING.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn dataplane(yaml: &str) -> DataplaneView {
+    let document = kodiak_api::parse_document(yaml).unwrap();
+    DataplaneView::from_resource(&Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A server Dataplane: `<http>` and `<tcp>` served by the applications.
+fn server(
+    name: &str,
+    (http, http_port, app): (&str, u16, u16),
+    (tcp, tcp_port, greeter): (&str, u16, u16),
+) -> DataplaneView {
+    dataplane(&format!(
+        "{{type: Dataplane, mesh: {MESH}, name: {name}, networking: {{address: 127.0.0.1, inbound: [
+            {{port: {http_port}, servicePort: {app}, tags: {{kuma.io/service: {http}, kuma.io/protocol: http}}}},
+            {{port: {tcp_port}, servicePort: {greeter}, tags: {{kuma.io/service: {tcp}}}}}]}}}}"
+    ))
+}
+
+/// A client Dataplane of service `name` with one outbound per `(service, port)`.
+fn client(name: &str, outbounds: &[(&str, u16)]) -> DataplaneView {
+    let outbounds: Vec<String> = outbounds
+        .iter()
+        .map(|(service, port)| format!("{{port: {port}, tags: {{kuma.io/service: {service}}}}}"))
+        .collect();
+    dataplane(&format!(
+        "{{type: Dataplane, mesh: {MESH}, name: {name}, networking: {{address: 127.0.0.1, inbound: [
+            {{port: {}, servicePort: {}, tags: {{kuma.io/service: {name}}}}}], outbound: [{}]}}}}",
+        free_port(),
+        free_port(),
+        outbounds.join(", ")
+    ))
+}
+
+/// The certificate of a proxy serving `services`, with the tag `team`.
+fn identity(ca: &Ca, services: &[&str], team: &str) -> Identity {
+    let request = WorkloadRequest {
+        mesh: MESH.into(),
+        services: services.iter().map(|service| service.to_string()).collect(),
+        tags: BTreeMap::from([
+            ("kuma.io/service".to_owned(), services[0].to_owned()),
+            ("team".to_owned(), team.to_owned()),
+        ]),
+        key: KeyKind::EcdsaP256,
+        lifetime: Duration::from_secs(3600),
+        now: SystemTime::now(),
+    };
+    let cert = ca.issue(&request).unwrap();
+    Identity { cert_chain_pem: cert.cert_pem, key_pem: cert.key_pem }
+}
+
+fn rule(policy: &str, action: Action, (key, value): (&str, &str)) -> PermissionRule {
+    let condition = TagCondition { key: key.into(), value: value.into(), negated: false };
+    PermissionRule { callers: Callers(vec![condition]), action, policy: policy.into() }
+}
+
+/// `web` allowed by `allow-web`, `other` denied by `deny`, anyone else uncovered.
+fn permissions(deny: &str) -> InboundPermissions {
+    let rules = vec![
+        rule("allow-web", Action::Allow, ("kuma.io/service", "web")),
+        rule(deny, Action::Deny, ("kuma.io/service", "other")),
+    ];
+    InboundPermissions { rules }
+}
+
+/// Where the Envoys' configurations and logs go (removed when the test passes).
+fn work_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kodiak-mtls-envoy-{}", std::process::id()))
+}
+
+/// A running Envoy, stopped when dropped.
+struct Envoy {
+    name: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Envoy {
+    fn start(name: &str, config: &serde_json::Value, ports: &[u16]) -> Envoy {
+        let dir = work_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, log) = (dir.join(format!("{name}.json")), dir.join(format!("{name}.log")));
+        std::fs::write(&file, serde_json::to_string_pretty(config).unwrap()).unwrap();
+        let child = Command::new(support::envoy_bin())
+            .args(["--disable-hot-restart", "--concurrency", "1", "-c"])
+            .arg(&file)
+            .arg("--log-level")
+            // ENVOY_LOG_LEVEL=debug shows why a check fails (logs: see the panic message).
+            .arg(std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy { name: name.into(), child, log };
+        for port in ports {
+            envoy.wait_for(*port);
+        }
+        envoy
+    }
+
+    fn wait_for(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("Envoy {} exited ({status}):\n{}", self.name, std::fs::read_to_string(&self.log).unwrap());
+            }
+            assert!(Instant::now() < deadline, "Envoy {} does not listen on {port}", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a GET to `port` and returns the whole response ("" when the
+/// connection is closed without one).
+fn get(port: u16, host: &str) -> String {
+    let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    talk(port, &request, false)
+}
+
+/// Sends `data` (if any) to `port`, closes the sending side and returns
+/// everything it sends back until it closes the connection.
+fn exchange(port: u16, data: &str) -> String {
+    talk(port, data, true)
+}
+
+/// Sends `data` (if any) to `port` (then half-closes if `half_close`), and
+/// returns everything it sends back until it closes the connection (panics
+/// if it does not within 10 s). HTTP proxies take a half-close as the end
+/// of the connection, so a request keeps its side open.
+fn talk(port: u16, data: &str, half_close: bool) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if !data.is_empty() {
+        // A refused connection may be reset while the data is written.
+        let _ = stream.write_all(data.as_bytes());
+        if half_close {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("port {port} neither answered nor closed within 10 s (got {bytes:?})")
+            }
+            // Reset: closed, what came before stays.
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Everything `port` sends before closing, without sending anything.
+fn listen_to(port: u16) -> String {
+    exchange(port, "")
+}
+
+fn status(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or("")
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[test]
+fn mtls_and_traffic_permissions_between_envoys() {
+    let ca = RootCa::generate(MESH, "ca-1", KeyKind::EcdsaP256, Duration::from_secs(86400), SystemTime::now()).unwrap();
+    let (app, echo, greeter) = (serve(http_app), serve(echo_app), serve(greeter_app));
+    let ports: [u16; 4] = std::array::from_fn(|_| free_port());
+    let strict = server("strict-1", ("backend", ports[0], app), ("echo", ports[1], echo));
+    let permissive = server("permissive-1", ("backend-p", ports[2], app), ("greeter-p", ports[3], greeter));
+    let services_of_client = ["backend", "echo", "backend-p", "greeter-p"];
+    let clients: Vec<(&str, DataplaneView, Vec<u16>)> = ["web", "other", "stranger"]
+        .into_iter()
+        .map(|name| {
+            let ports: Vec<u16> = services_of_client.iter().map(|_| free_port()).collect();
+            let outbounds: Vec<(&str, u16)> = services_of_client.iter().copied().zip(ports.iter().copied()).collect();
+            (name, client(name, &outbounds), ports)
+        })
+        .collect();
+
+    // Every service accepts mTLS: callers use it to all four.
+    let mut all: Vec<&DataplaneView> = vec![&strict, &permissive];
+    all.extend(clients.iter().map(|(_, view, _)| view));
+    let mut views = services(all);
+    views.values_mut().for_each(|view| view.mtls = Some(MESH.into()));
+    let shared: BTreeMap<String, Arc<_>> =
+        views.iter().map(|(name, view)| (name.clone(), Arc::new(service_resources(name, view)))).collect();
+    let security = |mode, services: &[&str], permissions: Vec<InboundPermissions>| ProxySecurity {
+        mode,
+        identity: identity(&ca, services, if services == ["stranger"] { "red" } else { "blue" }),
+        ca_bundle_pem: ca.cert_pem().to_owned(),
+        permissions,
+    };
+
+    let strict_security = security(
+        MtlsMode::Strict,
+        &["backend", "echo"],
+        vec![permissions("deny-other"), permissions("deny-other-tcp")],
+    );
+    // On backend-p, callers of team red (only stranger) are denied by deny-red:
+    // the tag is a later SAN of stranger's certificate than its SPIFFE ID.
+    let mut red_denied = permissions("deny-other-p");
+    red_denied.rules.push(rule("deny-red", Action::Deny, ("team", "red")));
+    let permissive_security =
+        security(MtlsMode::Permissive, &["backend-p", "greeter-p"], vec![red_denied, permissions("deny-other-p-tcp")]);
+    let _strict = Envoy::start(
+        "strict",
+        &support::static_config(&proxy_resources(&strict, &shared, Some(&strict_security))),
+        &ports[..2],
+    );
+    let _permissive = Envoy::start(
+        "permissive",
+        &support::static_config(&proxy_resources(&permissive, &shared, Some(&permissive_security))),
+        &ports[2..],
+    );
+    let _clients: Vec<Envoy> = clients
+        .iter()
+        .map(|(name, view, ports)| {
+            let security = security(MtlsMode::Strict, &[name], vec![]);
+            Envoy::start(name, &support::static_config(&proxy_resources(view, &shared, Some(&security))), ports)
+        })
+        .collect();
+    let outbound = |client: &str, service: &str| {
+        let (_, _, ports) = clients.iter().find(|(name, _, _)| *name == client).unwrap();
+        ports[services_of_client.iter().position(|s| *s == service).unwrap()]
+    };
+
+    // web is allowed: through its proxy, over mTLS, to both servers.
+    for service in ["backend", "backend-p"] {
+        let response = get(outbound("web", service), service);
+        assert_eq!(status(&response), "200", "web -> {service}: {response}");
+        assert!(response.ends_with(HELLO), "web -> {service}: {response}");
+        assert_eq!(header(&response, DENIED_BY_HEADER), None);
+    }
+    assert_eq!(exchange(outbound("web", "echo"), "ping"), "ping", "web -> echo");
+    assert_eq!(listen_to(outbound("web", "greeter-p")), GREETING, "web -> greeter-p (server speaks first)");
+
+    // other is denied by the named permission, stranger by none covering it:
+    // 403 naming it for HTTP, a closed connection for TCP.
+    for (client, service, policy) in [
+        ("other", "backend", "deny-other"),
+        ("other", "backend-p", "deny-other-p"),
+        ("stranger", "backend", NO_PERMISSION_ALLOWS),
+        ("stranger", "backend-p", "deny-red"),
+    ] {
+        let response = get(outbound(client, service), service);
+        assert_eq!(status(&response), "403", "{client} -> {service}: {response}");
+        assert_eq!(header(&response, DENIED_BY_HEADER), Some(policy), "{client} -> {service}: {response}");
+    }
+    for client in ["other", "stranger"] {
+        assert_eq!(exchange(outbound(client, "echo"), "ping"), "", "{client} -> echo must be closed");
+    }
+
+    // Plaintext straight to the inbounds: STRICT closes the connection, also
+    // for a caller waiting for the server to speak first; PERMISSIVE serves
+    // both, the greeting once TLS detection gives up waiting.
+    assert_eq!(get(ports[0], "backend"), "", "plaintext HTTP to STRICT");
+    assert_eq!(exchange(ports[1], "ping"), "", "plaintext TCP to STRICT");
+    assert_eq!(listen_to(ports[1]), "", "silent plaintext TCP to STRICT");
+    let response = get(ports[2], "backend-p");
+    assert_eq!(
+        (status(&response), response.ends_with(HELLO)),
+        ("200", true),
+        "plaintext HTTP to PERMISSIVE: {response}"
+    );
+    let started = Instant::now();
+    assert_eq!(listen_to(ports[3]), GREETING, "plaintext server-first TCP to PERMISSIVE");
+    assert!(started.elapsed() < Duration::from_secs(5), "the greeting took {:?}", started.elapsed());
+    std::fs::remove_dir_all(work_dir()).ok();
+}

@@ -1,0 +1,83 @@
+//! What the integration tests share: the Envoy binary and turning a proxy's
+//! resources into a configuration Envoy loads without a control plane.
+//! Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kodiak_xds_gen::{ProxyResources, render};
+use serde_json::{Value, json};
+
+/// `ENVOY_BIN`, else the Envoy scripts/install-envoy.sh installs.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-envoy.sh");
+        let installed = std::process::Command::new("bash").arg(script).output().unwrap();
+        assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+        PathBuf::from(String::from_utf8_lossy(&installed.stdout).lines().last().unwrap().trim())
+    })
+}
+
+/// `value` with every `sdsConfig` removed: secrets named without a source
+/// are the static ones.
+pub fn without_sds_source(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(object) => {
+            object.remove("sdsConfig");
+            object.values_mut().for_each(|field| *field = without_sds_source(field.take()));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| *item = without_sds_source(item.take())),
+        _ => {}
+    }
+    value
+}
+
+/// `value` with every `rds` source replaced by the route configuration it names.
+fn with_inline_routes(mut value: Value, routes: &HashMap<String, Value>) -> Value {
+    match &mut value {
+        Value::Object(object) => {
+            if let Some(rds) = object.remove("rds") {
+                let name = rds["routeConfigName"].as_str().unwrap_or_default();
+                let route = routes.get(name).unwrap_or_else(|| panic!("no route configuration {name:?}"));
+                object.insert("routeConfig".into(), route.clone());
+            }
+            object.values_mut().for_each(|field| *field = with_inline_routes(field.take(), routes));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| *item = with_inline_routes(item.take(), routes)),
+        _ => {}
+    }
+    value
+}
+
+/// A static Envoy configuration with exactly the proxy's resources: the
+/// secrets as static secrets (named without their ADS source), each EDS
+/// cluster as a STATIC one holding its assignment, each RDS route
+/// configuration inline in its listener.
+pub fn static_config(resources: &ProxyResources) -> Value {
+    let by_name = |list: &[std::sync::Arc<kodiak_xds_server::Resource>]| -> HashMap<String, Value> {
+        list.iter().map(|resource| (resource.name.clone(), render(resource))).collect()
+    };
+    let (assignments, routes) = (by_name(&resources.endpoints), by_name(&resources.routes));
+    let clusters: Vec<Value> = resources
+        .clusters
+        .iter()
+        .map(|resource| {
+            let mut cluster = without_sds_source(render(resource));
+            if cluster["type"] == "EDS" {
+                let object = cluster.as_object_mut().unwrap();
+                object.remove("edsClusterConfig");
+                object.insert("type".into(), "STATIC".into());
+                object.insert("loadAssignment".into(), assignments[&resource.name].clone());
+            }
+            cluster
+        })
+        .collect();
+    let listeners: Vec<Value> = resources
+        .listeners
+        .iter()
+        .map(|resource| with_inline_routes(without_sds_source(render(resource)), &routes))
+        .collect();
+    let secrets: Vec<Value> = resources.secrets.iter().map(|resource| render(resource)).collect();
+    json!({"static_resources": {"secrets": secrets, "clusters": clusters, "listeners": listeners}})
+}
