@@ -19,7 +19,8 @@ use page_walk::{MAX_PAGES, PageWalk};
 pub use error::{ApiError, Error, InvalidParameter};
 pub use paths::Page;
 pub use types::{
-    Applied, DataplaneInsight, DataplaneOverview, Fetched, Index, ListPage, ResourceDescriptor, Subscription,
+    Applied, DataplaneInsight, DataplaneOverview, DataplaneTokenRequest, Fetched, Index, ListPage, ResourceDescriptor,
+    Subscription, UserTokenRequest,
 };
 
 /// How long to wait for a TCP connection: a control plane on the same
@@ -33,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// A user token sent as `Authorization: Bearer <token>` with every request.
+    token: Option<String>,
 }
 
 impl Client {
@@ -62,7 +65,28 @@ impl Client {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(Client { http, base })
+        Ok(Client { http, base, token: None })
+    }
+
+    /// The same client, sending `token` (a user token) as `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.map(|token| token.trim().to_owned()).filter(|token| !token.is_empty());
+        self
+    }
+
+    /// `POST /tokens/dataplane`: a dataplane token (admins only).
+    pub async fn generate_dataplane_token(&self, request: &DataplaneTokenRequest) -> Result<String, Error> {
+        self.post_for_text(&paths::root_url(&self.base, &["tokens", "dataplane"]), request).await
+    }
+
+    /// `POST /tokens/user`: a user token (admins only).
+    pub async fn generate_user_token(&self, request: &UserTokenRequest) -> Result<String, Error> {
+        self.post_for_text(&paths::root_url(&self.base, &["tokens", "user"]), request).await
+    }
+
+    async fn post_for_text(&self, url: &Url, body: &impl serde::Serialize) -> Result<String, Error> {
+        let response = check(self.send(self.http.post(url.clone()).json(body), url).await?).await?;
+        response.text().await.map_err(|e| Error::UnexpectedAnswer { url: url.to_string(), reason: root_cause(&e) })
     }
 
     /// The address this client talks to.
@@ -160,6 +184,10 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, url: &Url) -> Result<Response, Error> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         request.send().await.map_err(|error| {
             let cause = root_cause(&error);
             if error.is_connect() {

@@ -168,3 +168,32 @@ mod tests {
         assert_eq!(DataplaneInsight::default().last_connected(), None);
     }
 }
+
+/// The body of `POST /tokens/dataplane`: every field that is set restricts
+/// which Dataplane may use the token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneTokenRequest {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub mesh: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    pub proxy_type: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub workload: String,
+    /// A Go-style duration (`720h`); empty: ten years.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub valid_for: String,
+}
+
+/// The body of `POST /tokens/user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserTokenRequest {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// A Go-style duration (`24h`).
+    pub valid_for: String,
+}

@@ -1,6 +1,7 @@
 //! kodiakctl's own configuration: the control planes it knows and which one
 //! is current, kept in a small YAML file, plus `kodiakctl config ...`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,6 +18,8 @@ pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:5681";
 const EXAMPLES: &str = "\
 Examples:
   kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681
+  kodiakctl config control-planes add --name prod --address https://10.0.0.5:5682 \
+      --auth-type tokens --auth-conf token=$(cat admin.token)
   kodiakctl config control-planes list
   kodiakctl config control-planes use local
   kodiakctl config control-planes remove prod";
@@ -40,7 +43,9 @@ enum ControlPlanesCommand {
     /// Add a control plane and make it the current one
     #[command(
         after_help = "Examples:\n  kodiakctl config control-planes add --name local --address http://127.0.0.1:5681\n  \
-                            kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 --overwrite"
+                            kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 --overwrite\n  \
+                            kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 \\\n      \
+                            --auth-type tokens --auth-conf token=$(cat admin.token)"
     )]
     Add {
         /// A name to refer to it by
@@ -52,6 +57,13 @@ enum ControlPlanesCommand {
         /// Replace a control plane of the same name
         #[arg(long)]
         overwrite: bool,
+        /// How kodiakctl authenticates to it: `tokens` (a user token sent as
+        /// `Authorization: Bearer <token>`)
+        #[arg(long, value_name = "TYPE")]
+        auth_type: Option<String>,
+        /// Settings of the auth type: `token=<user token>` for `tokens`
+        #[arg(long, value_name = "KEY=VALUE", requires = "auth_type")]
+        auth_conf: Vec<String>,
     },
     /// List the known control planes; `*` marks the current one
     #[command(after_help = "Examples:\n  kodiakctl config control-planes list")]
@@ -77,10 +89,51 @@ struct ConfigFile {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ControlPlane {
     name: String,
     address: String,
+    /// `tokens`, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_type: Option<String>,
+    /// For `tokens`: `token`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    auth_conf: BTreeMap<String, String>,
+}
+
+impl ControlPlane {
+    /// The user token kodiakctl sends to it, if any.
+    fn token(&self) -> Option<String> {
+        match self.auth_type.as_deref() {
+            Some(AUTH_TYPE_TOKENS) => self.auth_conf.get("token").cloned(),
+            _ => None,
+        }
+    }
+}
+
+const AUTH_TYPE_TOKENS: &str = "tokens";
+
+/// Checks `--auth-type` and `--auth-conf` together.
+fn auth_settings(auth_type: Option<String>, auth_conf: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut settings = BTreeMap::new();
+    for pair in auth_conf {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+            .with_context(|| format!("--auth-conf {pair:?}: expected KEY=VALUE, e.g. token=<user token>"))?;
+        settings.insert(key.to_owned(), value.trim().to_owned());
+    }
+    match auth_type.as_deref() {
+        None => {}
+        Some(AUTH_TYPE_TOKENS) => {
+            if let Some(unknown) = settings.keys().find(|key| *key != "token") {
+                anyhow::bail!("--auth-conf {unknown}: the tokens auth type takes only token=<user token>");
+            }
+            anyhow::ensure!(settings.contains_key("token"), "--auth-type tokens needs --auth-conf token=<user token>");
+        }
+        Some(other) => anyhow::bail!("--auth-type {other:?} is not known; use tokens"),
+    }
+    Ok(settings)
 }
 
 impl ConfigFile {
@@ -98,18 +151,21 @@ impl ConfigFile {
 /// A client for `--cp-address`, else the config file's current control
 /// plane, else [`DEFAULT_ADDRESS`].
 pub fn client(global: &Global) -> anyhow::Result<Client> {
-    let address = match &global.cp_address {
-        Some(address) => address.clone(),
+    let (address, token) = match &global.cp_address {
+        Some(address) => (address.clone(), None),
         None => {
             let path = config_path(global)?;
             let config = load(&path)?;
             match &config.current_control_plane {
-                Some(name) => config.find(name).with_context(|| format!("in {}", path.display()))?.address.clone(),
-                None => DEFAULT_ADDRESS.to_owned(),
+                Some(name) => {
+                    let cp = config.find(name).with_context(|| format!("in {}", path.display()))?;
+                    (cp.address.clone(), cp.token())
+                }
+                None => (DEFAULT_ADDRESS.to_owned(), None),
             }
         }
     };
-    Ok(Client::new(&address)?)
+    Ok(Client::new(&address)?.with_token(token))
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -117,15 +173,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut config = load(&path)?;
     let ConfigCommand::ControlPlanes(command) = args.command;
     match command {
-        ControlPlanesCommand::Add { name, address, overwrite } => {
+        ControlPlanesCommand::Add { name, address, overwrite, auth_type, auth_conf } => {
             Client::new(&address)?;
+            let auth_conf = auth_settings(auth_type.clone(), &auth_conf)?;
+            let entry = ControlPlane { name: name.clone(), address: address.clone(), auth_type, auth_conf };
             let existing = config.control_planes.iter().position(|cp| cp.name == name);
             match existing {
                 Some(_) if !overwrite => {
                     anyhow::bail!("a control plane named {name:?} already exists; pass --overwrite to replace it")
                 }
-                Some(index) => config.control_planes[index].address = address.clone(),
-                None => config.control_planes.push(ControlPlane { name: name.clone(), address: address.clone() }),
+                Some(index) => config.control_planes[index] = entry,
+                None => config.control_planes.push(entry),
             }
             config.current_control_plane = Some(name.clone());
             save(&path, &config)?;
@@ -196,7 +254,9 @@ fn save(path: &Path, config: &ConfigFile) -> anyhow::Result<()> {
     let file_name = path.file_name().context("the config file path names no file")?.to_string_lossy();
     let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let file = std::fs::File::create(&temporary)?;
+        // Owner-only: the file may hold a user token.
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
         serde_yaml::to_writer(&file, config).map_err(std::io::Error::other)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)

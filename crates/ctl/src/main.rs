@@ -6,6 +6,7 @@ mod apply;
 mod config;
 mod delete;
 mod documents;
+mod generate;
 mod get;
 mod inspect;
 mod kinds;
@@ -25,6 +26,7 @@ Examples:
   kodiakctl get meshtimeouts -m default -o yaml
   kodiakctl inspect dataplanes
   kodiakctl validate -f policies.yaml
+  kodiakctl generate dataplane-token --mesh default --name web-1 --valid-for 720h > web-1.token
   kodiakctl --cp-address http://10.0.0.5:5681 get dataplanes -A";
 
 #[derive(Debug, Parser)]
@@ -58,6 +60,8 @@ enum Command {
     Delete(delete::Args),
     Inspect(inspect::Args),
     Validate(validate::Args),
+    /// Generate dataplane and user tokens (admins only)
+    Generate(generate::Args),
     /// Manage kodiakctl's configuration
     Config(config::Args),
 }
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Delete(args) => delete::run(args, global).await,
             Command::Inspect(args) => inspect::run(args, global).await,
             Command::Validate(args) => validate::run(args),
+            Command::Generate(args) => generate::run(args, global).await,
             Command::Config(args) => config::run(args, global),
         }
     })

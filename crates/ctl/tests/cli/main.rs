@@ -4,4 +4,5 @@
 mod config;
 mod offline;
 mod resources;
+mod tokens;
 mod support;
