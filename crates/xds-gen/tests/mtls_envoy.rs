@@ -19,6 +19,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +32,7 @@ use kodiak_xds_gen::{
     DENIED_BY_HEADER, Identity, MtlsMode, NO_PERMISSION_ALLOWS, ProxySecurity, proxy_resources, service_resources,
     services,
 };
+use serde_json::{Value, json};
 
 const MESH: &str = "default";
 const HELLO: &str = "hello";
@@ -141,22 +143,22 @@ fn permissions(deny: &str) -> InboundPermissions {
     InboundPermissions { rules }
 }
 
-/// Where the Envoys' configurations and logs go (removed when the test passes).
-fn work_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("kodiak-mtls-envoy-{}", std::process::id()))
+/// Where a test's Envoys keep their configurations and logs (removed when it passes).
+fn work_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kodiak-mtls-envoy-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A running Envoy, stopped when dropped.
 struct Envoy {
     name: String,
     child: Child,
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
 impl Envoy {
-    fn start(name: &str, config: &serde_json::Value, ports: &[u16]) -> Envoy {
-        let dir = work_dir();
-        std::fs::create_dir_all(&dir).unwrap();
+    fn start(dir: &Path, name: &str, config: &Value, ports: &[u16]) -> Envoy {
         let (file, log) = (dir.join(format!("{name}.json")), dir.join(format!("{name}.log")));
         std::fs::write(&file, serde_json::to_string_pretty(config).unwrap()).unwrap();
         let child = Command::new(support::envoy_bin())
@@ -195,10 +197,14 @@ impl Drop for Envoy {
     }
 }
 
-/// Sends a GET to `port` and returns the whole response ("" when the
-/// connection is closed without one).
+/// Sends a GET of `/` to `port` and returns the whole response ("" when
+/// the connection is closed without one).
 fn get(port: u16, host: &str) -> String {
-    let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    get_path(port, host, "/")
+}
+
+fn get_path(port: u16, host: &str, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     talk(port, &request, false)
 }
 
@@ -297,12 +303,15 @@ fn mtls_and_traffic_permissions_between_envoys() {
     red_denied.rules.push(rule("deny-red", Action::Deny, ("team", "red")));
     let permissive_security =
         security(MtlsMode::Permissive, &["backend-p", "greeter-p"], vec![red_denied, permissions("deny-other-p-tcp")]);
+    let dir = work_dir("permissions");
     let _strict = Envoy::start(
+        &dir,
         "strict",
         &support::static_config(&proxy_resources(&strict, &shared, Some(&strict_security))),
         &ports[..2],
     );
     let _permissive = Envoy::start(
+        &dir,
         "permissive",
         &support::static_config(&proxy_resources(&permissive, &shared, Some(&permissive_security))),
         &ports[2..],
@@ -311,7 +320,7 @@ fn mtls_and_traffic_permissions_between_envoys() {
         .iter()
         .map(|(name, view, ports)| {
             let security = security(MtlsMode::Strict, &[name], vec![]);
-            Envoy::start(name, &support::static_config(&proxy_resources(view, &shared, Some(&security))), ports)
+            Envoy::start(&dir, name, &support::static_config(&proxy_resources(view, &shared, Some(&security))), ports)
         })
         .collect();
     let outbound = |client: &str, service: &str| {
@@ -342,14 +351,14 @@ fn mtls_and_traffic_permissions_between_envoys() {
         assert_eq!(header(&response, DENIED_BY_HEADER), Some(policy), "{client} -> {service}: {response}");
     }
     for client in ["other", "stranger"] {
-        assert_eq!(exchange(outbound(client, "echo"), "ping"), "", "{client} -> echo must be closed");
+        assert_eq!(talk(outbound(client, "echo"), "ping", false), "", "{client} -> echo must be closed");
     }
 
     // Plaintext straight to the inbounds: STRICT closes the connection, also
     // for a caller waiting for the server to speak first; PERMISSIVE serves
     // both, the greeting once TLS detection gives up waiting.
     assert_eq!(get(ports[0], "backend"), "", "plaintext HTTP to STRICT");
-    assert_eq!(exchange(ports[1], "ping"), "", "plaintext TCP to STRICT");
+    assert_eq!(talk(ports[1], "ping", false), "", "plaintext TCP to STRICT");
     assert_eq!(listen_to(ports[1]), "", "silent plaintext TCP to STRICT");
     let response = get(ports[2], "backend-p");
     assert_eq!(
@@ -360,5 +369,136 @@ fn mtls_and_traffic_permissions_between_envoys() {
     let started = Instant::now();
     assert_eq!(listen_to(ports[3]), GREETING, "plaintext server-first TCP to PERMISSIVE");
     assert!(started.elapsed() < Duration::from_secs(5), "the greeting took {:?}", started.elapsed());
-    std::fs::remove_dir_all(work_dir()).ok();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Writes `data` on an open connection to an echo and reads it back.
+fn echo_on(stream: &mut TcpStream, data: &str) -> String {
+    stream.write_all(data.as_bytes()).unwrap();
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    String::from_utf8(back).unwrap()
+}
+
+/// A server proxy whose listeners come from a file (LDS on the file
+/// system), so the test can change them as a control plane would.
+struct FileLds {
+    path: PathBuf,
+    version: u32,
+}
+
+impl FileLds {
+    /// The server's static configuration with its listeners taken out and
+    /// read from the file instead.
+    fn config(&self, resources: &kodiak_xds_gen::ProxyResources, admin: u16) -> Value {
+        let mut config = support::static_config(resources);
+        config["static_resources"].as_object_mut().unwrap().remove("listeners");
+        config["node"] = json!({"id": "server", "cluster": "server"});
+        config["admin"] = json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}});
+        config["dynamic_resources"] =
+            json!({"lds_config": {"path_config_source": {"path": self.path}, "resource_api_version": "V3"}});
+        config
+    }
+
+    /// Replaces the listeners with those of `resources`, as one move (Envoy
+    /// watches the file's directory for it).
+    fn publish(&mut self, resources: &kodiak_xds_gen::ProxyResources) {
+        self.version += 1;
+        let listeners: Vec<Value> = support::static_config(resources)["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|listener| {
+                let mut listener = listener.clone();
+                listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener".into();
+                listener
+            })
+            .collect();
+        let staging = self.path.with_extension("new");
+        let response = json!({"version_info": self.version.to_string(), "resources": listeners});
+        std::fs::write(&staging, serde_json::to_string(&response).unwrap()).unwrap();
+        std::fs::rename(&staging, &self.path).unwrap();
+    }
+}
+
+/// The value of the counter `name` on the admin port, once it reaches
+/// at least `at_least` (panics after 20 s).
+fn wait_for_counter(admin: u16, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = get_path(admin, "admin", &format!("/stats?filter=^{name}$"));
+        let value = response.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))?.trim().parse().ok());
+        if let Some(value) = value.filter(|value| *value >= at_least) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{name} stays below {at_least}: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Turning mTLS on (PERMISSIVE) replaces the inbound listener; going on to
+/// STRICT changes only its filter chains, so Envoy updates it in place:
+/// an open mTLS connection carries on untouched, new plaintext is refused.
+#[test]
+fn permissive_to_strict_updates_the_inbound_listener_in_place() {
+    let ca = RootCa::generate(MESH, "ca-1", KeyKind::EcdsaP256, Duration::from_secs(86400), SystemTime::now()).unwrap();
+    let (echo, inbound, outbound, admin) = (serve(echo_app), free_port(), free_port(), free_port());
+    let server = dataplane(&format!(
+        "{{type: Dataplane, mesh: {MESH}, name: echo-1, networking: {{address: 127.0.0.1, inbound: [
+            {{port: {inbound}, servicePort: {echo}, tags: {{kuma.io/service: echo}}}}]}}}}"
+    ));
+    let web = client("web", &[("echo", outbound)]);
+    let mut views = services([&server, &web]);
+    views.values_mut().for_each(|view| view.mtls = Some(MESH.into()));
+    let shared: BTreeMap<String, Arc<_>> =
+        views.iter().map(|(name, view)| (name.clone(), Arc::new(service_resources(name, view)))).collect();
+    let allow_all = InboundPermissions {
+        rules: vec![PermissionRule { callers: Callers(vec![]), action: Action::Allow, policy: "allow-all".into() }],
+    };
+    let security = |mode, service: &str| ProxySecurity {
+        mode,
+        identity: identity(&ca, &[service], "blue"),
+        ca_bundle_pem: ca.cert_pem().to_owned(),
+        permissions: vec![allow_all.clone()],
+    };
+    let (permissive, strict) = (security(MtlsMode::Permissive, "echo"), security(MtlsMode::Strict, "echo"));
+    let server_at = |security: Option<&ProxySecurity>| proxy_resources(&server, &shared, security);
+
+    let dir = work_dir("in-place");
+    let mut lds = FileLds { path: dir.join("lds.json"), version: 0 };
+    lds.publish(&server_at(None));
+    let mut envoy = Envoy::start(&dir, "server", &lds.config(&server_at(Some(&strict)), admin), &[inbound]);
+    let web_security = security(MtlsMode::Strict, "web");
+    let _web = Envoy::start(
+        &dir,
+        "web",
+        &support::static_config(&proxy_resources(&web, &shared, Some(&web_security))),
+        &[outbound],
+    );
+    let in_place = "listener_manager.listener_in_place_updated";
+    let before = wait_for_counter(admin, in_place, 0);
+
+    // No mTLS to PERMISSIVE: the listener gains a listener filter, so Envoy
+    // builds a new one (the old one drains); plaintext is served on.
+    lds.publish(&server_at(Some(&permissive)));
+    wait_for_counter(admin, "listener_manager.listener_modified", 1);
+    envoy.wait_for(inbound);
+    assert_eq!(wait_for_counter(admin, in_place, 0), before, "a new listener filter is no in-place update");
+    let mut mtls = TcpStream::connect(("127.0.0.1", outbound)).unwrap();
+    mtls.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(echo_on(&mut mtls, "one"), "one", "mTLS through web's proxy");
+    // Not `exchange`: behind TLS detection Envoy may reset a connection whose
+    // first bytes come with the caller's half-close (seen with Envoy 1.40).
+    let mut plain = TcpStream::connect(("127.0.0.1", inbound)).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(echo_on(&mut plain, "plain"), "plain", "plaintext on PERMISSIVE");
+
+    // PERMISSIVE to STRICT: in place; the open mTLS connection is not drained.
+    lds.publish(&server_at(Some(&strict)));
+    wait_for_counter(admin, in_place, before + 1);
+    assert_eq!(echo_on(&mut mtls, "two"), "two", "the open mTLS connection after the switch");
+    assert_eq!(talk(inbound, "plain", false), "", "plaintext on STRICT");
+    assert_eq!(exchange(outbound, "three"), "three", "a new mTLS connection");
+    drop(mtls);
+    std::fs::remove_dir_all(dir).ok();
 }
