@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 DEMO_DIR="${KODIAK_DEMO_DIR:-$PWD/.demo}"
 API_PORT="${KODIAK_DEMO_API_PORT:-5681}"
+HTTPS_API_PORT="${KODIAK_DEMO_HTTPS_API_PORT:-5682}"
 DIAGNOSTICS_PORT="${KODIAK_DEMO_DIAGNOSTICS_PORT:-5680}"
 DP_SERVER_PORT="${KODIAK_DEMO_DP_SERVER_PORT:-5678}"
 BIN="$PWD/target/release"
@@ -81,17 +82,19 @@ wait_for() {
     exit 1
 }
 
-echo "==> starting kodiak-cp (REST API :$API_PORT, dp-server :$DP_SERVER_PORT, data in $DEMO_DIR/data)"
+echo "==> starting kodiak-cp (REST API :$API_PORT and HTTPS :$HTTPS_API_PORT, dp-server over TLS :$DP_SERVER_PORT, data in $DEMO_DIR/data)"
 start kodiak-cp "$BIN/kodiak-cp" run --data-dir "$DEMO_DIR/data" --api-port "$API_PORT" \
-    --diagnostics-port "$DIAGNOSTICS_PORT" --dp-server-port "$DP_SERVER_PORT"
+    --api-https-port "$HTTPS_API_PORT" --diagnostics-port "$DIAGNOSTICS_PORT" --dp-server-port "$DP_SERVER_PORT"
 wait_for "the control plane" curl -fsS "http://127.0.0.1:$DIAGNOSTICS_PORT/ready"
+# The control plane's TLS certificate, generated on its first start: sidecars trust it.
+CP_CERT="$DEMO_DIR/data/kodiak-cp.crt"
 
 # service NAME ADDRESS TEMPLATE: the application and its sidecar.
 service() {
     local name=$1 address=$2 template=$3
     echo "==> starting $name on $address: kodiak-test-service, then kodiak-dp with Envoy"
     start "$name" "$BIN/kodiak-test-service" --name "$name" --http "$address:18080" --tcp "$address:19000"
-    start "dp-$name" "$BIN/kodiak-dp" run --cp-address "http://127.0.0.1:$DP_SERVER_PORT" \
+    start "dp-$name" "$BIN/kodiak-dp" run --cp-address "https://127.0.0.1:$DP_SERVER_PORT" --ca-cert-file "$CP_CERT" \
         --dataplane-file "$template" -v "name=$name" -v "address=$address" --concurrency 1
 }
 service backend-1 127.0.0.3 examples/demo/backend.yaml
@@ -131,5 +134,6 @@ echo
 echo "The demo is running. Logs: $DEMO_DIR/logs. Try:"
 echo "  curl -i http://127.0.0.2:30001/          # web -> backend through the mesh"
 echo "  $BIN/kodiakctl inspect dataplanes"
+echo "  curl --cacert $CP_CERT https://127.0.0.1:$HTTPS_API_PORT/meshes   # the API over TLS"
 echo "  kill \$(cat $DEMO_DIR/pids/dp-backend-2.pid)   # backend-2 leaves; web stops choosing it at once"
 echo "Stop it with: scripts/demo.sh stop"

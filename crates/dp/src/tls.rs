@@ -62,6 +62,21 @@ impl Trust {
     /// What to tell the user when the control plane's certificate (or its
     /// TLS) was not accepted: such a failure is final, a retry gets the same.
     pub fn explain(&self, failure: &rustls::Error) -> String {
+        use rustls::CertificateError::{
+            BadSignature, Expired, ExpiredContext, NotValidForName, NotValidForNameContext, UnknownIssuer,
+        };
+        let what = match failure {
+            rustls::Error::InvalidCertificate(UnknownIssuer | BadSignature) => {
+                "the control plane's certificate is not signed by a CA kodiak-dp trusts"
+            }
+            rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. }) => {
+                "the control plane's certificate does not name the host of --cp-address"
+            }
+            rustls::Error::InvalidCertificate(Expired | ExpiredContext { .. }) => {
+                "the control plane's certificate has expired (or this host's clock is wrong)"
+            }
+            _ => "the TLS handshake failed",
+        };
         let advice = match (failure, self) {
             (rustls::Error::InvalidCertificate(_), Trust::CaFile { path, .. }) => format!(
                 "kodiak-dp trusts only the certificates in --ca-cert-file {}: give it the control plane's \
@@ -75,7 +90,7 @@ impl Trust {
             _ => "is --cp-address the dp-server, and does it speak TLS? (with dpServer.tlsEnabled: false, use http://)"
                 .to_owned(),
         };
-        format!("TLS with the control plane failed: {failure}\n  {advice}")
+        format!("TLS with the control plane failed: {what} ({failure})\n  {advice}")
     }
 }
 
@@ -94,21 +109,19 @@ fn certificates(pem: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'st
 }
 
 /// The TLS failure behind a request error, if that is what it was. rustls'
-/// error travels inside an `io::Error`, whose `source()` skips it.
+/// error travels inside `io::Error`s (sometimes one inside another), whose
+/// `source()` skips what they wrap.
 pub fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cause: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(failure) = current.downcast_ref::<rustls::Error>() {
-            return Some(failure);
-        }
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && let Some(failure) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(failure);
-        }
-        cause = current.source();
+    if let Some(failure) = error.downcast_ref::<rustls::Error>() {
+        return Some(failure);
     }
-    None
+    if let Some(io) = error.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && let Some(failure) = tls_failure(inner)
+    {
+        return Some(failure);
+    }
+    error.source().and_then(tls_failure)
 }
 
 #[cfg(test)]
@@ -132,6 +145,8 @@ mod tests {
         let failure = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, failure.clone());
         assert_eq!(tls_failure(&io), Some(&failure));
+        let wrapped = std::io::Error::other(io);
+        assert_eq!(tls_failure(&wrapped), Some(&failure));
         assert_eq!(tls_failure(&std::io::Error::other("refused")), None);
     }
 
@@ -141,6 +156,7 @@ mod tests {
         let file = Trust::CaFile { path: "/etc/kodiak/ca.crt".into(), pem: String::new() };
         let text = file.explain(&failure);
         assert!(text.contains("/etc/kodiak/ca.crt") && text.contains("UnknownIssuer"), "{text}");
+        assert!(text.contains("not signed by a CA kodiak-dp trusts"), "{text}");
         assert!(Trust::SystemRoots.explain(&failure).contains("--ca-cert-file"));
         let plaintext = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
         assert!(file.explain(&plaintext).contains("http://"));

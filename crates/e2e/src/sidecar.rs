@@ -98,7 +98,14 @@ impl Sidecar {
 
     /// `kodiak-dp run` with these arguments (plus the control plane's
     /// address and certificate, a work directory and a short drain time).
+    /// Without a `--dataplane-token-file`, a control plane that requires
+    /// tokens gets one for the Dataplane's mesh.
     pub fn run(control_plane: &ControlPlane, dir: tempfile::TempDir, args: &[&str]) -> Sidecar {
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        if control_plane.requires_dataplane_tokens() && !args.iter().any(|arg| arg == "--dataplane-token-file") {
+            let token = control_plane.dataplane_token_blocking(&mesh_of(&args));
+            args.extend(["--dataplane-token-file".to_owned(), Self::token_file(&dir, &token)]);
+        }
         let log = std::fs::File::create(dir.path().join("kodiak-dp.log")).expect("the log file is created");
         let work_dir = dir.path().join("work");
         let mut command = Command::new(binary("kodiak-dp"));
@@ -112,7 +119,7 @@ impl Sidecar {
             .arg("--envoy-binary")
             .arg(envoy())
             .args(["--drain-time", "2s", "--concurrency", "1"])
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log file"))
             .stderr(log)
@@ -121,6 +128,11 @@ impl Sidecar {
             .expect("kodiak-dp starts");
         let admin_client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client");
         Sidecar { child, dir, admin_client }
+    }
+
+    /// kodiak-dp's work directory (bootstrap.json, Envoy's admin address).
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
     }
 
     /// Everything kodiak-dp (and Envoy) printed so far.
@@ -199,4 +211,18 @@ impl Drop for Sidecar {
             }
         }
     }
+}
+
+/// The mesh a kodiak-dp command line serves: `--mesh`, else the dataplane
+/// file's `mesh`, else `default`.
+fn mesh_of(args: &[String]) -> String {
+    let after = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|i| args.get(i + 1));
+    if let Some(mesh) = after("--mesh") {
+        return mesh.clone();
+    }
+    after("--dataplane-file")
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| kodiak_api::parse_document(&text).ok())
+        .and_then(|document| document["mesh"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "default".to_owned())
 }

@@ -33,7 +33,9 @@ pub fn generate(names: &[String], now: SystemTime) -> Result<Generated, rcgen::E
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name.push(DnType::OrganizationName, "Kodiak");
-    ca.distinguished_name.push(DnType::CommonName, "kodiak-cp CA");
+    // A name of its own, so two control planes' CAs are told apart.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    ca.distinguished_name.push(DnType::CommonName, format!("kodiak-cp CA {}", &id[..12]));
     // It signs the one server certificate below and nothing under it.
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
