@@ -6,6 +6,15 @@
 //! and routes once, and [`proxy_snapshot`] adds one proxy's own listeners and
 //! inbound clusters around `Arc` clones of the services it calls.
 //!
+//! Mesh mTLS: a service's cluster speaks mTLS when its [`ServiceView::mtls`]
+//! says so, and a proxy given a [`ProxySecurity`] gets its certificate and
+//! trusted CAs as SDS secrets, and inbound listeners that accept mTLS
+//! (STRICT: only that; PERMISSIVE: plaintext too) with MeshTrafficPermission
+//! enforced by Envoy RBAC. A denied HTTP request gets 403 with the header
+//! [`DENIED_BY_HEADER`] naming the MeshTrafficPermission that denied it (or
+//! [`NO_PERMISSION_ALLOWS`]); a denied TCP connection is closed on the
+//! caller's first byte.
+//!
 //! Addresses in the views are used as given: listener and EDS endpoint
 //! addresses must be IP addresses, so the caller resolves Dataplane host
 //! names first ([`DataplaneView::resolve_addresses`]).

@@ -239,6 +239,19 @@ mod tests {
     }
 
     #[test]
+    fn mtls_changes_only_the_cluster_of_a_service() {
+        let backend = instance("backend-1", "127.0.0.4", "backend", "http");
+        let mut view = services([&backend])["backend"].clone();
+        let plain = service_resources("backend", &view);
+        view.mtls = Some("default".into());
+        let mtls = service_resources("backend", &view);
+        assert_ne!(plain.cluster.version, mtls.cluster.version);
+        assert_eq!(plain.endpoints.version, mtls.endpoints.version);
+        assert_eq!(plain.route.as_ref().unwrap().version, mtls.route.as_ref().unwrap().version);
+        assert!(!plain.mtls && mtls.mtls);
+    }
+
+    #[test]
     fn secrets_are_left_out_when_nothing_uses_them() {
         let client = dataplane(
             "{type: Dataplane, mesh: default, name: client, networking: {address: 127.0.0.2, inbound: [],
