@@ -94,8 +94,11 @@ service() {
     local name=$1 address=$2 template=$3
     echo "==> starting $name on $address: kodiak-test-service, then kodiak-dp with Envoy"
     start "$name" "$BIN/kodiak-test-service" --name "$name" --http "$address:18080" --tcp "$address:19000"
+    # The control plane admits a sidecar only with a dataplane token for its Dataplane.
+    "${CTL[@]}" generate dataplane-token --mesh default --name "$name" --valid-for 24h >"$DEMO_DIR/$name.token"
     start "dp-$name" "$BIN/kodiak-dp" run --cp-address "https://127.0.0.1:$DP_SERVER_PORT" --ca-cert-file "$CP_CERT" \
-        --dataplane-file "$template" -v "name=$name" -v "address=$address" --concurrency 1
+        --dataplane-file "$template" -v "name=$name" -v "address=$address" --concurrency 1 \
+        --dataplane-token-file "$DEMO_DIR/$name.token"
 }
 service backend-1 127.0.0.3 examples/demo/backend.yaml
 service backend-2 127.0.0.4 examples/demo/backend.yaml

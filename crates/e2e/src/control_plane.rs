@@ -34,8 +34,6 @@ impl ControlPlane {
     pub fn with(store: StoreKind, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = kodiak_cp::testing::loopback_config();
         config.store.kind = store;
-        // Sidecars start without dataplane tokens until the harness issues them.
-        config.dp_server.authn.dp_proxy.kind = DpProxyAuthn::None;
         // Every store gets a data directory of its own: the certificate lives there.
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         config.store.data_dir = data_dir.path().to_owned();
@@ -109,6 +107,31 @@ impl ControlPlane {
 
     pub fn client(&self) -> kodiak_client::Client {
         kodiak_client::Client::new(&self.api_url()).expect("a valid URL")
+    }
+
+    /// Whether its sidecars must show a dataplane token (the default).
+    pub fn requires_dataplane_tokens(&self) -> bool {
+        self.config.dp_server.authn.dp_proxy.kind == DpProxyAuthn::DpToken
+    }
+
+    /// A dataplane token for any Dataplane of `mesh`, issued by a local admin.
+    pub async fn dataplane_token(&self, mesh: &str) -> String {
+        let request =
+            kodiak_client::DataplaneTokenRequest { mesh: mesh.into(), valid_for: "24h".into(), ..Default::default() };
+        self.client().generate_dataplane_token(&request).await.expect("the control plane issues a dataplane token")
+    }
+
+    /// [`ControlPlane::dataplane_token`] for synchronous code: on a thread and runtime of its own.
+    pub fn dataplane_token_blocking(&self, mesh: &str) -> String {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(self.dataplane_token(mesh))
+                })
+                .join()
+                .expect("the token is issued")
+        })
     }
 }
 

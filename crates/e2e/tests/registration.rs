@@ -13,6 +13,7 @@ async fn bootstrap(control_plane: &ControlPlane, name: &str, dataplane: &str) ->
     let request = json!({
         "mesh": "default", "name": name, "dataplaneResource": dataplane,
         "version": {"kodiakDp": "test", "envoy": "1.40.0"},
+        "dataplaneToken": control_plane.dataplane_token("default").await,
     });
     let response = control_plane
         .dp_server_client()
