@@ -477,21 +477,27 @@ fn permissive_to_strict_updates_the_inbound_listener_in_place() {
     );
     let in_place = "listener_manager.listener_in_place_updated";
     let before = wait_for_counter(admin, in_place, 0);
+    let open_plaintext = |data: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", inbound)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(echo_on(&mut stream, data), data);
+        stream
+    };
+    let mut old = open_plaintext("before");
 
     // No mTLS to PERMISSIVE: the listener gains a listener filter, so Envoy
-    // builds a new one (the old one drains); plaintext is served on.
+    // builds a new one; the old one drains, its open connections carry on.
     lds.publish(&server_at(Some(&permissive)));
     wait_for_counter(admin, "listener_manager.listener_modified", 1);
     envoy.wait_for(inbound);
     assert_eq!(wait_for_counter(admin, in_place, 0), before, "a new listener filter is no in-place update");
+    assert_eq!(echo_on(&mut old, "still"), "still", "a connection of the replaced listener");
     let mut mtls = TcpStream::connect(("127.0.0.1", outbound)).unwrap();
     mtls.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(echo_on(&mut mtls, "one"), "one", "mTLS through web's proxy");
     // Not `exchange`: behind TLS detection Envoy may reset a connection whose
     // first bytes come with the caller's half-close (seen with Envoy 1.40).
-    let mut plain = TcpStream::connect(("127.0.0.1", inbound)).unwrap();
-    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(echo_on(&mut plain, "plain"), "plain", "plaintext on PERMISSIVE");
+    drop(open_plaintext("plaintext on PERMISSIVE"));
 
     // PERMISSIVE to STRICT: in place; the open mTLS connection is not drained.
     lds.publish(&server_at(Some(&strict)));
@@ -499,6 +505,6 @@ fn permissive_to_strict_updates_the_inbound_listener_in_place() {
     assert_eq!(echo_on(&mut mtls, "two"), "two", "the open mTLS connection after the switch");
     assert_eq!(talk(inbound, "plain", false), "", "plaintext on STRICT");
     assert_eq!(exchange(outbound, "three"), "three", "a new mTLS connection");
-    drop(mtls);
+    drop((mtls, old));
     std::fs::remove_dir_all(dir).ok();
 }
