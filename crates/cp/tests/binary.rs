@@ -16,6 +16,7 @@ fn start(data_dir: &std::path::Path, api_port: u16, diagnostics_port: u16) -> Ch
         .args(["run", "--data-dir"])
         .arg(data_dir)
         .args(["--api-port", &api_port.to_string(), "--diagnostics-port", &diagnostics_port.to_string()])
+        .args(["--api-https-port", &free_port().to_string(), "--dp-server-port", &free_port().to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -80,3 +80,22 @@ async fn envoy_streams_over_tls_trusting_only_the_given_ca() {
     assert_eq!(trusted, Some(ca.as_str()), "{context:#}");
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_turned_off_sidecars_stream_in_plaintext() {
+    let control_plane = ControlPlane::with(kodiak_cp::config::StoreKind::Memory, |config| {
+        config.dp_server.tls_enabled = false;
+    });
+    assert!(control_plane.dp_server_url().starts_with("http://"));
+    let service = TestService::start("b-1").await;
+    let sidecar = Sidecar::register(&control_plane, &backend("b-1", "b", &service), Transport::Sotw);
+    let connected = eventually("the sidecar's ADS stream", Duration::from_secs(30), || async {
+        sidecar.admin("/stats?filter=^control_plane.connected_state$").await.filter(|text| text.ends_with(": 1\n"))
+    })
+    .await;
+    assert!(connected.contains("connected_state: 1"), "{connected}");
+    let bootstrap: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar.work_dir().join("bootstrap.json")).unwrap()).unwrap();
+    assert!(bootstrap["static_resources"]["clusters"][0].get("transport_socket").is_none());
+    sidecar.stop().await;
+}
