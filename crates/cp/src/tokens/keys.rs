@@ -159,7 +159,34 @@ pub fn secret(scope: &KeyScope, name: &str, bytes: &[u8]) -> Resource {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use kodiak_store::MemoryStore;
+
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_needs_make_one_key() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        store.create(Resource::from_document(&json!({"type": "Mesh", "name": "m"})).unwrap()).await.unwrap();
+        let scope = KeyScope::Dataplane("m".into());
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, scope) = (store.clone(), scope.clone());
+                tokio::spawn(
+                    async move { newest(store.as_ref(), &scope).await.map(|(serial, key)| (serial, key.to_pem())) },
+                )
+            })
+            .collect();
+        let mut keys = Vec::new();
+        for task in tasks {
+            keys.push(task.await.unwrap().unwrap());
+        }
+        let stored = store.list(&ListQuery::in_mesh(ResourceType::Secret, "m", 100)).await.unwrap();
+        assert_eq!(stored.items.len(), 1, "one key Secret");
+        let pem = String::from_utf8(data(&stored.items[0]).unwrap()).unwrap();
+        assert!(keys.iter().all(|(serial, key)| *serial == 1 && *key == pem), "every caller got the stored key");
+    }
 
     #[test]
     fn names_and_serials() {
