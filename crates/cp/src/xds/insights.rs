@@ -20,6 +20,41 @@ const HISTORY: usize = 5;
 pub struct Insights {
     instance_id: String,
     proxies: Mutex<HashMap<ProxyId, Vec<Subscription>>>,
+    mtls: Mutex<HashMap<ProxyId, MtlsInsight>>,
+}
+
+/// A sidecar's mesh mTLS certificate, in Kuma's DataplaneInsight `mTLS`
+/// shape, plus the certificate's serial number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsInsight {
+    pub certificate_expiration_time: String,
+    pub last_certificate_regeneration: String,
+    /// How many certificates the sidecar got before the current one.
+    pub certificate_regenerations: u64,
+    pub issued_backend: String,
+    pub supported_backends: Vec<String>,
+    /// The current certificate's serial number in hex, as logged at issue.
+    pub serial: String,
+    /// How the sidecar's inbounds treat callers in its newest configuration:
+    /// `STRICT` (mTLS only) or `PERMISSIVE` (mTLS and plaintext). A mesh in
+    /// STRICT mode shows PERMISSIVE until every caller uses mTLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound_mode: Option<&'static str>,
+}
+
+impl MtlsInsight {
+    pub fn of(cert: &super::certs::IssuedCert, mtls: &kodiak_api::mesh::MtlsView) -> MtlsInsight {
+        MtlsInsight {
+            certificate_expiration_time: humantime::format_rfc3339_seconds(cert.cert.not_after).to_string(),
+            last_certificate_regeneration: humantime::format_rfc3339_seconds(cert.issued_at).to_string(),
+            certificate_regenerations: cert.renewals,
+            issued_backend: cert.spec.backend.clone(),
+            supported_backends: mtls.backends.iter().map(|backend| backend.name.clone()).collect(),
+            serial: cert.serial.clone(),
+            inbound_mode: None,
+        }
+    }
 }
 
 /// One xDS stream of a sidecar, in Kuma's DataplaneInsight subscription
@@ -119,7 +154,7 @@ pub enum StreamEvent<'a> {
 
 impl Insights {
     pub fn new(instance_id: impl Into<String>) -> Self {
-        Self { instance_id: instance_id.into(), proxies: Mutex::default() }
+        Self { instance_id: instance_id.into(), proxies: Mutex::default(), mtls: Mutex::default() }
     }
 
     pub fn stream_opened(&self, proxy: &ProxyId, start: StreamStart) {
@@ -156,6 +191,28 @@ impl Insights {
     /// Forgets a deleted Dataplane (a new one of that name starts afresh).
     pub fn forget(&self, proxy: &ProxyId) {
         self.proxies.lock().unwrap().remove(proxy);
+        self.mtls.lock().unwrap().remove(proxy);
+    }
+
+    /// The proxy's current mesh mTLS certificate (none: mTLS is off for it).
+    pub fn mtls(&self, proxy: &ProxyId, insight: Option<MtlsInsight>) {
+        let mut all = self.mtls.lock().unwrap();
+        match insight {
+            Some(mut insight) => {
+                insight.inbound_mode = all.get(proxy).and_then(|before| before.inbound_mode);
+                all.insert(proxy.clone(), insight);
+            }
+            None => {
+                all.remove(proxy);
+            }
+        }
+    }
+
+    /// How the proxy's inbounds treat callers in its newest configuration.
+    pub fn mtls_mode(&self, proxy: &ProxyId, mode: &'static str) {
+        if let Some(insight) = self.mtls.lock().unwrap().get_mut(proxy) {
+            insight.inbound_mode = Some(mode);
+        }
     }
 
     /// A new configuration generation was published for the proxy.
@@ -169,11 +226,15 @@ impl Insights {
     }
 
     /// The DataplaneInsight document of a Dataplane (no subscriptions when
-    /// its sidecar never connected to this instance).
+    /// its sidecar never connected to this instance; `mTLS` while it holds a
+    /// mesh certificate).
     pub fn document(&self, proxy: &ProxyId) -> Value {
-        let proxies = self.proxies.lock().unwrap();
-        let subscriptions = proxies.get(proxy).cloned().unwrap_or_default();
-        serde_json::json!({ "subscriptions": subscriptions })
+        let subscriptions = self.proxies.lock().unwrap().get(proxy).cloned().unwrap_or_default();
+        let mut document = serde_json::json!({ "subscriptions": subscriptions });
+        if let Some(mtls) = self.mtls.lock().unwrap().get(proxy) {
+            document["mTLS"] = serde_json::json!(mtls);
+        }
+        document
     }
 
     fn update(&self, proxy: &ProxyId, stream_id: u64, change: impl FnOnce(&mut Subscription)) {
@@ -270,6 +331,33 @@ mod tests {
 
         insights.stream_closed(&web, 7);
         assert!(insights.document(&web)["subscriptions"][0]["disconnectTime"].is_string());
+    }
+
+    #[test]
+    fn the_mtls_section_follows_the_certificate_and_keeps_the_inbound_mode() {
+        let insights = Insights::new("cp-1");
+        let web = ProxyId::new("default", "web");
+        let insight = |serial: &str| MtlsInsight {
+            certificate_expiration_time: "2026-11-30T16:00:00Z".into(),
+            last_certificate_regeneration: "2026-11-29T16:00:00Z".into(),
+            certificate_regenerations: 0,
+            issued_backend: "ca-1".into(),
+            supported_backends: vec!["ca-1".into()],
+            serial: serial.into(),
+            inbound_mode: None,
+        };
+        assert!(insights.document(&web).get("mTLS").is_none());
+        insights.mtls_mode(&web, "STRICT");
+        assert!(insights.document(&web).get("mTLS").is_none(), "no certificate, no section");
+        insights.mtls(&web, Some(insight("01")));
+        insights.mtls_mode(&web, "PERMISSIVE");
+        insights.mtls(&web, Some(insight("02")));
+        let mtls = &insights.document(&web)["mTLS"];
+        assert_eq!(mtls["serial"], "02");
+        assert_eq!(mtls["issuedBackend"], "ca-1");
+        assert_eq!(mtls["inboundMode"], "PERMISSIVE", "a renewal keeps the mode");
+        insights.mtls(&web, None);
+        assert!(insights.document(&web).get("mTLS").is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod callbacks;
+pub mod certs;
 pub mod cleanup;
 pub mod connections;
 pub mod insights;
@@ -10,6 +11,7 @@ pub mod mesh_ca;
 pub mod proxy_id;
 pub mod register;
 pub mod sync;
+pub mod tls_ready;
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use callbacks::XdsCallbacks;
 use cleanup::Cleanup;
 use connections::Connections;
 use insights::Insights;
-use sync::{KnownDataplanes, Signal, Sync};
+use sync::{AwaitedAcks, KnownDataplanes, Signal, Sync};
 
 /// The shared parts of the xDS layer (cheap to clone: handles only).
 #[derive(Clone)]
@@ -34,6 +36,8 @@ pub struct Xds {
     pub insights: Arc<Insights>,
     pub cleanup: Cleanup,
     pub signals: mpsc::UnboundedSender<Signal>,
+    /// The proxies whose ACKs the sync loop waits for.
+    pub acks: Arc<AwaitedAcks>,
     /// Whether sidecars must show a dataplane token (bootstrap and ADS).
     pub dp_authn: crate::config::DpProxyAuthn,
 }
@@ -59,6 +63,7 @@ impl Xds {
             insights: Arc::new(Insights::new(instance_id)),
             cleanup,
             signals,
+            acks: Arc::new(AwaitedAcks::default()),
             dp_authn: config.dp_server.authn.dp_proxy.kind,
         };
         let events = store.watch();

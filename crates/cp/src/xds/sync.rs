@@ -2,23 +2,35 @@
 //! change events: a burst of changes is collected for a short, bounded
 //! time, then only the proxies whose inputs changed are regenerated. Shared
 //! service resources (cluster, endpoints, route) are rebuilt only when that
-//! service's endpoints change. Nothing runs while nothing changes.
+//! service's endpoints change. Nothing runs while nothing changes, except
+//! a workload certificate's renewal, which the loop sleeps until.
+//!
+//! Mesh mTLS: a connected proxy of a mesh with mTLS on gets a workload
+//! certificate from the mesh's CA, kept here with its validity and renewed
+//! at 4/5 of its life. How each side speaks during a change (mTLS on, STRICT,
+//! a new CA, mTLS off) follows what the proxies ACKed ([`super::tls_ready`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use kodiak_api::dataplane_view::DataplaneView;
-use kodiak_api::{Resource, ResourceType};
+use kodiak_api::mesh::{CaBackendView, CaKind, MtlsMode, MtlsView};
+use kodiak_api::{Resource, ResourceKey, ResourceType};
+use kodiak_ca::{Ca, KeyKind};
+use kodiak_policy::traffic_permission::{MeshTrafficPermission, proxy_permissions};
 use kodiak_store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
-use kodiak_xds_gen::{ServiceResources, ServiceView};
+use kodiak_xds_gen::{Identity, ProxySecurity, ServiceResources, ServiceView};
 use kodiak_xds_server::SnapshotCache;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use super::certs::{self, CertSpec, IssuedCert};
 use super::connections::Connections;
-use super::insights::Insights;
+use super::insights::{Insights, MtlsInsight};
+use super::mesh_ca::{self, MeshCaError};
 use super::proxy_id::ProxyId;
+use super::tls_ready::{Intent, Latches, MAX_WAIT, Member, Progress, trust_bundle};
 
 /// What the xDS side tells the sync loop.
 #[derive(Debug, Clone)]
@@ -27,6 +39,32 @@ pub enum Signal {
     Arrived(ProxyId),
     /// A sidecar left or started draining: its endpoints go away.
     Departed(ProxyId),
+    /// A sidecar's Envoy ACKed every resource of this generation; sent only
+    /// for the proxies in [`AwaitedAcks`].
+    Synced(ProxyId, u64),
+}
+
+/// The proxies whose next full ACK the sync loop waits for (a change of how
+/// they speak TLS is in flight), so the xDS callbacks signal only those.
+#[derive(Debug, Default)]
+pub struct AwaitedAcks(RwLock<HashSet<ProxyId>>);
+
+impl AwaitedAcks {
+    pub fn wants(&self, proxy: &ProxyId) -> bool {
+        self.0.read().unwrap().contains(proxy)
+    }
+
+    fn set(&self, proxy: &ProxyId, wanted: bool) {
+        if wanted == self.wants(proxy) {
+            return;
+        }
+        let mut awaited = self.0.write().unwrap();
+        if wanted {
+            awaited.insert(proxy.clone());
+        } else {
+            awaited.remove(proxy);
+        }
+    }
 }
 
 /// The Dataplanes that exist, so a stream for an unknown one is refused at
@@ -74,6 +112,7 @@ pub struct Sync {
     connections: Arc<Connections>,
     known: Arc<KnownDataplanes>,
     insights: Arc<Insights>,
+    acks: Arc<AwaitedAcks>,
     debounce: Duration,
     meshes: HashMap<String, MeshState>,
     generation: u64,
@@ -83,8 +122,70 @@ pub struct Sync {
 #[derive(Default)]
 struct MeshState {
     dataplanes: BTreeMap<String, Arc<DataplaneView>>,
+    /// The stored Dataplanes, which MeshTrafficPermission matching reads.
+    documents: BTreeMap<String, Arc<Resource>>,
     services: BTreeMap<String, ServiceView>,
     resources: BTreeMap<String, Arc<ServiceResources>>,
+    tls: MeshTls,
+}
+
+/// A mesh's mTLS: its settings, CA, permissions, and each connected proxy's
+/// certificate and progress.
+#[derive(Default)]
+struct MeshTls {
+    mtls: MtlsView,
+    /// The enabled backend's CA; kept after mTLS goes off, while inbounds
+    /// still accept mTLS callers.
+    ca: Option<LoadedCa>,
+    /// Why the enabled backend's CA cannot be used.
+    ca_error: Option<String>,
+    policies: Vec<MeshTrafficPermission>,
+    latches: Latches,
+    progress: BTreeMap<String, Progress>,
+    certs: BTreeMap<String, IssuedCert>,
+    /// The roots every proxy of the mesh is told to trust, last computed.
+    bundle: Vec<Arc<str>>,
+    /// Whether every connected proxy ACKed a bundle with the current root.
+    root_trusted: bool,
+    /// When the intent (off, PERMISSIVE, STRICT) last changed; the change
+    /// completes at the latest [`MAX_WAIT`] after, ACKed or not.
+    intent_since: Option<(Intent, SystemTime)>,
+    /// Whether the current change was completed without every ACK.
+    forced: bool,
+}
+
+struct LoadedCa {
+    backend: CaBackendView,
+    ca: Arc<Ca>,
+    root: Arc<str>,
+}
+
+impl MeshTls {
+    fn intent(&self) -> Intent {
+        match self.mtls.enabled().map(|backend| backend.mode) {
+            None => Intent::Off,
+            Some(MtlsMode::Permissive) => Intent::Permissive,
+            Some(MtlsMode::Strict) => Intent::Strict,
+        }
+    }
+
+    /// When the current change stops waiting for ACKs (none: it already did).
+    fn wait_ends(&self) -> Option<SystemTime> {
+        let (_, since) = self.intent_since?;
+        (!self.forced).then_some(since + MAX_WAIT)
+    }
+
+    /// Whether the Secret `name` of `mesh` is one a backend reads.
+    fn reads_secret(&self, mesh: &str, name: &str) -> bool {
+        self.mtls.backends.iter().any(|backend| MtlsView::secrets_of(mesh, backend).iter().any(|s| s == name))
+    }
+
+    /// When the loop must look at `cert` again: its renewal, or, while the
+    /// mesh moves to a new root not yet trusted everywhere, its expiry.
+    fn deadline(&self, cert: &IssuedCert) -> SystemTime {
+        let current = self.ca.as_ref().is_none_or(|ca| ca.root == cert.spec.root);
+        if current || self.root_trusted { cert.renew_at() } else { cert.cert.not_after }
+    }
 }
 
 /// What a batch of changes touched.
@@ -98,6 +199,14 @@ struct Batch {
     arrived: BTreeSet<ProxyId>,
     /// Events were lost (the loop fell behind): read everything again.
     resync: bool,
+    /// Meshes whose Mesh resource changed.
+    meshes: BTreeSet<String>,
+    /// Meshes whose MeshTrafficPermissions changed.
+    policies: BTreeSet<String>,
+    /// Secrets that changed, by mesh and name.
+    secrets: BTreeSet<(String, String)>,
+    /// Generations proxies ACKed in full.
+    synced: Vec<(ProxyId, u64)>,
 }
 
 impl Sync {
@@ -108,6 +217,7 @@ impl Sync {
             connections: parts.connections.clone(),
             known: parts.known.clone(),
             insights: parts.insights.clone(),
+            acks: parts.acks.clone(),
             debounce,
             meshes: HashMap::new(),
             generation: 0,
@@ -124,6 +234,7 @@ impl Sync {
     ) {
         loop {
             let mut batch = Batch::default();
+            let renewal = self.next_renewal();
             tokio::select! {
                 event = events.recv() => {
                     if matches!(event, Err(broadcast::error::RecvError::Closed)) {
@@ -132,6 +243,7 @@ impl Sync {
                     batch.add_event(event);
                 }
                 Some(signal) = signals.recv() => batch.add_signal(signal),
+                () = sleep_until(renewal) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
             self.collect(&mut batch, &mut events, &mut signals).await;
@@ -164,44 +276,287 @@ impl Sync {
         }
     }
 
-    async fn apply(&mut self, batch: Batch) -> Result<(), StoreError> {
+    async fn apply(&mut self, mut batch: Batch) -> Result<(), StoreError> {
         if batch.resync {
             return self.reload().await;
+        }
+        for (mesh, name) in &batch.secrets {
+            if self.meshes.get(mesh).is_some_and(|state| state.tls.reads_secret(mesh, name)) {
+                batch.meshes.insert(mesh.clone());
+            }
+        }
+        // Meshes whose every proxy is regenerated.
+        let mut whole: BTreeSet<String> = BTreeSet::new();
+        for mesh in &batch.meshes {
+            self.load_mesh(mesh).await?;
+            whole.insert(mesh.clone());
+        }
+        for mesh in &batch.policies {
+            self.load_policies(mesh).await?;
+            whole.insert(mesh.clone());
         }
         let mut touched: BTreeSet<String> = batch.presence;
         for proxy in &batch.changed {
             let dataplane = match self.store.get(&proxy.resource_key()).await? {
-                Some(dataplane) => Some(view_of(&dataplane).await),
+                Some(dataplane) => Some((view_of(&dataplane).await, dataplane)),
                 None => None,
             };
             self.put_dataplane(proxy, dataplane);
             touched.insert(proxy.mesh.clone());
         }
+        for (proxy, generation) in batch.synced {
+            let progress = self.meshes.get_mut(&proxy.mesh).and_then(|mesh| mesh.tls.progress.get_mut(&proxy.name));
+            if let Some(progress) = progress {
+                progress.acked(generation);
+                self.acks.set(&proxy, progress.awaiting());
+                touched.insert(proxy.mesh.clone());
+            }
+        }
+        touched.extend(whole.iter().cloned());
+        let now = SystemTime::now();
+        touched.extend(
+            self.meshes
+                .iter()
+                .filter(|(_, mesh)| mesh.tls.wait_ends().is_some_and(|end| end <= now))
+                .map(|(name, _)| name.clone()),
+        );
         let mut regenerate: BTreeSet<ProxyId> = batch.changed;
         regenerate.extend(batch.arrived);
         for mesh in touched {
+            match self.advance_tls(&mesh) {
+                TlsChange::Whole => {
+                    whole.insert(mesh.clone());
+                }
+                TlsChange::Instances(services) => regenerate.extend(self.instances_of(&mesh, &services)),
+            }
             let changed_services = self.refresh_services(&mesh);
             regenerate.extend(self.callers_of(&mesh, &changed_services));
         }
+        for mesh in whole {
+            regenerate.extend(self.proxies_of(&mesh));
+        }
+        regenerate.extend(self.due_for_renewal(now));
         self.publish(regenerate);
         Ok(())
+    }
+
+    /// Reads a Mesh's mTLS settings and CA: every builtin backend's root is
+    /// generated when missing, the enabled backend's CA is loaded.
+    async fn load_mesh(&mut self, name: &str) -> Result<(), StoreError> {
+        let Some(resource) = self.store.get(&ResourceKey::mesh(name)).await? else {
+            if let Some(state) = self.meshes.get_mut(name) {
+                state.tls = MeshTls::default();
+            }
+            return Ok(());
+        };
+        let mtls = MtlsView::of(&resource.body);
+        let mut enabled_ca = None;
+        let mut error = None;
+        for backend in &mtls.backends {
+            let enabled = mtls.enabled_backend.as_deref() == Some(backend.name.as_str());
+            if !enabled && !matches!(backend.kind, CaKind::Builtin { .. }) {
+                continue;
+            }
+            match mesh_ca::load(self.store.as_ref(), name, backend).await {
+                Ok(ca) if enabled => enabled_ca = Some((backend.clone(), ca)),
+                Ok(_) => {}
+                Err(MeshCaError::Store(error)) => return Err(error),
+                Err(problem) => {
+                    tracing::error!(mesh = name, backend = %backend.name, error = %problem, "cannot use the CA of an mTLS backend");
+                    if enabled {
+                        error = Some(problem.to_string());
+                    }
+                }
+            }
+        }
+        let state = self.meshes.entry(name.to_owned()).or_default();
+        if let Some((backend, ca)) = enabled_ca {
+            let root: Arc<str> = Arc::from(ca.cert_pem());
+            let same = state.tls.ca.as_ref().is_some_and(|loaded| loaded.root == root);
+            if !same {
+                tracing::info!(mesh = name, backend = %backend.name, subject = ca.subject(), "mTLS CA in use");
+                state.tls.ca = Some(LoadedCa { backend, ca: Arc::new(ca), root });
+            } else if let Some(loaded) = &mut state.tls.ca {
+                loaded.backend = backend;
+            }
+        }
+        state.tls.ca_error = error;
+        state.tls.mtls = mtls;
+        let intent = state.tls.intent();
+        match state.tls.intent_since {
+            // First sight of the mesh (a start, or a new mesh): its sidecars,
+            // if any, already run with this intent; nothing to wait for.
+            None => state.tls.intent_since = Some((intent, SystemTime::UNIX_EPOCH)),
+            Some((before, _)) if before != intent => {
+                state.tls.intent_since = Some((intent, SystemTime::now()));
+                state.tls.forced = false;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Reads a mesh's MeshTrafficPermissions again.
+    async fn load_policies(&mut self, mesh: &str) -> Result<(), StoreError> {
+        let resources = list_in(self.store.as_ref(), ResourceType::MeshTrafficPermission, Some(mesh)).await?;
+        let policies = resources
+            .iter()
+            .filter_map(|resource| match MeshTrafficPermission::from_resource(resource) {
+                Ok(policy) => Some(policy),
+                Err(error) => {
+                    tracing::error!(policy = %resource.key, %error, "cannot read a MeshTrafficPermission; it is left out");
+                    None
+                }
+            })
+            .collect();
+        self.meshes.entry(mesh.to_owned()).or_default().tls.policies = policies;
+        Ok(())
+    }
+
+    /// Moves the mesh's mTLS as far as what its proxies ACKed allows, and
+    /// forgets departed proxies' certificates. Says whose snapshots that
+    /// changes: every proxy's when the trusted roots changed, else the
+    /// instances of the services whose inbound mode changed (callers follow
+    /// their services' shared resources, see [`Sync::refresh_services`]).
+    fn advance_tls(&mut self, mesh_name: &str) -> TlsChange {
+        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Instances(BTreeSet::new()) };
+        let connections = &self.connections;
+        let connected: BTreeSet<&String> = mesh
+            .dataplanes
+            .keys()
+            .filter(|name| connections.is_connected(&ProxyId::new(mesh_name, name.as_str())))
+            .collect();
+        let tls = &mut mesh.tls;
+        tls.progress.retain(|name, _| connected.contains(name));
+        tls.certs.retain(|name, _| connected.contains(name));
+        let roles: Vec<(&String, BTreeSet<String>, BTreeSet<String>)> = connected
+            .iter()
+            .map(|name| {
+                let view = &mesh.dataplanes[*name];
+                let serving = connections.is_serving(&ProxyId::new(mesh_name, name.as_str()));
+                let serves = view
+                    .inbounds
+                    .iter()
+                    .filter(|inbound| serving && inbound.ready && !inbound.service.is_empty())
+                    .map(|inbound| inbound.service.clone())
+                    .collect();
+                let calls = view.outbounds.iter().map(|outbound| outbound.service.clone()).collect();
+                (*name, serves, calls)
+            })
+            .collect();
+        let fresh = Progress::default();
+        let members: Vec<Member<'_>> = roles
+            .iter()
+            .map(|(name, serves, calls)| Member { progress: tls.progress.get(*name).unwrap_or(&fresh), serves, calls })
+            .collect();
+        let services: BTreeSet<String> = mesh
+            .dataplanes
+            .values()
+            .flat_map(|view| view.inbounds.iter().map(|inbound| inbound.service.clone()))
+            .filter(|service| !service.is_empty())
+            .collect();
+        let force = tls.wait_ends().is_some_and(|end| end <= SystemTime::now());
+        if force {
+            let waiting: Vec<&String> = roles
+                .iter()
+                .filter(|(name, ..)| tls.progress.get(*name).is_some_and(Progress::awaiting))
+                .map(|(name, ..)| *name)
+                .collect();
+            if !waiting.is_empty() {
+                tracing::warn!(mesh = mesh_name, ?waiting, wait = ?MAX_WAIT, "mTLS change completed without every sidecar's ACK");
+            }
+            tls.forced = true;
+        }
+        let before = tls.latches.clone();
+        tls.latches.advance(tls.intent(), &services, &members, force);
+        if let Some(ca) = &tls.ca {
+            let bundle = trust_bundle(&ca.root, members.iter().map(|member| member.progress));
+            let trusted = members.iter().all(|member| member.progress.trusts_acked(&ca.root));
+            if bundle != tls.bundle || trusted != tls.root_trusted {
+                tls.bundle = bundle;
+                tls.root_trusted = trusted;
+                return TlsChange::Whole;
+            }
+        }
+        let after = &tls.latches;
+        let moved = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.symmetric_difference(b).cloned().collect::<Vec<_>>();
+        let mut services = moved(&before.strict_ready, &after.strict_ready);
+        services.extend(moved(&before.plaintext_done, &after.plaintext_done));
+        TlsChange::Instances(services.into_iter().collect())
+    }
+
+    /// Connected or not, the proxies with an inbound of one of `services`.
+    fn instances_of(&self, mesh_name: &str, services: &BTreeSet<String>) -> Vec<ProxyId> {
+        let Some(mesh) = self.meshes.get(mesh_name) else { return Vec::new() };
+        mesh.dataplanes
+            .iter()
+            .filter(|(_, view)| view.inbounds.iter().any(|inbound| services.contains(&inbound.service)))
+            .map(|(name, _)| ProxyId::new(mesh_name, name.as_str()))
+            .collect()
+    }
+
+    /// When the loop must wake with no event: the next workload certificate
+    /// due, or the end of a wait for ACKs.
+    fn next_renewal(&self) -> Option<Instant> {
+        let earliest = self
+            .meshes
+            .values()
+            .flat_map(|mesh| mesh.tls.certs.values().map(|cert| mesh.tls.deadline(cert)).chain(mesh.tls.wait_ends()))
+            .min()?;
+        let wait = earliest.duration_since(SystemTime::now()).unwrap_or_default();
+        Some(Instant::now() + wait)
+    }
+
+    /// Proxies whose certificate is due at `now`.
+    fn due_for_renewal(&self, now: SystemTime) -> Vec<ProxyId> {
+        self.meshes
+            .iter()
+            .flat_map(|(mesh_name, mesh)| {
+                mesh.tls
+                    .certs
+                    .iter()
+                    .filter(move |(_, cert)| mesh.tls.deadline(cert) <= now)
+                    .map(move |(name, _)| ProxyId::new(mesh_name.as_str(), name.as_str()))
+            })
+            .collect()
+    }
+
+    fn proxies_of(&self, mesh: &str) -> Vec<ProxyId> {
+        self.meshes
+            .get(mesh)
+            .map(|state| state.dataplanes.keys().map(|name| ProxyId::new(mesh, name.as_str())).collect())
+            .unwrap_or_default()
     }
 
     /// Reads every Dataplane again and regenerates every connected proxy.
     pub async fn reload(&mut self) -> Result<(), StoreError> {
         let dataplanes = list_all(self.store.as_ref(), ResourceType::Dataplane).await?;
         let mut before: BTreeSet<ProxyId> = self.all_proxies().collect();
-        self.meshes.clear();
+        // Certificates and what proxies ACKed outlive a reload.
+        let mut kept: HashMap<String, MeshTls> = self.meshes.drain().map(|(name, state)| (name, state.tls)).collect();
         for dataplane in &dataplanes {
             let Some(proxy) = ProxyId::of(&dataplane.key) else { continue };
             before.remove(&proxy);
-            self.put_dataplane(&proxy, Some(view_of(dataplane).await));
+            if !self.meshes.contains_key(&proxy.mesh) {
+                let tls = kept.remove(&proxy.mesh).unwrap_or_default();
+                self.meshes.insert(proxy.mesh.clone(), MeshState { tls, ..MeshState::default() });
+            }
+            self.put_dataplane(&proxy, Some((view_of(dataplane).await, dataplane.clone())));
         }
         for gone in before {
             self.put_dataplane(&gone, None);
         }
+        for mesh in list_all(self.store.as_ref(), ResourceType::Mesh).await? {
+            let name = mesh.key.name;
+            if let Some(tls) = kept.remove(&name) {
+                self.meshes.entry(name.clone()).or_default().tls = tls;
+            }
+            self.load_mesh(&name).await?;
+            self.load_policies(&name).await?;
+        }
         let meshes: Vec<String> = self.meshes.keys().cloned().collect();
         for mesh in meshes {
+            self.advance_tls(&mesh);
             self.refresh_services(&mesh);
         }
         let everyone: BTreeSet<ProxyId> = self.all_proxies().collect();
@@ -209,17 +564,22 @@ impl Sync {
         Ok(())
     }
 
-    fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<DataplaneView>) {
+    fn put_dataplane(&mut self, proxy: &ProxyId, dataplane: Option<(DataplaneView, Resource)>) {
         match dataplane {
-            Some(view) => {
-                let view = Arc::new(view);
-                self.meshes.entry(proxy.mesh.clone()).or_default().dataplanes.insert(proxy.name.clone(), view);
+            Some((view, document)) => {
+                let mesh = self.meshes.entry(proxy.mesh.clone()).or_default();
+                mesh.dataplanes.insert(proxy.name.clone(), Arc::new(view));
+                mesh.documents.insert(proxy.name.clone(), Arc::new(document));
                 self.known.insert(proxy.clone());
             }
             None => {
                 if let Some(mesh) = self.meshes.get_mut(&proxy.mesh) {
                     mesh.dataplanes.remove(&proxy.name);
+                    mesh.documents.remove(&proxy.name);
+                    mesh.tls.progress.remove(&proxy.name);
+                    mesh.tls.certs.remove(&proxy.name);
                 }
+                self.acks.set(proxy, false);
                 let connected = self.connections.is_connected(proxy);
                 self.known.remove(proxy, connected);
                 self.connections.forget(proxy);
@@ -245,7 +605,14 @@ impl Sync {
         // A departed sidecar's inbounds still say which protocol its service
         // speaks (so callers' listeners keep their kind), but offer no endpoint.
         let withdrawn: Vec<DataplaneView> = departed.iter().map(|(_, view)| not_ready(view)).collect();
-        let services = kodiak_xds_gen::services(serving.iter().map(|(_, view)| view.as_ref()).chain(withdrawn.iter()));
+        let mut services =
+            kodiak_xds_gen::services(serving.iter().map(|(_, view)| view.as_ref()).chain(withdrawn.iter()));
+        let intent = mesh.tls.intent();
+        for (name, view) in &mut services {
+            if mesh.tls.latches.calls_with_tls(intent, name) {
+                view.mtls = Some(mesh_name.to_owned());
+            }
+        }
         let mut changed = BTreeSet::new();
         for (name, view) in &services {
             if mesh.services.get(name) != Some(view) {
@@ -277,17 +644,63 @@ impl Sync {
     }
 
     /// Generates and publishes a snapshot for each connected proxy given.
+    /// A proxy whose mesh has mTLS on but no usable CA keeps its last
+    /// snapshot (a new proxy gets none): it is never given plaintext instead.
     fn publish(&mut self, proxies: impl IntoIterator<Item = ProxyId>) {
+        let now = SystemTime::now();
         for proxy in proxies {
             if !self.connections.is_connected(&proxy) {
                 continue;
             }
-            let Some(mesh) = self.meshes.get(&proxy.mesh) else { continue };
-            let Some(view) = mesh.dataplanes.get(&proxy.name) else { continue };
+            let Some(mesh) = self.meshes.get_mut(&proxy.mesh) else { continue };
+            let Some(view) = mesh.dataplanes.get(&proxy.name).cloned() else { continue };
+            let document = mesh.documents.get(&proxy.name).cloned();
+            let security = match security_of(&mut mesh.tls, &view, document.as_deref(), &self.insights, now) {
+                Ok(security) => security,
+                Err(reason) => {
+                    tracing::warn!(dataplane = %proxy, %reason, "cannot configure mesh mTLS for the proxy; its configuration is left as it was");
+                    // Not retried on a timer: the next change of its mesh or CA tries again.
+                    mesh.tls.certs.remove(&proxy.name);
+                    continue;
+                }
+            };
+            if let Some(security) = &security {
+                let mode = match security.mode {
+                    kodiak_xds_gen::MtlsMode::Strict => "STRICT",
+                    kodiak_xds_gen::MtlsMode::Permissive => "PERMISSIVE",
+                };
+                self.insights.mtls_mode(&proxy, mode);
+            }
             self.generation += 1;
-            let snapshot = kodiak_xds_gen::proxy_snapshot(view, &mesh.resources, self.generation);
+            let generation = self.generation;
+            let outbound: Vec<(String, bool)> = view
+                .outbounds
+                .iter()
+                .map(|outbound| {
+                    (outbound.service.clone(), mesh.resources.get(&outbound.service).is_some_and(|r| r.mtls))
+                })
+                .collect();
+            let tls = &mut mesh.tls;
+            // A mesh without mTLS and with nothing left to wind down needs no ACKs.
+            let quiet = tls.intent() == Intent::Off
+                && security.is_none()
+                && tls.progress.values().all(|progress| progress.inbound_mtls_since.is_none());
+            if quiet {
+                tls.progress.remove(&proxy.name);
+                self.acks.set(&proxy, false);
+            } else {
+                let (bundle, cert_root): (&[Arc<str>], _) = match &security {
+                    Some(_) => (&tls.bundle, tls.certs.get(&proxy.name).map(|cert| cert.spec.root.clone())),
+                    None => (&[], None),
+                };
+                let progress = tls.progress.entry(proxy.name.clone()).or_default();
+                progress.sent(generation, security.is_some(), outbound, bundle, cert_root.as_ref());
+                // Listen for the ACK before the snapshot can be sent.
+                self.acks.set(&proxy, progress.awaiting());
+            }
+            let snapshot = kodiak_xds_gen::proxy_snapshot(&view, &mesh.resources, security.as_ref(), generation);
             self.cache.set(&proxy.node_id(), Arc::new(snapshot));
-            self.insights.generated(&proxy, self.generation);
+            self.insights.generated(&proxy, generation);
         }
     }
 
@@ -301,11 +714,21 @@ impl Sync {
 impl Batch {
     fn add_event(&mut self, event: Result<ChangeEvent, broadcast::error::RecvError>) {
         match event {
-            Ok(event) => {
-                if let Some(proxy) = ProxyId::of(&event.key) {
-                    self.changed.insert(proxy);
+            Ok(event) => match (event.key.kind, event.key.mesh) {
+                (ResourceType::Dataplane, Some(mesh)) => {
+                    self.changed.insert(ProxyId::new(mesh, event.key.name));
                 }
-            }
+                (ResourceType::Mesh, _) => {
+                    self.meshes.insert(event.key.name);
+                }
+                (ResourceType::MeshTrafficPermission, Some(mesh)) => {
+                    self.policies.insert(mesh);
+                }
+                (ResourceType::Secret, Some(mesh)) => {
+                    self.secrets.insert((mesh, event.key.name));
+                }
+                _ => {}
+            },
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "the sync loop fell behind the store's changes; reading everything again");
                 self.resync = true;
@@ -323,8 +746,104 @@ impl Batch {
             Signal::Departed(proxy) => {
                 self.presence.insert(proxy.mesh);
             }
+            Signal::Synced(proxy, generation) => self.synced.push((proxy, generation)),
         }
     }
+}
+
+/// Whose snapshots a step of a mesh's mTLS change touches.
+enum TlsChange {
+    /// Every proxy of the mesh.
+    Whole,
+    /// The instances of these services.
+    Instances(BTreeSet<String>),
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The key of workload certificates: ECDSA P-256, or RSA 2048 when the
+/// backend's builtin root is RSA (`caCert.RSAbits`).
+fn workload_key(backend: &CaBackendView) -> KeyKind {
+    match backend.kind {
+        CaKind::Builtin { rsa_bits: Some(_), .. } => KeyKind::Rsa2048,
+        _ => KeyKind::EcdsaP256,
+    }
+}
+
+/// What mesh mTLS adds to the proxy of `view`: its mode, certificate
+/// (issued or renewed here when needed), trusted roots and permissions;
+/// `None` when its mesh has mTLS off and nothing is left to wind down.
+fn security_of(
+    tls: &mut MeshTls,
+    view: &DataplaneView,
+    document: Option<&Resource>,
+    insights: &Insights,
+    now: SystemTime,
+) -> Result<Option<ProxySecurity>, String> {
+    let intent = tls.intent();
+    let had_mtls = tls.progress.get(&view.name).is_some_and(|progress| progress.inbound_mtls_since.is_some());
+    let mode = tls.latches.inbound_mode(intent, had_mtls, view.inbounds.iter().map(|inbound| &inbound.service));
+    if intent == Intent::Off && mode.is_none() {
+        if tls.certs.remove(&view.name).is_some() {
+            insights.mtls(&ProxyId::new(view.mesh.as_str(), view.name.as_str()), None);
+        }
+        return Ok(None);
+    }
+    let ca = match (&tls.ca, tls.mtls.enabled()) {
+        (Some(ca), Some(enabled)) if ca.backend.name == enabled.name && tls.ca_error.is_none() => ca,
+        (Some(ca), None) => ca,
+        (_, Some(enabled)) => {
+            let reason =
+                tls.ca_error.clone().unwrap_or_else(|| format!("the CA of backend {:?} is not loaded", enabled.name));
+            return Err(reason);
+        }
+        (None, None) => return Err("mTLS is winding down but no CA is loaded".into()),
+    };
+    let spec =
+        CertSpec::of(view, &ca.backend.name, &ca.root, ca.backend.workload_cert_lifetime, workload_key(&ca.backend));
+    let current = tls.certs.get(&view.name);
+    // A certificate from a new root waits until every proxy trusts that root.
+    let waits = current.is_some_and(|cert| cert.spec.root != ca.root && !tls.root_trusted && now < cert.cert.not_after);
+    if !waits && let Some(reason) = certs::reissue(current, &spec, now) {
+        let issued = certs::issue(&ca.ca, spec, current, now)?;
+        tracing::info!(
+            dataplane = %ProxyId::new(view.mesh.as_str(), view.name.as_str()),
+            serial = %issued.serial,
+            backend = %issued.spec.backend,
+            reason = reason.as_str(),
+            not_after = %humantime::format_rfc3339_seconds(issued.cert.not_after),
+            renew_at = %humantime::format_rfc3339_seconds(issued.renew_at()),
+            "issued a workload certificate"
+        );
+        insights.mtls(&ProxyId::new(view.mesh.as_str(), view.name.as_str()), Some(MtlsInsight::of(&issued, &tls.mtls)));
+        tls.certs.insert(view.name.clone(), issued);
+    }
+    let cert = &tls.certs[&view.name];
+    if tls.bundle.is_empty() {
+        tls.bundle = vec![ca.root.clone()];
+    }
+    if !tls.bundle.contains(&cert.spec.root) {
+        tls.bundle.push(cert.spec.root.clone());
+    }
+    let ca_bundle_pem = tls.bundle.iter().map(|root| with_newline(root)).collect();
+    let permissions = document.map(|document| proxy_permissions(&tls.policies, document)).unwrap_or_default();
+    Ok(Some(ProxySecurity {
+        mode: if mode == Some(true) { kodiak_xds_gen::MtlsMode::Strict } else { kodiak_xds_gen::MtlsMode::Permissive },
+        identity: Identity { cert_chain_pem: cert.cert.cert_pem.clone(), key_pem: cert.cert.key_pem.clone() },
+        ca_bundle_pem,
+        permissions,
+    }))
+}
+
+/// PEM blocks end with a line break, so several can be concatenated.
+fn with_newline(pem: &str) -> String {
+    if pem.ends_with('\n') { pem.to_owned() } else { format!("{pem}\n") }
 }
 
 /// What the sidecar of a Dataplane deleted under it is told (Envoy logs it
@@ -374,8 +893,18 @@ fn not_ready(view: &DataplaneView) -> DataplaneView {
 
 /// Every resource of a type, page by page.
 pub async fn list_all(store: &dyn ResourceStore, kind: ResourceType) -> Result<Vec<Resource>, StoreError> {
+    list_in(store, kind, None).await
+}
+
+/// Every resource of a type in `mesh` (in every mesh when none), page by page.
+async fn list_in(
+    store: &dyn ResourceStore,
+    kind: ResourceType,
+    mesh: Option<&str>,
+) -> Result<Vec<Resource>, StoreError> {
     let size = kodiak_api::MAX_PAGE_SIZE as usize;
     let mut query = ListQuery::all(kind, size);
+    query.mesh = mesh.map(str::to_owned);
     let mut all = Vec::new();
     loop {
         let page = store.list(&query).await?;
@@ -435,6 +964,269 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{node} was not regenerated");
+    }
+
+    /// The default mesh with mTLS on: a builtin backend `ca-1` in `mode`,
+    /// with workload certificates living `expiration` when given.
+    async fn enable_mtls(store: &dyn ResourceStore, mode: &str, expiration: Option<&str>) {
+        let dp_cert = expiration.map(|e| format!(", dpCert: {{rotation: {{expiration: {e}}}}}")).unwrap_or_default();
+        let mesh = dataplane(&format!(
+            "{{type: Mesh, name: default, mtls: {{enabledBackend: ca-1, backends: [{{name: ca-1, type: builtin, mode: {mode}{dp_cert}}}]}}}}"
+        ));
+        store.update(mesh, None).await.unwrap();
+    }
+
+    fn connect(xds: &Xds, name: &str) {
+        let proxy = ProxyId::new("default", name);
+        xds.connections.opened(&proxy, None).unwrap();
+        xds.signals.send(Signal::Arrived(proxy)).unwrap();
+    }
+
+    /// Polls the proxy's snapshot until `check` accepts it (ten seconds at most).
+    async fn snapshot_where(
+        xds: &Xds,
+        node: &str,
+        check: impl Fn(&kodiak_xds_server::Snapshot) -> bool,
+    ) -> Arc<kodiak_xds_server::Snapshot> {
+        for _ in 0..1000 {
+            if let Some(snapshot) = xds.cache.get(node)
+                && check(&snapshot)
+            {
+                return snapshot;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{node} never got the snapshot expected");
+    }
+
+    /// The proxy's certificate (PEM) in its identity secret, when it has one.
+    fn identity(snapshot: &kodiak_xds_server::Snapshot) -> Option<String> {
+        use base64::Engine;
+        let secret = snapshot.resources(type_url::SECRET).get("identity_cert:secret:default")?;
+        let json = kodiak_xds_gen::render(secret);
+        let bytes = json["tlsCertificate"]["certificateChain"]["inlineBytes"].as_str()?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(bytes).ok()?).ok()
+    }
+
+    fn trusted(snapshot: &kodiak_xds_server::Snapshot) -> String {
+        use base64::Engine;
+        let secret = &snapshot.resources(type_url::SECRET)["mesh_ca:secret:default"];
+        let bytes = kodiak_xds_gen::render(secret)["validationContext"]["trustedCa"]["inlineBytes"].clone();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(bytes.as_str().unwrap()).unwrap()).unwrap()
+    }
+
+    fn uri_sans(pem: &str) -> Vec<String> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether `caller`'s cluster of `service` uses mesh mTLS.
+    fn calls_with_tls(snapshot: &kodiak_xds_server::Snapshot, service: &str) -> bool {
+        let cluster = kodiak_xds_gen::render(&snapshot.resources(type_url::CLUSTER)[service]);
+        cluster.get("transportSocket").is_some()
+    }
+
+    /// How many filter chains the proxy's listener `name` has (2: PERMISSIVE, 1: STRICT or plaintext).
+    fn filter_chains(snapshot: &kodiak_xds_server::Snapshot, name: &str) -> usize {
+        let listener = kodiak_xds_gen::render(&snapshot.resources(type_url::LISTENER)[name]);
+        listener["filterChains"].as_array().map_or(0, Vec::len)
+    }
+
+    async fn started(store: &Arc<dyn ResourceStore>) -> Xds {
+        let (stop, stopped) = watch::channel(false);
+        std::mem::forget(stop);
+        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
+        xds
+    }
+
+    #[tokio::test]
+    async fn a_proxy_in_an_mtls_mesh_gets_a_certificate_for_its_tags_from_the_mesh_ca() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        store
+            .create(dataplane(
+                "{type: Dataplane, mesh: default, name: b-1, networking: {address: 127.0.0.1, inbound: [
+                   {port: 10001, tags: {kuma.io/service: b, version: v1}}]}}",
+            ))
+            .await
+            .unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        let snapshot = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        let pem = identity(&snapshot).unwrap();
+        assert_eq!(uri_sans(&pem), ["spiffe://default/b", "kuma://kuma.io/service/b", "kuma://version/v1"]);
+
+        let key = |name: &str| ResourceKey::new(ResourceType::Secret, Some("default"), name);
+        let root = store.get(&key("default.ca-builtin-cert-ca-1")).await.unwrap().expect("the CA Secret exists");
+        let root = String::from_utf8(super::mesh_ca::secret_data(&root).unwrap()).unwrap();
+        assert_eq!(trusted(&snapshot), root, "the proxy trusts the mesh's root");
+        let ca = kodiak_ca::Ca::from_pem(
+            &root,
+            &{
+                let key = store.get(&key("default.ca-builtin-key-ca-1")).await.unwrap().unwrap();
+                String::from_utf8(super::mesh_ca::secret_data(&key).unwrap()).unwrap()
+            },
+            SystemTime::now(),
+        );
+        assert!(ca.is_ok(), "the CA Secrets hold a usable CA");
+        let insight = xds.insights.document(&ProxyId::new("default", "b-1"));
+        assert_eq!(insight["mTLS"]["issuedBackend"], "ca-1", "{insight}");
+        assert_eq!(insight["mTLS"]["certificateRegenerations"], 0, "{insight}");
+
+        // New tags, new certificate.
+        store
+            .update(
+                dataplane(
+                    "{type: Dataplane, mesh: default, name: b-1, networking: {address: 127.0.0.1, inbound: [
+                       {port: 10001, tags: {kuma.io/service: b, version: v2}}]}}",
+                ),
+                None,
+            )
+            .await
+            .unwrap();
+        let retagged = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some_and(|p| p != pem)).await;
+        assert!(uri_sans(&identity(&retagged).unwrap()).contains(&"kuma://version/v2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_short_lived_certificate_is_renewed_without_any_event() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "PERMISSIVE", Some("3s")).await;
+        store.create(backend("b-1", "b", 10001)).await.unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        let first = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        let pem = identity(&first).unwrap();
+        let not_after = |pem: &str| {
+            let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+            pem.parse_x509().unwrap().validity().not_after.timestamp()
+        };
+        let seen = std::time::Instant::now();
+        let renewed = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some_and(|p| p != pem)).await;
+        let (after, now) = (seen.elapsed(), SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap());
+        // 4/5 of a life of 2 to 3 s (validity ends on a whole second): 1.6 to 2.4 s after issue.
+        assert!(after >= Duration::from_millis(1000), "renewed too soon: {after:?}");
+        assert!((now.as_secs() as i64) < not_after(&pem), "renewed before the first certificate expired");
+        assert!(not_after(&identity(&renewed).unwrap()) > not_after(&pem));
+        assert!(renewed.generation() > first.generation());
+        let insight = xds.insights.document(&ProxyId::new("default", "b-1"));
+        assert_eq!(insight["mTLS"]["certificateRegenerations"], 1, "{insight}");
+    }
+
+    #[tokio::test]
+    async fn enabling_mtls_creates_the_ca_secrets_and_callers_wait_for_every_instance_to_ack() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        for resource in [backend("b-1", "b", 10001), caller("a", "b", 20001)] {
+            store.create(resource).await.unwrap();
+        }
+        let xds = started(&store).await;
+        connect(&xds, "a");
+        connect(&xds, "b-1");
+        let plain = snapshot_where(&xds, "default.a", |s| s.resources(type_url::CLUSTER).contains_key("b")).await;
+        assert!(!calls_with_tls(&plain, "b"));
+
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        let key = ResourceKey::new(ResourceType::Secret, Some("default"), "default.ca-builtin-cert-ca-1");
+        let b1 = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        assert!(store.get(&key).await.unwrap().is_some(), "enabling mTLS generated the CA");
+        assert_eq!(filter_chains(&b1, "inbound:127.0.0.1:10001"), 2, "PERMISSIVE while callers speak plaintext");
+        let b1_proxy = ProxyId::new("default", "b-1");
+        assert_eq!(xds.insights.document(&b1_proxy)["mTLS"]["inboundMode"], "PERMISSIVE");
+        let a = snapshot_where(&xds, "default.a", |s| s.generation() > plain.generation()).await;
+        assert!(!calls_with_tls(&a, "b"), "b-1 has not ACKed its mTLS inbound yet");
+
+        assert!(xds.acks.wants(&b1_proxy), "the loop waits for b-1's ACK");
+        xds.signals.send(Signal::Synced(b1_proxy.clone(), b1.generation())).unwrap();
+        let a = snapshot_where(&xds, "default.a", |s| calls_with_tls(s, "b")).await;
+
+        let a_proxy = ProxyId::new("default", "a");
+        assert!(xds.acks.wants(&a_proxy), "the loop waits for a's ACK before b-1 turns STRICT");
+        xds.signals.send(Signal::Synced(a_proxy, a.generation())).unwrap();
+        snapshot_where(&xds, "default.b-1", |s| filter_chains(s, "inbound:127.0.0.1:10001") == 1).await;
+        assert_eq!(xds.insights.document(&b1_proxy)["mTLS"]["inboundMode"], "STRICT");
+    }
+
+    #[tokio::test]
+    async fn turning_mtls_off_moves_callers_to_plaintext_before_the_inbounds() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "PERMISSIVE", None).await;
+        for resource in [backend("b-1", "b", 10001), caller("a", "b", 20001)] {
+            store.create(resource).await.unwrap();
+        }
+        let xds = started(&store).await;
+        connect(&xds, "a");
+        connect(&xds, "b-1");
+        let (a_proxy, b1_proxy) = (ProxyId::new("default", "a"), ProxyId::new("default", "b-1"));
+        let b1 = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        xds.signals.send(Signal::Synced(b1_proxy.clone(), b1.generation())).unwrap();
+        let a = snapshot_where(&xds, "default.a", |s| calls_with_tls(s, "b")).await;
+        xds.signals.send(Signal::Synced(a_proxy.clone(), a.generation())).unwrap();
+
+        let mut off = store.get(&ResourceKey::mesh("default")).await.unwrap().unwrap();
+        off.body["mtls"]["enabledBackend"] = "".into();
+        store.update(off, None).await.unwrap();
+        let a = snapshot_where(&xds, "default.a", |s| !calls_with_tls(s, "b")).await;
+        let b1 = xds.cache.get("default.b-1").unwrap();
+        assert!(identity(&b1).is_some(), "b-1 still accepts mTLS while a may call with it");
+        assert_eq!(filter_chains(&b1, "inbound:127.0.0.1:10001"), 2, "PERMISSIVE");
+        assert!(xds.acks.wants(&a_proxy));
+        xds.signals.send(Signal::Synced(a_proxy, a.generation())).unwrap();
+        let b1 = snapshot_where(&xds, "default.b-1", |s| identity(s).is_none()).await;
+        assert_eq!(filter_chains(&b1, "inbound:127.0.0.1:10001"), 1, "plaintext only once a ACKed plaintext");
+        assert!(xds.insights.document(&b1_proxy).get("mTLS").is_none(), "no certificate any more");
+    }
+
+    #[tokio::test]
+    async fn a_new_root_is_trusted_everywhere_before_certificates_move_to_it() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        for resource in [backend("b-1", "b", 10001), backend("c-1", "c", 10002)] {
+            store.create(resource).await.unwrap();
+        }
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        connect(&xds, "c-1");
+        let old = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        let (old_cert, old_root) = (identity(&old).unwrap(), trusted(&old));
+        let c1 = snapshot_where(&xds, "default.c-1", |s| identity(s).is_some()).await;
+        let c1_old_cert = identity(&c1).unwrap();
+
+        // A new root: the builtin CA's Secrets are replaced behind the control plane's back.
+        for name in ["default.ca-builtin-key-ca-1", "default.ca-builtin-cert-ca-1"] {
+            store.delete(&ResourceKey::new(ResourceType::Secret, Some("default"), name)).await.unwrap();
+        }
+        let both = snapshot_where(&xds, "default.b-1", |s| trusted(s).len() > old_root.len()).await;
+        let bundle = trusted(&both);
+        assert!(bundle.ends_with(&old_root), "the old root stays trusted: {bundle}");
+        assert_eq!(identity(&both).unwrap(), old_cert, "no certificate from the new root before everyone trusts it");
+
+        for name in ["b-1", "c-1"] {
+            let snapshot = snapshot_where(&xds, &format!("default.{name}"), |s| trusted(s) == bundle).await;
+            xds.signals.send(Signal::Synced(ProxyId::new("default", name), snapshot.generation())).unwrap();
+        }
+        let moved = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some_and(|c| c != old_cert)).await;
+        assert_eq!(trusted(&moved), bundle, "the old root stays while some proxy may still present its certificate");
+        for (name, before) in [("b-1", &old_cert), ("c-1", &c1_old_cert)] {
+            let snapshot =
+                snapshot_where(&xds, &format!("default.{name}"), |s| identity(s).is_some_and(|c| c != *before)).await;
+            xds.signals.send(Signal::Synced(ProxyId::new("default", name), snapshot.generation())).unwrap();
+        }
+        let new_only = snapshot_where(&xds, "default.b-1", |s| !trusted(s).contains(&old_root)).await;
+        assert!(bundle.starts_with(&trusted(&new_only)), "only the new root is left");
     }
 
     #[tokio::test]
