@@ -533,3 +533,18 @@ async fn a_stream_may_not_change_its_node() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("node id changed within the stream"), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_https_api_knows_requests_from_this_host_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config();
+    config.store.kind = kodiak_cp::config::StoreKind::Memory;
+    config.store.data_dir = dir.path().to_owned();
+    let cp = start(config).unwrap();
+    let tls = kodiak_cp::testing::client_tls_trusting(cp.tls_cert_file().unwrap()).unwrap();
+    let https = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+    let url = format!("{}/global-secrets", cp.https_api_url().unwrap());
+    assert_eq!(https.get(&url).send().await.unwrap().status(), StatusCode::OK, "local is admin over HTTPS");
+    let proxied = https.get(&url).header("x-forwarded-for", "10.0.0.9").send().await.unwrap();
+    assert_eq!(proxied.status(), StatusCode::FORBIDDEN);
+}

@@ -50,8 +50,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
-        let stream = match connection {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match connection {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, say: wait a little rather than spin.
                 tracing::warn!(%error, "cannot accept a connection");
@@ -60,7 +60,9 @@ pub async fn serve(
             }
         };
         tcp_keepalive(&stream);
-        let connection = Connection { builder: builder.clone(), router: router.clone(), watcher: graceful.watcher() };
+        // The peer's address, as axum's ConnectInfo: the HTTPS API tells requests from this host by it.
+        let router = router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let connection = Connection { builder: builder.clone(), router, watcher: graceful.watcher() };
         match &acceptor {
             Some(acceptor) => tokio::spawn(connection.serve_tls(stream, acceptor.clone())),
             None => tokio::spawn(connection.serve(TokioIo::new(stream))),
