@@ -136,6 +136,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
 
     let (stop, stopped) = watch::channel(false);
     tokens::start(store.clone(), config.api_server.authn.tokens.bootstrap_admin_token, stopped.clone()).await?;
+    if config.dp_server.authn.dp_proxy.kind == config::DpProxyAuthn::None {
+        tracing::warn!(
+            "sidecars are not authenticated (dpServer.authn.dpProxy.type is none): anything that reaches the dp-server can register and serve any Dataplane"
+        );
+    }
     let instance_id = instance_id();
     let (xds, ads) = xds::Xds::start(store.clone(), &config, &instance_id, stopped.clone()).await?;
     let state = Arc::new(api::ApiState {

@@ -24,19 +24,14 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<BootstrapResponse>, ApiError> {
-    let bad = |error: serde_json::Error| ApiError::bad_request(format!("the bootstrap request is not valid: {error}"));
-    let body: serde_json::Value = serde_json::from_slice(&body).map_err(bad)?;
-    let token = match body.get("dataplaneToken") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(token)) => Some(token.clone()),
-        Some(_) => return Err(ApiError::invalid_field("dataplaneToken", "must be a string: the token itself")),
-    };
-    let request: BootstrapRequest = serde_json::from_value(body).map_err(bad)?;
+    let request: BootstrapRequest = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request(format!("the bootstrap request is not valid: {error}")))?;
     for (field, value) in [("mesh", &request.mesh), ("name", &request.name)] {
         check_name(value).map_err(|reason| ApiError::invalid_field(field, reason))?;
     }
     let proxy = ProxyId::new(request.mesh.clone(), request.name.clone());
-    authenticate_bootstrap(&state.xds, &proxy, request.dataplane_resource.as_deref(), token.as_deref()).await?;
+    let (inline, token) = (request.dataplane_resource.as_deref(), request.dataplane_token.as_deref());
+    authenticate_bootstrap(&state.xds, &proxy, inline, token).await?;
     let instance = uuid::Uuid::new_v4().simple().to_string();
     state.xds.connections.claim(&proxy, &instance).map_err(|reason| {
         ApiError::new(
