@@ -276,20 +276,30 @@ impl Sync {
         }
     }
 
-    async fn apply(&mut self, mut batch: Batch) -> Result<(), StoreError> {
+    async fn apply(&mut self, batch: Batch) -> Result<(), StoreError> {
         if batch.resync {
             return self.reload().await;
-        }
-        for (mesh, name) in &batch.secrets {
-            if self.meshes.get(mesh).is_some_and(|state| state.tls.reads_secret(mesh, name)) {
-                batch.meshes.insert(mesh.clone());
-            }
         }
         // Meshes whose every proxy is regenerated.
         let mut whole: BTreeSet<String> = BTreeSet::new();
         for mesh in &batch.meshes {
             self.load_mesh(mesh).await?;
             whole.insert(mesh.clone());
+        }
+        let ca_secrets: BTreeSet<&String> = batch
+            .secrets
+            .iter()
+            .filter(|(mesh, name)| {
+                !batch.meshes.contains(mesh)
+                    && self.meshes.get(mesh).is_some_and(|state| state.tls.reads_secret(mesh, name))
+            })
+            .map(|(mesh, _)| mesh)
+            .collect();
+        for mesh in ca_secrets {
+            // The Secrets of a CA just generated come back as events: only a different root matters.
+            if self.load_mesh(mesh).await? {
+                whole.insert(mesh.clone());
+            }
         }
         for mesh in &batch.policies {
             self.load_policies(mesh).await?;
@@ -341,13 +351,14 @@ impl Sync {
     }
 
     /// Reads a Mesh's mTLS settings and CA: every builtin backend's root is
-    /// generated when missing, the enabled backend's CA is loaded.
-    async fn load_mesh(&mut self, name: &str) -> Result<(), StoreError> {
+    /// generated when missing, the enabled backend's CA is loaded. True when
+    /// the CA in use is another one than before.
+    async fn load_mesh(&mut self, name: &str) -> Result<bool, StoreError> {
         let Some(resource) = self.store.get(&ResourceKey::mesh(name)).await? else {
             if let Some(state) = self.meshes.get_mut(name) {
                 state.tls = MeshTls::default();
             }
-            return Ok(());
+            return Ok(true);
         };
         let mtls = MtlsView::of(&resource.body);
         let mut enabled_ca = None;
@@ -370,10 +381,12 @@ impl Sync {
             }
         }
         let state = self.meshes.entry(name.to_owned()).or_default();
+        let mut other_ca = false;
         if let Some((backend, ca)) = enabled_ca {
             let root: Arc<str> = Arc::from(ca.cert_pem());
             let same = state.tls.ca.as_ref().is_some_and(|loaded| loaded.root == root);
             if !same {
+                other_ca = true;
                 tracing::info!(mesh = name, backend = %backend.name, subject = ca.subject(), "mTLS CA in use");
                 state.tls.ca = Some(LoadedCa { backend, ca: Arc::new(ca), root });
             } else if let Some(loaded) = &mut state.tls.ca {
@@ -393,7 +406,7 @@ impl Sync {
             }
             Some(_) => {}
         }
-        Ok(())
+        Ok(other_ca)
     }
 
     /// Reads a mesh's MeshTrafficPermissions again.
