@@ -302,12 +302,13 @@ async fn lists_page_with_size_offset_and_next(api: Api) {
     }
     let (status, page) = api.get("/meshes/default/secrets?size=2").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(page["total"], 5);
+    // Every mesh has its dataplane-token signing key Secret, made with the mesh.
+    assert_eq!(page["total"], 6);
     let names: Vec<&str> = page["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["s0", "s1"]);
+    assert_eq!(names, ["dataplane-token-signing-key-default-1", "s0"]);
     let next = page["next"].as_str().unwrap();
     assert!(next.starts_with(api.cp.api_url()) && next.contains("offset=2"), "{next}");
-    let last: Value = api.http.get(next.replace("offset=2", "offset=4")).send().await.unwrap().json().await.unwrap();
+    let last: Value = api.http.get(next.replace("offset=2", "offset=5")).send().await.unwrap().json().await.unwrap();
     assert_eq!(last["items"].as_array().unwrap().len(), 1);
     assert!(last["next"].is_null());
 
@@ -331,7 +332,8 @@ async fn label_filters_and_cross_mesh_lists(api: Api) {
     labelled["labels"] = json!({"team": "x"});
     api.put("/meshes/other/secrets/b", labelled).await;
     let (_, all) = api.get("/secrets").await;
-    assert_eq!(all["total"], 2);
+    // Each mesh's dataplane-token signing key, and the two above.
+    assert_eq!(all["total"], 4);
     let (_, by_label) = api.get("/secrets?labels.team=x").await;
     assert_eq!(by_label["total"], 1);
     assert_eq!(by_label["items"][0]["mesh"], "other");

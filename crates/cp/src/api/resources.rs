@@ -91,6 +91,7 @@ pub async fn put(
     tracing::info!(resource = %key, version = stored.version, created = status == StatusCode::CREATED, "stored");
     if key.kind == ResourceType::Mesh && status == StatusCode::CREATED {
         crate::defaults::create_initial_policies(state.store.as_ref(), &stored).await?;
+        crate::tokens::Tokens::new(state.store.clone()).ensure_dataplane_key(&key.name).await?;
     }
     let mut response = (status, Json(json!({}))).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", stored.version)) {

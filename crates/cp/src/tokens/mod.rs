@@ -95,7 +95,7 @@ impl Tokens {
         Ok(kodiak_tokens::verify(token, &key, &revocations, SystemTime::now())?)
     }
 
-    /// Makes sure a mesh has a dataplane-token signing key (when it is created).
+    /// Makes sure a mesh has a dataplane-token signing key (made with the Mesh).
     pub async fn ensure_dataplane_key(&self, mesh: &str) -> Result<(), StoreError> {
         match keys::newest(self.store.as_ref(), &KeyScope::Dataplane(mesh.to_owned())).await {
             Ok(_) => Ok(()),
@@ -105,15 +105,10 @@ impl Tokens {
     }
 }
 
-/// At start: the admin token (unless turned off), a signing key for every
-/// mesh, and from then on a key for every mesh created.
-pub async fn start(
-    store: Arc<dyn ResourceStore>,
-    bootstrap_admin_token: bool,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// At start: the admin token (unless turned off) and a signing key for
+/// every mesh (meshes created later get theirs with the Mesh, see the REST API).
+pub async fn start(store: Arc<dyn ResourceStore>, bootstrap_admin_token: bool) -> anyhow::Result<()> {
     let tokens = Tokens::new(store.clone());
-    let events = store.watch();
     if bootstrap_admin_token {
         tokens.ensure_admin_token().await.map_err(|e| anyhow::anyhow!("cannot create the admin user token: {e}"))?;
     }
@@ -121,29 +116,5 @@ pub async fn start(
     for mesh in meshes.items {
         tokens.ensure_dataplane_key(&mesh.key.name).await?;
     }
-    tokio::spawn(async move {
-        tokio::select! {
-            () = keys_for_new_meshes(tokens, events) => {}
-            _ = stopped.wait_for(|stop| *stop) => {}
-        }
-    });
     Ok(())
-}
-
-async fn keys_for_new_meshes(tokens: Tokens, mut events: tokio::sync::broadcast::Receiver<kodiak_store::ChangeEvent>) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            // A missed Mesh gets its key when its first token is issued.
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
-        };
-        if event.kind != kodiak_store::ChangeKind::Created || event.key.kind != kodiak_api::ResourceType::Mesh {
-            continue;
-        }
-        if let Err(error) = tokens.ensure_dataplane_key(&event.key.name).await {
-            tracing::warn!(mesh = %event.key.name, %error, "cannot create the mesh's dataplane-token signing key; it is made when its first token is issued");
-        }
-    }
 }
