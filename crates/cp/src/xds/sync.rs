@@ -1243,6 +1243,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_permission_change_reaches_the_proxies_of_its_mesh() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        store.create(backend("b-1", "b", 10001)).await.unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        let listener = |s: &kodiak_xds_server::Snapshot| {
+            kodiak_xds_gen::render(&s.resources(type_url::LISTENER)["inbound:127.0.0.1:10001"]).to_string()
+        };
+        let before = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        assert!(!listener(&before).contains("deny-b"));
+        store
+            .create(dataplane(
+                "{type: MeshTrafficPermission, mesh: default, name: deny-b, spec: {targetRef: {kind: MeshService, name: b},
+                   from: [{targetRef: {kind: Mesh}, default: {action: Deny}}]}}",
+            ))
+            .await
+            .unwrap();
+        let after = snapshot_where(&xds, "default.b-1", |s| listener(s).contains("deny-b")).await;
+        assert!(after.generation() > before.generation());
+    }
+
+    #[tokio::test]
     async fn a_new_endpoint_reaches_only_the_callers_of_its_service() {
         let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
         crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
