@@ -338,6 +338,33 @@ spec:
 }
 
 #[test]
+fn zone_made_policies_override_global_ones_and_display_names_break_ties() {
+    let policy = |name: &str, labels: &str, action: &str| {
+        format!(
+            "---
+type: MeshTrafficPermission
+mesh: default
+name: {name}
+labels: {labels}
+spec:
+  from:
+  - targetRef: {{kind: Mesh}}
+    default: {{action: {action}}}
+"
+        )
+    };
+    let global = policy("a-global", "{kuma.io/origin: global}", "Allow");
+    let unlabelled = policy("b-plain", "{}", "AllowWithShadowDeny");
+    let zone = policy("c-zone", "{kuma.io/origin: zone}", "Deny");
+    assert_eq!(permissions(&format!("{global}{unlabelled}"), WEB), [["[] AllowWithShadowDeny b-plain"]]);
+    assert_eq!(permissions(&format!("{global}{unlabelled}{zone}"), WEB), [["[] Deny c-zone"]]);
+    // The display name, not the stored name, breaks the tie.
+    let first = policy("z-stored", "{kuma.io/display-name: a-shown}", "Deny");
+    let second = policy("b-stored", "{}", "Allow");
+    assert_eq!(permissions(&format!("{first}{second}"), WEB), [["[] Deny z-stored"]]);
+}
+
+#[test]
 fn shadow_policies_and_other_meshes_take_no_effect() {
     let yaml = format!(
         "{ALLOW_ALL}---
