@@ -16,6 +16,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -37,11 +39,6 @@ use serde_json::{Value, json};
 const MESH: &str = "default";
 const HELLO: &str = "hello";
 const GREETING: &str = "greetings from the server\n";
-
-/// A port the kernel just gave out and took back.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// An application on a free port of 127.0.0.1, handling each connection
 /// with `handle` on a thread of its own.

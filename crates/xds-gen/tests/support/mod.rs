@@ -19,6 +19,27 @@ pub fn envoy_bin() -> PathBuf {
     })
 }
 
+/// A free port on 127.0.0.1 for a listener. It is drawn at random below the
+/// kernel's range for outgoing connections (32768 and up on Linux), so no
+/// connection of this or another test takes it before the listener binds
+/// it; the same process never gets it twice.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let (low, high) = (21_000u64, 32_000u64);
+    for _ in 0..1000 {
+        // A fresh RandomState is randomly keyed: a random number without a crate.
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let port = u16::try_from(low + random % (high - low)).expect("below 32000");
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}");
+}
+
 /// `value` with every `sdsConfig` removed: secrets named without a source
 /// are the static ones.
 pub fn without_sds_source(mut value: Value) -> Value {
