@@ -49,6 +49,23 @@ spec:
     default: {action: Allow}
 ";
 
+/// A policy (one YAML document) giving every caller `action`.
+fn for_everyone(name: &str, labels: &str, target: &str, action: &str) -> String {
+    format!(
+        "---
+type: MeshTrafficPermission
+mesh: default
+name: {name}
+labels: {labels}
+spec:
+  targetRef: {target}
+  from:
+  - targetRef: {{kind: Mesh}}
+    default: {{action: {action}}}
+"
+    )
+}
+
 #[test]
 fn a_service_deny_wins_over_the_mesh_wide_allow_for_its_caller_only() {
     let yaml = format!(
@@ -261,22 +278,11 @@ networking:
     name: admin
     tags: {kuma.io/service: web-admin, version: v2}
 ";
-    let policy = |target: &str| {
-        format!(
-            "
-type: MeshTrafficPermission
-mesh: default
-name: p
-spec:
-  targetRef: {target}
-  from:
-  - targetRef: {{kind: Mesh}}
-    default: {{action: Allow}}
-"
-        )
-    };
     let selected = |target: &str| -> Vec<bool> {
-        permissions(&policy(target), dataplane).iter().map(|rules| !rules.is_empty()).collect()
+        permissions(&for_everyone("p", "{}", target, "Allow"), dataplane)
+            .iter()
+            .map(|rules| !rules.is_empty())
+            .collect()
     };
     assert_eq!(selected("{kind: Mesh}"), [true, true]);
     assert_eq!(selected("{kind: MeshSubset, tags: {version: v2}}"), [false, true]);
@@ -309,20 +315,7 @@ networking:
   - port: 8080
     tags: {kuma.io/service: web}
 ";
-    let policy = |name: &str, target: &str, action: &str| {
-        format!(
-            "---
-type: MeshTrafficPermission
-mesh: default
-name: {name}
-spec:
-  targetRef: {target}
-  from:
-  - targetRef: {{kind: Mesh}}
-    default: {{action: {action}}}
-"
-        )
-    };
+    let policy = |name, target, action| for_everyone(name, "{}", target, action);
     // Names are chosen so that the name tie-break would pick the other one.
     let by_name = policy("z-by-name", "{kind: Dataplane, name: web-1}", "Deny");
     let by_labels = policy("a-by-labels", "{kind: Dataplane, labels: {team: core}}", "Allow");
@@ -339,20 +332,7 @@ spec:
 
 #[test]
 fn zone_made_policies_override_global_ones_and_display_names_break_ties() {
-    let policy = |name: &str, labels: &str, action: &str| {
-        format!(
-            "---
-type: MeshTrafficPermission
-mesh: default
-name: {name}
-labels: {labels}
-spec:
-  from:
-  - targetRef: {{kind: Mesh}}
-    default: {{action: {action}}}
-"
-        )
-    };
+    let policy = |name, labels, action| for_everyone(name, labels, "{kind: Mesh}", action);
     let global = policy("a-global", "{kuma.io/origin: global}", "Allow");
     let unlabelled = policy("b-plain", "{}", "AllowWithShadowDeny");
     let zone = policy("c-zone", "{kuma.io/origin: zone}", "Deny");
