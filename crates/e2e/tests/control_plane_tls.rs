@@ -99,3 +99,29 @@ async fn with_tls_turned_off_sidecars_stream_in_plaintext() {
     assert!(bootstrap["static_resources"]["clusters"][0].get("transport_socket").is_none());
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dataplane_token_reaches_envoy_as_ads_metadata_over_tls() {
+    let control_plane = ControlPlane::memory();
+    assert!(control_plane.requires_dataplane_tokens());
+    let token = control_plane.dataplane_token("default").await;
+    let service = TestService::start("b-1").await;
+    let sidecar =
+        Sidecar::register_with_token(&control_plane, &backend("b-1", "b", &service), Transport::Delta, &token);
+    let connected = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let stats = sidecar.admin("/stats?filter=^control_plane.connected_state$").await;
+            if stats.is_some_and(|text| text.ends_with(": 1\n")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(connected.await.is_ok(), "the sidecar's ADS stream with its token:\n{}", sidecar.log());
+    let bootstrap: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar.work_dir().join("bootstrap.json")).unwrap()).unwrap();
+    let grpc_service = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0];
+    let metadata = &grpc_service["initial_metadata"][0];
+    assert_eq!((&metadata["key"], metadata["value"].as_str()), (&"authorization".into(), Some(token.trim())));
+    sidecar.stop().await;
+}
