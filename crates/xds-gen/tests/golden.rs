@@ -221,6 +221,8 @@ fn envoy_validate(case: &str) {
         admin_port: 0,
         xds_transport: Default::default(),
         version: kodiak_api::bootstrap::Versions { kodiak_dp: "test".into(), envoy: "1.40.0".into() },
+        dataplane_token: None,
+        ca_cert: None,
     };
     let view = DataplaneView { mesh: "default".into(), name: "golden".into(), ..empty_view() };
     let mut config = bootstrap(&BootstrapParams::new(&request, &view, "127.0.0.1", 5678));
