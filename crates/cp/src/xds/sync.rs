@@ -440,7 +440,14 @@ impl Sync {
             .filter(|name| connections.is_connected(&ProxyId::new(mesh_name, name.as_str())))
             .collect();
         let tls = &mut mesh.tls;
-        tls.progress.retain(|name, _| connected.contains(name));
+        let acks = &self.acks;
+        tls.progress.retain(|name, _| {
+            let keep = connected.contains(name);
+            if !keep {
+                acks.set(&ProxyId::new(mesh_name, name.as_str()), false);
+            }
+            keep
+        });
         tls.certs.retain(|name, _| connected.contains(name));
         let roles: Vec<(&String, BTreeSet<String>, BTreeSet<String>)> = connected
             .iter()
