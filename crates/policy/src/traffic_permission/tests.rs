@@ -285,6 +285,9 @@ networking:
             .collect()
     };
     assert_eq!(selected("{kind: Mesh}"), [true, true]);
+    let view = kodiak_api::dataplane_view::DataplaneView::from_resource(&resources(dataplane)[0]);
+    let ports: Vec<u16> = view.inbounds.iter().map(|inbound| inbound.port).collect();
+    assert_eq!(ports, [8080, 8081], "the permissions line up with the view's inbounds");
     assert_eq!(selected("{kind: MeshSubset, tags: {version: v2}}"), [false, true]);
     assert_eq!(selected("{kind: MeshSubset, tags: {version: '*'}}"), [true, true]);
     assert_eq!(selected("{kind: MeshSubset, proxyTypes: [Gateway], tags: {version: v1}}"), [false, false]);
