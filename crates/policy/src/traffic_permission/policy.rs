@@ -23,7 +23,7 @@ pub struct MeshTrafficPermission {
     pub name: String,
     pub mesh: String,
     pub(crate) target: Target,
-    pub(crate) from: Vec<From>,
+    pub(crate) from: Vec<FromEntry>,
     /// Whether the policy uses `spec.rules` (caller matches by SPIFFE ID or
     /// SNI) instead of `spec.from`.
     uses_rules: bool,
@@ -75,7 +75,7 @@ pub(crate) enum DataplaneRef {
 /// `callers` is `None` when the entry's tags contradict each other (a
 /// MeshServiceSubset whose tags name another service), so no caller does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct From {
+pub(crate) struct FromEntry {
     pub callers: Option<BTreeMap<String, String>>,
     pub action: Action,
 }
@@ -228,7 +228,7 @@ fn read_target(reference: &Value, path: &FieldPath, out: &mut Violations) -> Tar
     }
 }
 
-fn read_from(entry: &Value, path: &FieldPath, out: &mut Violations) -> From {
+fn read_from(entry: &Value, path: &FieldPath, out: &mut Violations) -> FromEntry {
     let reference = entry.get("targetRef").unwrap_or(&Value::Null);
     let reference_path = path.field("targetRef");
     let service = || string(reference, "name").map(str::to_owned);
@@ -268,7 +268,7 @@ fn read_from(entry: &Value, path: &FieldPath, out: &mut Violations) -> From {
             Action::Deny
         }
     };
-    From { callers, action }
+    FromEntry { callers, action }
 }
 
 fn string<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
