@@ -1,0 +1,294 @@
+//! Mesh mTLS and MeshTrafficPermission with real sidecars: identities from
+//! the built-in CA, STRICT and PERMISSIVE inbounds, permissions that name
+//! the policy that denied a request, and certificate rotation and mode
+//! changes under a request loop that must lose nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// The response header that names the MeshTrafficPermission behind a 403.
+const DENIED_BY: &str = "x-kodiak-denied-by";
+
+fn mesh(mtls: &str) -> String {
+    format!("type: Mesh\nname: default\n{mtls}")
+}
+
+fn builtin(mode: &str, extra: &str) -> String {
+    format!(
+        "mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+    mode: {mode}
+{extra}"
+    )
+}
+
+/// A service instance with its sidecar: an HTTP inbound for `service` in
+/// front of a test service, and an HTTP outbound to `calls`.
+struct Member {
+    sidecar: Sidecar,
+    inbound_port: u16,
+    /// Where the application calls `calls` through its sidecar.
+    outbound_url: String,
+    _service: TestService,
+}
+
+impl Member {
+    async fn start(control_plane: &ControlPlane, service: &str, calls: &str) -> Member {
+        let instance = TestService::start(&format!("{service}-1")).await;
+        let (inbound_port, outbound_port) = (free_port(), free_port());
+        let dataplane = format!(
+            "type: Dataplane
+mesh: default
+name: {service}-1
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: {inbound_port}
+    servicePort: {service_port}
+    tags:
+      kuma.io/service: {service}
+      kuma.io/protocol: http
+  outbound:
+  - port: {outbound_port}
+    tags:
+      kuma.io/service: {calls}
+",
+            service_port = instance.http.port(),
+        );
+        Member {
+            sidecar: Sidecar::register(control_plane, &dataplane, Transport::Delta),
+            inbound_port,
+            outbound_url: format!("http://127.0.0.1:{outbound_port}/"),
+            _service: instance,
+        }
+    }
+
+    /// TLS handshakes this sidecar made to the `service` cluster so far.
+    async fn handshakes_to(&self, service: &str) -> u64 {
+        let stats = self.sidecar.admin("/stats?filter=ssl.handshake").await.unwrap_or_default();
+        let prefix = format!("cluster.{service}.ssl.handshake: ");
+        stats.lines().filter_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok()).sum()
+    }
+
+    /// The serial numbers of the certificates this sidecar's Envoy holds.
+    async fn certificate_serials(&self) -> Vec<String> {
+        let certs = self.sidecar.admin("/certs").await.unwrap_or_default();
+        let certs: serde_json::Value = serde_json::from_str(&certs).unwrap_or_default();
+        let mut serials: Vec<String> = certs["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|entry| entry["cert_chain"].as_array().cloned().unwrap_or_default())
+            .filter_map(|cert| cert["serial_number"].as_str().map(str::to_owned))
+            .collect();
+        serials.sort();
+        serials.dedup();
+        serials
+    }
+}
+
+/// Status and the denial header of one GET.
+async fn status_and_denial(url: &str) -> (u16, Option<String>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    match client.get(url).send().await {
+        Ok(response) => {
+            let denied_by = response.headers().get(DENIED_BY).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            (response.status().as_u16(), denied_by)
+        }
+        Err(_) => (0, None),
+    }
+}
+
+/// Sends a plaintext HTTP request straight to an inbound port, bypassing
+/// the caller's sidecar; returns what came back before the connection closed.
+async fn plaintext_request(port: u16) -> String {
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(("127.0.0.1", port))).await
+    else {
+        return String::new();
+    };
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: direct\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests sent one after another through `url` until stopped, at most
+/// for `limit`; counts answers other than 200.
+struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl RequestLoop {
+    fn start(url: String, limit: Duration) -> RequestLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let deadline = Instant::now() + limit;
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let reply = get(&url).await;
+                    let count = sent.fetch_add(1, Ordering::Relaxed) + 1;
+                    if reply.status != 200 {
+                        failures.push(format!("request {count}: status {}", reply.status));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (sent.load(Ordering::Relaxed), failures)
+            }
+        });
+        RequestLoop { stop, task }
+    }
+
+    /// Stops the loop; returns how many requests were sent and the failures.
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the request loop ends")
+    }
+}
+
+#[tokio::test]
+async fn a_may_call_b_and_b_calling_a_is_denied_by_the_named_policy() {
+    let control_plane = ControlPlane::memory();
+    control_plane.apply(&mesh(&builtin("STRICT", ""))).await;
+    control_plane
+        .apply(
+            "type: MeshTrafficPermission
+mesh: default
+name: deny-b-to-a
+spec:
+  targetRef: {kind: MeshService, name: a}
+  from:
+  - targetRef: {kind: MeshService, name: b}
+    default: {action: Deny}
+",
+        )
+        .await;
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+
+    eventually("A's request to B is answered", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(a.handshakes_to("b").await > 0, "A reached B without TLS");
+
+    let (status, denied_by) = eventually("B's request to A is denied", CONVERGE, || async {
+        let answer = status_and_denial(&b.outbound_url).await;
+        (answer.0 == 403).then_some(answer)
+    })
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(denied_by.as_deref(), Some("deny-b-to-a"), "the 403 names the policy that denied it");
+
+    // Removing the deny lets the mesh's default allow-all decide again.
+    let key =
+        kodiak_api::ResourceKey::new(kodiak_api::ResourceType::MeshTrafficPermission, Some("default"), "deny-b-to-a");
+    assert!(control_plane.client().delete(&key).await.expect("the delete is answered"));
+    eventually("B's request to A is allowed once the deny is gone", CONVERGE, || async {
+        (get(&b.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn strict_refuses_plaintext_and_permissive_accepts_both() {
+    let control_plane = ControlPlane::memory();
+    control_plane.apply(&mesh(&builtin("STRICT", ""))).await;
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+    eventually("A's request to B is answered over mTLS", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+    let answer = plaintext_request(b.inbound_port).await;
+    assert!(!answer.starts_with("HTTP/"), "a STRICT inbound answered plaintext: {answer:?}");
+
+    control_plane.apply(&mesh(&builtin("PERMISSIVE", ""))).await;
+    eventually("a PERMISSIVE inbound answers plaintext", CONVERGE, || async {
+        plaintext_request(b.inbound_port).await.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+    let before = a.handshakes_to("b").await;
+    eventually("A still reaches B over mTLS", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200 && a.handshakes_to("b").await >= before).then_some(())
+    })
+    .await;
+    assert!(before > 0, "A's calls to B were never TLS");
+}
+
+#[tokio::test]
+async fn certificates_rotated_during_a_request_loop_lose_no_request() {
+    let control_plane = ControlPlane::memory();
+    let rotation = "    dpCert:\n      rotation: {expiration: 10s}\n";
+    control_plane.apply(&mesh(&builtin("STRICT", rotation))).await;
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+    eventually("A's request to B is answered over mTLS", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+    let first = b.certificate_serials().await;
+    assert!(!first.is_empty(), "B's Envoy holds no certificate");
+
+    let requests = RequestLoop::start(a.outbound_url.clone(), Duration::from_secs(30));
+    let mut seen = first.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for serial in b.certificate_serials().await {
+            if !seen.contains(&serial) {
+                seen.push(serial);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (sent, failures) = requests.finish().await;
+    eprintln!("{sent} requests; certificates B held: {seen:?}");
+
+    assert!(seen.len() >= first.len() + 2, "B's certificate was not renewed at least twice in 30 s: {seen:?}");
+    assert!(sent > 100, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed during rotation: {failures:?}", failures.len());
+}
+
+#[tokio::test]
+async fn turning_mtls_on_through_permissive_then_strict_loses_no_request() {
+    let control_plane = ControlPlane::memory();
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+    eventually("A's request to B is answered", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+    let requests = RequestLoop::start(a.outbound_url.clone(), Duration::from_secs(120));
+
+    control_plane.apply(&mesh(&builtin("PERMISSIVE", ""))).await;
+    eventually("A switches to mTLS once B accepts it", CONVERGE, || async {
+        (a.handshakes_to("b").await > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    control_plane.apply(&mesh(&builtin("STRICT", ""))).await;
+    eventually("B's inbound refuses plaintext", CONVERGE, || async {
+        (!plaintext_request(b.inbound_port).await.starts_with("HTTP/")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (sent, failures) = requests.finish().await;
+    eprintln!("{sent} requests while mTLS was turned on");
+
+    assert!(sent > 100, "only {sent} requests were sent");
+    assert!(failures.is_empty(), "{} of {sent} requests failed while mTLS was turned on: {failures:?}", failures.len());
+}
