@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port, get};
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -291,4 +292,121 @@ async fn turning_mtls_on_through_permissive_then_strict_loses_no_request() {
 
     assert!(sent > 100, "only {sent} requests were sent");
     assert!(failures.is_empty(), "{} of {sent} requests failed while mTLS was turned on: {failures:?}", failures.len());
+}
+
+/// The CA of `mesh`'s `ca-1` builtin backend, read from its Secrets.
+async fn mesh_ca(control_plane: &ControlPlane, mesh: &str) -> kodiak_ca::Ca {
+    let pem = |part: &'static str| {
+        let url = format!("{}/meshes/{mesh}/secrets/{mesh}.ca-builtin-{part}-ca-1", control_plane.api_url());
+        async move {
+            let secret: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret["data"].as_str()?);
+            String::from_utf8(data.ok()?).ok()
+        }
+    };
+    let (cert, key) = eventually(&format!("the CA Secrets of mesh {mesh}"), CONVERGE, || async {
+        Some((pem("cert").await?, pem("key").await?))
+    })
+    .await;
+    kodiak_ca::Ca::from_pem(&cert, &key, std::time::SystemTime::now()).expect("the mesh's CA is valid")
+}
+
+/// Connects to an inbound as a sidecar of service `a` would, with ALPN
+/// `kuma` and a client certificate issued by `ca` for `mesh`, and sends one
+/// HTTP request; returns what came back (nothing when TLS was refused).
+async fn mtls_request(port: u16, ca: &kodiak_ca::Ca, mesh: &str) -> String {
+    let cert = ca
+        .issue(&kodiak_ca::WorkloadRequest {
+            mesh: mesh.to_owned(),
+            services: vec!["a".to_owned()],
+            tags: [("kuma.io/service".to_owned(), "a".to_owned())].into(),
+            key: kodiak_ca::KeyKind::EcdsaP256,
+            lifetime: Duration::from_secs(3600),
+            now: std::time::SystemTime::now(),
+        })
+        .expect("a workload certificate");
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the certificate PEM");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("the key PEM");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_client_auth_cert(chain, key)
+        .expect("a client certificate");
+    config.alpn_protocols = vec![b"kuma".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
+    let name = rustls::pki_types::ServerName::try_from("b").expect("a server name");
+    let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await else {
+        return String::new();
+    };
+    let _ = tls.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Accepts any server certificate: the tests look at what the server
+/// accepts, not at who it is.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_meshs_ca_is_refused() {
+    let control_plane = ControlPlane::memory();
+    control_plane.apply(&mesh(&builtin("STRICT", ""))).await;
+    control_plane.apply(&format!("type: Mesh\nname: other\n{}", builtin("STRICT", ""))).await;
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+    eventually("A's request to B is answered over mTLS", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200).then_some(())
+    })
+    .await;
+
+    let own = mesh_ca(&control_plane, "default").await;
+    let answer = mtls_request(b.inbound_port, &own, "default").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "a certificate of B's own mesh is accepted: {answer:?}");
+
+    let foreign = mesh_ca(&control_plane, "other").await;
+    let answer = mtls_request(b.inbound_port, &foreign, "other").await;
+    assert!(answer.is_empty(), "a certificate from mesh other's CA was accepted: {answer:?}");
 }
