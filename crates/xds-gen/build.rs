@@ -24,6 +24,7 @@ const FILES: &[&str] = &[
     "envoy/extensions/filters/network/rbac/v3/rbac.proto",
     "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
     "envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
+    "envoy/extensions/access_loggers/stream/v3/stream.proto",
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto",
 ];

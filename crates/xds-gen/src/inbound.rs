@@ -17,7 +17,7 @@ use kodiak_policy::traffic_permission::InboundPermissions;
 
 use crate::security::{self, MESH_ALPN, MtlsMode};
 use crate::service::route_to_cluster;
-use crate::{envoy, names, rbac};
+use crate::{envoy, names, rbac, refusals};
 
 /// How long an mTLS inbound waits for a caller's first bytes to tell TLS
 /// from plaintext. A caller that sends nothing first (a server-first
@@ -57,7 +57,7 @@ pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>) -> Listene
     let mut listener =
         envoy::listener(name, (&inbound.address, inbound.port), TrafficDirection::Inbound, &cluster, routes.clone());
     let Some(mtls) = mtls else { return listener };
-    let chain = mtls_chain(&cluster, routes, mtls, &stat_prefix);
+    let chain = mtls_chain(&cluster, routes, mtls, &listener.name, &stat_prefix);
     match mtls.mode {
         MtlsMode::Permissive => listener.filter_chains.push(chain),
         MtlsMode::Strict => listener.filter_chains = vec![chain],
@@ -68,23 +68,35 @@ pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>) -> Listene
         ..Default::default()
     }];
     listener.listener_filters_timeout = Some(TLS_DETECTION_TIMEOUT);
+    listener.access_log = vec![refusals::unmatched_connections(&listener.name)];
     listener.continue_on_listener_filters_timeout = true;
     listener
 }
 
-/// The filter chain of mesh mTLS callers: the plaintext chain's filters
-/// behind TLS, with MeshTrafficPermission's RBAC in front of them.
-fn mtls_chain(cluster: &str, routes: Option<RouteSpecifier>, mtls: InboundMtls<'_>, stat_prefix: &str) -> FilterChain {
+/// The filter chain of mesh mTLS callers to `listener`: the plaintext
+/// chain's filters behind TLS, with MeshTrafficPermission's RBAC in front of
+/// them and denials logged.
+fn mtls_chain(
+    cluster: &str,
+    routes: Option<RouteSpecifier>,
+    mtls: InboundMtls<'_>,
+    listener: &str,
+    stat_prefix: &str,
+) -> FilterChain {
     let filters = match routes {
         Some(routes) => {
             let mut manager = envoy::http_connection_manager(envoy::stat_prefix(cluster), routes);
-            rbac::protect_http(&mut manager, mtls.mesh, mtls.permissions);
+            rbac::protect_http(&mut manager, mtls.mesh, mtls.permissions, listener);
             vec![envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)]
         }
-        None => vec![
-            rbac::network_filter(mtls.mesh, mtls.permissions, stat_prefix),
-            envoy::filter(envoy::names::TCP_PROXY, &envoy::tcp_proxy(envoy::stat_prefix(cluster), cluster)),
-        ],
+        None => {
+            let mut proxy = envoy::tcp_proxy(envoy::stat_prefix(cluster), cluster);
+            proxy.access_log.push(refusals::denied_connections(listener));
+            vec![
+                rbac::network_filter(mtls.mesh, mtls.permissions, stat_prefix),
+                envoy::filter(envoy::names::TCP_PROXY, &proxy),
+            ]
+        }
     };
     FilterChain {
         filter_chain_match: Some(FilterChainMatch {

@@ -13,7 +13,9 @@
 //! enforced by Envoy RBAC. A denied HTTP request gets 403 with the header
 //! [`DENIED_BY_HEADER`] naming the MeshTrafficPermission that denied it (or
 //! [`NO_PERMISSION_ALLOWS`]); a denied TCP connection is closed on the
-//! caller's first byte.
+//! caller's first byte. Envoy logs each such denial, and each connection a
+//! STRICT inbound refuses as not mesh mTLS, as a `[kodiak] <listener>: ...`
+//! line on its standard error.
 //!
 //! Addresses in the views are used as given: listener and EDS endpoint
 //! addresses must be IP addresses, so the caller resolves Dataplane host
@@ -27,6 +29,7 @@ mod inbound;
 pub mod names;
 mod outbound;
 mod rbac;
+mod refusals;
 mod render;
 mod security;
 mod service;

@@ -44,7 +44,7 @@ pub const NO_PERMISSION_ALLOWS: &str = "(no-permission-allows)";
 const SERVICE_TAG: &str = "kuma.io/service";
 
 /// The CEL access-log filter, used to pick a local reply by its details.
-const CEL_FILTER: &str = "envoy.access_loggers.extension_filters.cel";
+pub(crate) const CEL_FILTER: &str = "envoy.access_loggers.extension_filters.cel";
 
 /// The enforced and shadow DENY policies of one inbound, by name.
 struct Policies {
@@ -144,9 +144,15 @@ fn with_rules<M: Message + prost::Name>(base: &M, policies: &Policies) -> Any {
     Any { type_url: M::type_url(), value }
 }
 
-/// Adds MeshTrafficPermission to an inbound's HTTP connection manager: the
-/// RBAC filter first, and the header naming the denying policy on its 403s.
-pub(crate) fn protect_http(manager: &mut HttpConnectionManager, mesh: &str, permissions: &InboundPermissions) {
+/// Adds MeshTrafficPermission to the HTTP connection manager of inbound
+/// listener `listener`: the RBAC filter first, the header naming the
+/// denying policy on its 403s, and a log line for each denial.
+pub(crate) fn protect_http(
+    manager: &mut HttpConnectionManager,
+    mesh: &str,
+    permissions: &InboundPermissions,
+    listener: &str,
+) {
     let policies = policies(mesh, permissions);
     let filter = HttpFilter {
         name: crate::envoy::names::HTTP_RBAC.to_owned(),
@@ -154,6 +160,7 @@ pub(crate) fn protect_http(manager: &mut HttpConnectionManager, mesh: &str, perm
         ..Default::default()
     };
     manager.http_filters.insert(0, filter);
+    manager.access_log.push(crate::refusals::denied_requests(listener));
     let mappers: Vec<ResponseMapper> = policies.denied.keys().map(|name| denied_by(name)).collect();
     if !mappers.is_empty() {
         manager.local_reply_config = Some(LocalReplyConfig { mappers, ..Default::default() });
@@ -293,7 +300,7 @@ mod tests {
             http_filters: vec![HttpFilter { name: "envoy.filters.http.router".into(), ..Default::default() }],
             ..Default::default()
         };
-        protect_http(&mut manager, "default", &many_policies());
+        protect_http(&mut manager, "default", &many_policies(), "inbound:127.0.0.1:10001");
         let names: Vec<&str> = manager.http_filters.iter().map(|filter| filter.name.as_str()).collect();
         assert_eq!(names, ["envoy.filters.http.rbac", "envoy.filters.http.router"]);
         let mappers = &manager.local_reply_config.as_ref().unwrap().mappers;

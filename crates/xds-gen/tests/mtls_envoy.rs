@@ -159,7 +159,8 @@ impl Envoy {
         let (file, log) = (dir.join(format!("{name}.json")), dir.join(format!("{name}.log")));
         std::fs::write(&file, serde_json::to_string_pretty(config).unwrap()).unwrap();
         let child = Command::new(support::envoy_bin())
-            .args(["--disable-hot-restart", "--concurrency", "1", "-c"])
+            // Access logs are flushed every 200 ms instead of every 10 s.
+            .args(["--disable-hot-restart", "--concurrency", "1", "--file-flush-interval-msec", "200", "-c"])
             .arg(&file)
             .arg("--log-level")
             // ENVOY_LOG_LEVEL=debug shows why a check fails (logs: see the panic message).
@@ -183,6 +184,22 @@ impl Envoy {
             }
             assert!(Instant::now() < deadline, "Envoy {} does not listen on {port}", self.name);
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Envoy {
+    /// Waits (up to 10 s) for a line
+    /// of the Envoy's standard error holding every one of `parts`.
+    fn logged(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap();
+            if let Some(line) = log.lines().find(|line| parts.iter().all(|part| line.contains(part))) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "Envoy {} logged no line with {parts:?}:\n{log}", self.name);
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -301,7 +318,7 @@ fn mtls_and_traffic_permissions_between_envoys() {
     let permissive_security =
         security(MtlsMode::Permissive, &["backend-p", "greeter-p"], vec![red_denied, permissions("deny-other-p-tcp")]);
     let dir = work_dir("permissions");
-    let _strict = Envoy::start(
+    let strict_envoy = Envoy::start(
         &dir,
         "strict",
         &support::static_config(&proxy_resources(&strict, &shared, Some(&strict_security))),
@@ -366,6 +383,21 @@ fn mtls_and_traffic_permissions_between_envoys() {
     let started = Instant::now();
     assert_eq!(listen_to(ports[3]), GREETING, "plaintext server-first TCP to PERMISSIVE");
     assert!(started.elapsed() < Duration::from_secs(5), "the greeting took {:?}", started.elapsed());
+
+    // Every refusal is logged with its reason.
+    let (http, tcp) =
+        (format!("[kodiak] inbound:127.0.0.1:{}: ", ports[0]), format!("[kodiak] inbound:127.0.0.1:{}: ", ports[1]));
+    strict_envoy.logged(&[
+        &http,
+        "request GET / from spiffe://default/other",
+        "rbac_access_denied_matched_policy[deny-other]",
+    ]);
+    strict_envoy.logged(&[
+        &tcp,
+        "connection from spiffe://default/other",
+        "rbac_access_denied_matched_policy[deny-other-tcp]",
+    ]);
+    strict_envoy.logged(&[&http, "refused: not mesh mTLS (NR)"]);
     std::fs::remove_dir_all(dir).ok();
 }
 
