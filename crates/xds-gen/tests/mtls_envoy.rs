@@ -8,7 +8,8 @@
 //! Three client proxies, `web`, `other` and `stranger`, call all four
 //! services over mTLS. `web` is allowed everywhere, `other` denied by a
 //! named MeshTrafficPermission and `stranger` by none covering it (on
-//! STRICT) or by one matching its certificate's tag `team: red`.
+//! STRICT) or by one matching its certificate's tag `team: red`; a fourth,
+//! `intruder`, has a certificate from a CA the servers do not trust.
 //!
 //! Envoy's network RBAC decides on the caller's first byte, so a denied
 //! caller of a server-first TCP service may read the greeting before its
@@ -278,12 +279,15 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn mtls_and_traffic_permissions_between_envoys() {
     let ca = RootCa::generate(MESH, "ca-1", KeyKind::EcdsaP256, Duration::from_secs(86400), SystemTime::now()).unwrap();
+    let foreign =
+        RootCa::generate("elsewhere", "ca-1", KeyKind::EcdsaP256, Duration::from_secs(86400), SystemTime::now())
+            .unwrap();
     let (app, echo, greeter) = (serve(http_app), serve(echo_app), serve(greeter_app));
     let ports: [u16; 4] = std::array::from_fn(|_| free_port());
     let strict = server("strict-1", ("backend", ports[0], app), ("echo", ports[1], echo));
     let permissive = server("permissive-1", ("backend-p", ports[2], app), ("greeter-p", ports[3], greeter));
     let services_of_client = ["backend", "echo", "backend-p", "greeter-p"];
-    let clients: Vec<(&str, DataplaneView, Vec<u16>)> = ["web", "other", "stranger"]
+    let clients: Vec<(&str, DataplaneView, Vec<u16>)> = ["web", "other", "stranger", "intruder"]
         .into_iter()
         .map(|name| {
             let ports: Vec<u16> = services_of_client.iter().map(|_| free_port()).collect();
@@ -333,7 +337,12 @@ fn mtls_and_traffic_permissions_between_envoys() {
     let _clients: Vec<Envoy> = clients
         .iter()
         .map(|(name, view, ports)| {
-            let security = security(MtlsMode::Strict, &[name], vec![]);
+            let mut security = security(MtlsMode::Strict, &[name], vec![]);
+            if *name == "intruder" {
+                // Certified by a CA the servers do not trust (it trusts theirs).
+                security.identity = identity(&foreign, &[name], "blue");
+                security.ca_bundle_pem = format!("{}{}", ca.cert_pem(), foreign.cert_pem());
+            }
             Envoy::start(&dir, name, &support::static_config(&proxy_resources(view, &shared, Some(&security))), ports)
         })
         .collect();
@@ -367,6 +376,12 @@ fn mtls_and_traffic_permissions_between_envoys() {
     for client in ["other", "stranger"] {
         assert_eq!(talk(outbound(client, "echo"), "ping", false), "", "{client} -> echo must be closed");
     }
+
+    // A certificate from another CA fails the TLS handshake: the caller's
+    // proxy answers 503, a TCP connection is closed.
+    let response = get(outbound("intruder", "backend"), "backend");
+    assert_eq!(status(&response), "503", "intruder -> backend: {response}");
+    assert_eq!(talk(outbound("intruder", "echo"), "ping", false), "", "intruder -> echo must be closed");
 
     // Plaintext straight to the inbounds: STRICT closes the connection, also
     // for a caller waiting for the server to speak first; PERMISSIVE serves
