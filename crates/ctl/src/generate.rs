@@ -42,8 +42,8 @@ enum GenerateCommand {
         /// Only the Dataplane of this name may use it
         #[arg(long)]
         name: Option<String>,
-        /// A tag the Dataplane must have, and the values it may have for it:
-        /// `kuma.io/service=web` or `kuma.io/service=web,web-api` (repeatable)
+        /// A tag the Dataplane must have, with every value its inbounds carry
+        /// for it listed: `kuma.io/service=web` or `kuma.io/service=web,web-api` (repeatable)
         #[arg(long = "tag", value_name = "NAME=VALUE[,VALUE...]")]
         tags: Vec<String>,
         /// The kind of proxy: dataplane (the only kind Kodiak has)

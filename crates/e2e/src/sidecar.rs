@@ -101,8 +101,23 @@ impl Sidecar {
     /// Without a `--dataplane-token-file`, a control plane that requires
     /// tokens gets one for the Dataplane's mesh.
     pub fn run(control_plane: &ControlPlane, dir: tempfile::TempDir, args: &[&str]) -> Sidecar {
+        Self::start(control_plane, dir, args, true)
+    }
+
+    /// `kodiak-dp run` registering `dataplane` with no dataplane token at all,
+    /// whatever the control plane requires.
+    pub fn register_without_token(control_plane: &ControlPlane, dataplane: &str, transport: Transport) -> Sidecar {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("dataplane.yaml");
+        std::fs::write(&file, dataplane).expect("the dataplane file is written");
+        let file = file.to_string_lossy().into_owned();
+        Self::start(control_plane, dir, &["--dataplane-file", &file, "--xds-transport", transport.flag()], false)
+    }
+
+    fn start(control_plane: &ControlPlane, dir: tempfile::TempDir, args: &[&str], issue_token: bool) -> Sidecar {
         let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        if control_plane.requires_dataplane_tokens() && !args.iter().any(|arg| arg == "--dataplane-token-file") {
+        let has_token = args.iter().any(|arg| arg == "--dataplane-token-file");
+        if issue_token && control_plane.requires_dataplane_tokens() && !has_token {
             let token = control_plane.dataplane_token_blocking(&mesh_of(&args));
             args.extend(["--dataplane-token-file".to_owned(), Self::token_file(&dir, &token)]);
         }

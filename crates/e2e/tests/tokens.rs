@@ -54,3 +54,15 @@ async fn a_sidecar_claiming_a_service_its_token_does_not_carry_is_stopped_and_re
     .await;
     allowed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_without_a_token_is_stopped_with_a_hint() {
+    let control_plane = ControlPlane::memory();
+    let service = TestService::start("b-1").await;
+    let mut refused = Sidecar::register_without_token(&control_plane, &backend("b-1", "b", &service), Transport::Sotw);
+    let status = refused.exit_within(Duration::from_secs(20)).await.expect("kodiak-dp stops at once");
+    assert!(!status.success(), "{}", refused.log());
+    let log = refused.log();
+    assert!(log.contains("401") && log.contains("no dataplane token"), "{log}");
+    assert!(log.contains("kodiakctl generate dataplane-token"), "the fix is named: {log}");
+}

@@ -97,7 +97,10 @@ pub async fn authenticate_bootstrap(
     };
     match Tokens::new(xds.store.clone()).authenticate_dataplane(token, &dataplane).await {
         Ok(()) => Ok(()),
-        Err(refusal @ (DataplaneRefusal::Missing { .. } | DataplaneRefusal::Invalid(_))) => {
+        Err(refusal @ DataplaneRefusal::Missing { .. }) => {
+            Err(refused(StatusCode::UNAUTHORIZED, "Dataplane token required", refusal.to_string()))
+        }
+        Err(refusal @ DataplaneRefusal::Invalid(_)) => {
             Err(refused(StatusCode::UNAUTHORIZED, "Invalid dataplane token", refusal.to_string()))
         }
         Err(refusal @ DataplaneRefusal::Mismatch(_)) => {
