@@ -181,10 +181,14 @@ impl MeshTls {
     }
 
     /// When the loop must look at `cert` again: its renewal, or, while the
-    /// mesh moves to a new root not yet trusted everywhere, its expiry.
-    fn deadline(&self, cert: &IssuedCert) -> SystemTime {
+    /// mesh moves to a new root not yet trusted everywhere, its expiry;
+    /// never while the mesh's CA cannot issue.
+    fn deadline(&self, cert: &IssuedCert) -> Option<SystemTime> {
+        if self.ca_error.is_some() {
+            return None;
+        }
         let current = self.ca.as_ref().is_none_or(|ca| ca.root == cert.spec.root);
-        if current || self.root_trusted { cert.renew_at() } else { cert.cert.not_after }
+        Some(if current || self.root_trusted { cert.renew_at() } else { cert.cert.not_after })
     }
 }
 
@@ -521,7 +525,9 @@ impl Sync {
         let earliest = self
             .meshes
             .values()
-            .flat_map(|mesh| mesh.tls.certs.values().map(|cert| mesh.tls.deadline(cert)).chain(mesh.tls.wait_ends()))
+            .flat_map(|mesh| {
+                mesh.tls.certs.values().filter_map(|cert| mesh.tls.deadline(cert)).chain(mesh.tls.wait_ends())
+            })
             .min()?;
         let wait = earliest.duration_since(SystemTime::now()).unwrap_or_default();
         Some(Instant::now() + wait)
@@ -535,7 +541,7 @@ impl Sync {
                 mesh.tls
                     .certs
                     .iter()
-                    .filter(move |(_, cert)| mesh.tls.deadline(cert) <= now)
+                    .filter(move |(_, cert)| mesh.tls.deadline(cert).is_some_and(|deadline| deadline <= now))
                     .map(move |(name, _)| ProxyId::new(mesh_name.as_str(), name.as_str()))
             })
             .collect()
@@ -679,8 +685,9 @@ impl Sync {
                 Ok(security) => security,
                 Err(reason) => {
                     tracing::warn!(dataplane = %proxy, %reason, "cannot configure mesh mTLS for the proxy; its configuration is left as it was");
-                    // Not retried on a timer: the next change of its mesh or CA tries again.
-                    mesh.tls.certs.remove(&proxy.name);
+                    // Not retried on a timer (its certificate stays, renewals
+                    // pause): the next change of its Mesh or CA Secrets tries again.
+                    mesh.tls.ca_error.get_or_insert(reason);
                     continue;
                 }
             };
@@ -1271,6 +1278,52 @@ mod tests {
             .unwrap();
         let after = snapshot_where(&xds, "default.b-1", |s| listener(s).contains("deny-b")).await;
         assert!(after.generation() > before.generation());
+    }
+
+    #[tokio::test]
+    async fn a_provided_ca_half_replaced_changes_nothing_until_it_is_whole_again() {
+        use base64::Engine;
+        let secret = |name: &str, pem: &str| {
+            let data = base64::engine::general_purpose::STANDARD.encode(pem);
+            dataplane(&format!("{{type: Secret, mesh: default, name: {name}, data: '{data}'}}"))
+        };
+        let root = |name: &str| {
+            kodiak_ca::RootCa::generate(
+                "default",
+                name,
+                KeyKind::EcdsaP256,
+                Duration::from_secs(3600),
+                SystemTime::now(),
+            )
+            .unwrap()
+        };
+        let (one, two) = (root("one"), root("two"));
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        store.create(secret("ca-cert", one.cert_pem())).await.unwrap();
+        store.create(secret("ca-key", one.key_pem())).await.unwrap();
+        let mesh = "{type: Mesh, name: default, mtls: {enabledBackend: ca-1, backends: [{name: ca-1, type: provided,
+                     conf: {cert: {secret: ca-cert}, key: {secret: ca-key}}}]}}";
+        store.update(dataplane(mesh), None).await.unwrap();
+        store.create(backend("b-1", "b", 10001)).await.unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        let first = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        assert_eq!(trusted(&first), one.cert_pem());
+
+        // The certificate is replaced first: until the key follows, the CA is unusable and nothing moves.
+        store.update(secret("ca-cert", two.cert_pem()), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(xds.cache.get("default.b-1").unwrap().generation(), first.generation(), "left as it was");
+
+        store.update(secret("ca-key", two.key_pem()), None).await.unwrap();
+        let both = snapshot_where(&xds, "default.b-1", |s| trusted(s).contains(two.cert_pem())).await;
+        assert!(trusted(&both).contains(one.cert_pem()), "the old root stays trusted meanwhile");
+        assert_eq!(identity(&both), identity(&first), "the certificate waits until the new root is trusted");
+        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), both.generation())).unwrap();
+        let moved = snapshot_where(&xds, "default.b-1", |s| identity(s) != identity(&first)).await;
+        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), moved.generation())).unwrap();
+        snapshot_where(&xds, "default.b-1", |s| trusted(s) == two.cert_pem()).await;
     }
 
     #[tokio::test]
