@@ -91,7 +91,7 @@ fn mtls_chain(
         }
         None => {
             let mut proxy = envoy::tcp_proxy(envoy::stat_prefix(cluster), cluster);
-            proxy.access_log.push(refusals::denied_connections(listener));
+            proxy.access_log.extend([refusals::denied_connections(listener), refusals::failed_handshakes(listener)]);
             vec![
                 rbac::network_filter(mtls.mesh, mtls.permissions, stat_prefix),
                 envoy::filter(envoy::names::TCP_PROXY, &proxy),

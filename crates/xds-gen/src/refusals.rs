@@ -5,6 +5,7 @@
 //! ```text
 //! [kodiak] inbound:10.0.0.3:10001: request GET /api from spiffe://default/db (10.0.0.7:41312) denied by MeshTrafficPermission: rbac_access_denied_matched_policy[deny-db]
 //! [kodiak] inbound:10.0.0.3:10002: connection from spiffe://default/db (10.0.0.7:41314) denied by MeshTrafficPermission: rbac_access_denied_matched_policy[deny-db]
+//! [kodiak] inbound:10.0.0.3:10002: connection from spiffe://other/web (10.0.0.8:40022) refused: TLS handshake failed: TLS_error:|...:CERTIFICATE_VERIFY_FAILED:...
 //! [kodiak] inbound:10.0.0.3:10001: connection from 10.0.0.9:50122 refused: not mesh mTLS (NR)
 //! ```
 
@@ -37,6 +38,18 @@ pub(crate) fn denied_connections(listener: &str) -> AccessLog {
          denied by MeshTrafficPermission: %CONNECTION_TERMINATION_DETAILS%\n"
     );
     stderr(&format, cel("connection.termination_details.startsWith('rbac_access_denied')"))
+}
+
+/// TCP connections whose TLS handshake failed: no client certificate, or
+/// one the mesh CA did not sign (for the TCP proxy; an HTTP connection
+/// manager logs requests only, so on HTTP inbounds these show in Envoy's
+/// `ssl.*` statistics alone).
+pub(crate) fn failed_handshakes(listener: &str) -> AccessLog {
+    let format = format!(
+        "[kodiak] {listener}: connection from %DOWNSTREAM_PEER_URI_SAN% (%DOWNSTREAM_REMOTE_ADDRESS%) \
+         refused: TLS handshake failed: %DOWNSTREAM_TRANSPORT_FAILURE_REASON%\n"
+    );
+    stderr(&format, cel("connection.transport_failure_reason != ''"))
 }
 
 /// Connections no filter chain takes: plaintext, or TLS without the mesh

@@ -413,6 +413,11 @@ fn mtls_and_traffic_permissions_between_envoys() {
         "rbac_access_denied_matched_policy[deny-other-tcp]",
     ]);
     strict_envoy.logged(&[&http, "refused: not mesh mTLS (NR)"]);
+    strict_envoy.logged(&[
+        &tcp,
+        "connection from spiffe://default/intruder",
+        "refused: TLS handshake failed: TLS_error",
+    ]);
     std::fs::remove_dir_all(dir).ok();
 }
 
