@@ -145,8 +145,12 @@ struct MeshTls {
     certs: BTreeMap<String, IssuedCert>,
     /// The roots every proxy of the mesh is told to trust, last computed.
     bundle: Vec<Arc<str>>,
-    /// Whether every connected proxy ACKed a bundle with the current root.
+    /// Whether every connected proxy ACKed a bundle with the current root
+    /// (or [`MAX_WAIT`] passed since it came): certificates may move to it.
+    /// Once true, it stays so until the root changes.
     root_trusted: bool,
+    /// When the current root came.
+    root_since: Option<SystemTime>,
     /// When the intent (off, PERMISSIVE, STRICT) last changed; the change
     /// completes at the latest [`MAX_WAIT`] after, ACKed or not.
     intent_since: Option<(Intent, SystemTime)>,
@@ -169,10 +173,20 @@ impl MeshTls {
         }
     }
 
-    /// When the current change stops waiting for ACKs (none: it already did).
+    /// When a change of the mesh's mTLS stops waiting for ACKs (none: nothing waits).
     fn wait_ends(&self) -> Option<SystemTime> {
+        self.intent_wait_ends().into_iter().chain(self.root_wait_ends()).min()
+    }
+
+    /// When the current change of intent stops waiting for ACKs.
+    fn intent_wait_ends(&self) -> Option<SystemTime> {
         let (_, since) = self.intent_since?;
         (!self.forced).then_some(since + MAX_WAIT)
+    }
+
+    /// When certificates move to a new root even if not every proxy trusts it yet.
+    fn root_wait_ends(&self) -> Option<SystemTime> {
+        (!self.root_trusted).then_some(self.root_since? + MAX_WAIT)
     }
 
     /// Whether the Secret `name` of `mesh` is one a backend reads.
@@ -392,6 +406,9 @@ impl Sync {
             if !same {
                 other_ca = true;
                 tracing::info!(mesh = name, backend = %backend.name, subject = ca.subject(), "mTLS CA in use");
+                // A first CA has no certificates to move over; a new one waits for every proxy to trust it.
+                state.tls.root_trusted = state.tls.ca.is_none();
+                state.tls.root_since = Some(SystemTime::now());
                 state.tls.ca = Some(LoadedCa { backend, ca: Arc::new(ca), root });
             } else if let Some(loaded) = &mut state.tls.ca {
                 loaded.backend = backend;
@@ -479,7 +496,7 @@ impl Sync {
             .flat_map(|view| view.inbounds.iter().map(|inbound| inbound.service.clone()))
             .filter(|service| !service.is_empty())
             .collect();
-        let force = tls.wait_ends().is_some_and(|end| end <= SystemTime::now());
+        let force = tls.intent_wait_ends().is_some_and(|end| end <= SystemTime::now());
         if force {
             let waiting: Vec<&String> = roles
                 .iter()
@@ -495,7 +512,9 @@ impl Sync {
         tls.latches.advance(tls.intent(), &services, &members, force);
         if let Some(ca) = &tls.ca {
             let bundle = trust_bundle(&ca.root, members.iter().map(|member| member.progress));
-            let trusted = members.iter().all(|member| member.progress.trusts_acked(&ca.root));
+            let trusted = tls.root_trusted
+                || tls.root_wait_ends().is_some_and(|end| end <= SystemTime::now())
+                || members.iter().all(|member| member.progress.trusts_acked(&ca.root));
             if bundle != tls.bundle || trusted != tls.root_trusted {
                 tls.bundle = bundle;
                 tls.root_trusted = trusted;
@@ -1324,6 +1343,28 @@ mod tests {
         let moved = snapshot_where(&xds, "default.b-1", |s| identity(s) != identity(&first)).await;
         xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), moved.generation())).unwrap();
         snapshot_where(&xds, "default.b-1", |s| trusted(s) == two.cert_pem()).await;
+    }
+
+    #[tokio::test]
+    async fn a_sidecar_joining_an_mtls_mesh_regenerates_only_what_it_touches() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        for resource in [backend("b-1", "b", 10001), backend("d-1", "d", 10002)] {
+            store.create(resource).await.unwrap();
+        }
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        let b1 = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), b1.generation())).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = xds.cache.get("default.b-1").unwrap().generation();
+
+        connect(&xds, "d-1");
+        let d1 = snapshot_where(&xds, "default.d-1", |s| identity(s).is_some()).await;
+        xds.signals.send(Signal::Synced(ProxyId::new("default", "d-1"), d1.generation())).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(xds.cache.get("default.b-1").unwrap().generation(), settled, "b-1 neither calls nor serves d");
     }
 
     #[tokio::test]
