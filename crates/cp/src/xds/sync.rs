@@ -454,6 +454,11 @@ impl Sync {
     /// their services' shared resources, see [`Sync::refresh_services`]).
     fn advance_tls(&mut self, mesh_name: &str) -> TlsChange {
         let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Instances(BTreeSet::new()) };
+        if mesh.tls.intent() == Intent::Off && mesh.tls.progress.is_empty() && mesh.tls.certs.is_empty() {
+            // No mTLS and nothing left to wind down: the common case costs nothing.
+            mesh.tls.latches = Latches::default();
+            return TlsChange::Instances(BTreeSet::new());
+        }
         let connections = &self.connections;
         let connected: BTreeSet<&String> = mesh
             .dataplanes
