@@ -88,6 +88,11 @@ async fn the_ca_cannot_change_while_mtls_is_on() {
     assert!(found[0].1.starts_with("Changing CA when mTLS is enabled is forbidden. Disable mTLS first"), "{found:?}");
     assert_eq!(api.get("/meshes/m").await.1["mtls"]["enabledBackend"], "ca-1", "nothing changed");
 
+    // The builtin CA's Secret names must be valid resource names.
+    let long = "b".repeat(240);
+    let (status, body) = api.put("/meshes/m", builtin_mesh("m", "", &long)).await;
+    assert_eq!(fields(&violations(status, &body)), ["mtls.backends[0].name"]);
+
     // Off first, then the other CA: both accepted.
     assert_eq!(api.put("/meshes/m", builtin_mesh("m", "", "ca-1")).await.0, StatusCode::OK);
     assert_eq!(api.put("/meshes/m", builtin_mesh("m", "ca-2", "ca-2")).await.0, StatusCode::OK);

@@ -2,7 +2,7 @@
 //! while mTLS is on, a provided CA must be usable, and a Secret a CA backend
 //! reads cannot be deleted.
 
-use kodiak_api::mesh::{CaKind, MtlsView};
+use kodiak_api::mesh::{CaKind, MtlsView, builtin_cert_secret};
 use kodiak_api::{FieldPath, Resource, ResourceKey, ResourceType, Violation, Violations};
 use kodiak_store::ResourceStore;
 
@@ -29,6 +29,18 @@ pub async fn check_mesh(
                  (from {before:?} to {after:?})"
             ),
         );
+    }
+    // The builtin CA lives in Secrets named after the mesh and the backend.
+    for (i, backend) in new.backends.iter().enumerate() {
+        if let CaKind::Builtin { .. } = backend.kind {
+            let secret = builtin_cert_secret(&mesh.key.name, &backend.name);
+            if let Err(reason) = kodiak_api::name::check_name(&secret) {
+                violations.add(
+                    &mtls.field("backends").index(i).field("name"),
+                    format!("the builtin CA's Secret would be named {secret:?}, which {reason}; choose a shorter backend name"),
+                );
+            }
+        }
     }
     if !new.skip_validation {
         for (i, backend) in new.backends.iter().enumerate() {
