@@ -93,6 +93,9 @@ pub async fn put(
         crate::defaults::create_initial_policies(state.store.as_ref(), &stored).await?;
         crate::tokens::Tokens::new(state.store.clone()).ensure_dataplane_key(&key.name).await?;
     }
+    if key.kind == ResourceType::Mesh {
+        mesh_checks::ensure_builtin_cas(state.store.as_ref(), &stored).await;
+    }
     let mut response = (status, Json(json!({}))).into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", stored.version)) {
         response.headers_mut().insert(header::ETAG, etag);

@@ -81,3 +81,16 @@ pub async fn check_secret_delete(store: &dyn ResourceStore, key: &ResourceKey) -
     }
     Err(ApiError::invalid(format!("{key} is in use"), violations))
 }
+
+/// Generates the root of every builtin CA backend of a stored Mesh that has
+/// none yet, before the PUT answers, so its Secrets can be read right after.
+/// A failure is only logged: the sync loop tries again on its own.
+pub async fn ensure_builtin_cas(store: &dyn ResourceStore, mesh: &Resource) {
+    for backend in MtlsView::of(&mesh.body).backends {
+        if let CaKind::Builtin { .. } = backend.kind
+            && let Err(error) = mesh_ca::load(store, &mesh.key.name, &backend).await
+        {
+            tracing::warn!(mesh = %mesh.key.name, backend = %backend.name, %error, "cannot generate the builtin CA yet");
+        }
+    }
+}
