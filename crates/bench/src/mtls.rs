@@ -102,7 +102,13 @@ spec:
     println!("{:<8} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
     println!("{:<8} {:>8.3} {:>8.3} {:>8.3}", "plain", plain[0], plain[1], plain[2]);
     println!("{:<8} {:>8.3} {:>8.3} {:>8.3}", "mTLS", secure[0], secure[1], secure[2]);
-    println!("{:<8} {:>8.3} {:>8.3} {:>8.3}", "added", secure[0] - plain[0], secure[1] - plain[1], secure[2] - plain[2]);
+    println!(
+        "{:<8} {:>8.3} {:>8.3} {:>8.3}",
+        "added",
+        secure[0] - plain[0],
+        secure[1] - plain[1],
+        secure[2] - plain[2]
+    );
     let errors: usize = results.iter().flatten().map(|r| r.errors).sum();
     if errors > 0 {
         bail!("{errors} requests failed");
