@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::Trust;
+
 /// An error from [`crate::Client`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +23,11 @@ pub enum Error {
          `kodiakctl config control-planes add --name NAME --address URL` (or --cp-address URL)"
     )]
     Unreachable { address: String, cause: String },
+
+    /// TLS with the control plane failed: its certificate was not accepted,
+    /// or the address does not speak TLS. Retrying gets the same answer.
+    #[error("{problem}\n{advice}")]
+    Tls { address: String, problem: String, advice: String },
 
     /// The request was sent but failed on the way (reset connection, bad
     /// response framing).
@@ -39,6 +46,56 @@ pub enum Error {
     /// A mesh-scoped resource was addressed without a mesh.
     #[error("{kind} belongs to a mesh; name the mesh")]
     MeshRequired { kind: kodiak_api::ResourceType },
+}
+
+impl Error {
+    /// Explains a TLS failure with the control plane at `address` in the
+    /// terms of what the client trusted.
+    pub(crate) fn tls(address: &str, trust: &Trust, failure: &rustls::Error) -> Error {
+        use rustls::CertificateError::{
+            BadSignature, Expired, ExpiredContext, NotValidForName, NotValidForNameContext, NotValidYet,
+            NotValidYetContext, UnknownIssuer,
+        };
+        let address = address.to_owned();
+        let rustls::Error::InvalidCertificate(refusal) = failure else {
+            return Error::Tls {
+                problem: format!("TLS with the control plane at {address} failed ({failure})"),
+                advice: "Does the address speak TLS? The control plane's HTTPS API listens on port 5682; \
+                         its plaintext API (port 5681) takes http://"
+                    .to_owned(),
+                address,
+            };
+        };
+        let why = match refusal {
+            UnknownIssuer | BadSignature => "it is not signed by a CA kodiakctl trusts",
+            NotValidForName | NotValidForNameContext { .. } => "it does not name the host of the address",
+            Expired | ExpiredContext { .. } => "it has expired (or this host's clock is wrong)",
+            NotValidYet | NotValidYetContext { .. } => "it is not valid yet (or this host's clock is wrong)",
+            _ => "it was refused",
+        };
+        let add = format!("kodiakctl config control-planes add --name NAME --address {address} --ca-cert-file FILE");
+        let advice = match (refusal, trust) {
+            (NotValidForName | NotValidForNameContext { .. }, _) => "Use an address whose host the certificate \
+                 names (the generated kodiak-cp.crt names the control plane's hostname, localhost and the \
+                 addresses it listens on), or give the control plane a certificate for this host"
+                .to_owned(),
+            (_, Trust::CaCerts(_)) => format!(
+                "kodiakctl trusts only the CA certificates stored for this control plane (--ca-cert-file); store \
+                 the CA that signed its certificate (the control plane's kodiak-cp.crt in its data directory): \
+                 `{add} --overwrite`"
+            ),
+            _ => format!(
+                "kodiakctl checked it against the system's trusted roots; for a certificate signed by another CA \
+                 (such as the one the control plane generates, kodiak-cp.crt in its data directory), add the \
+                 control plane with that CA: `{add}`"
+            ),
+        };
+        Error::Tls {
+            problem: format!("the control plane's certificate at {address} is not trusted: {why} ({failure})"),
+            advice,
+            address,
+        }
+    }
 }
 
 /// The server's error body: Kuma's `/std-errors` shape.
@@ -128,6 +185,31 @@ mod tests {
         let error = ApiError::from_body(502, Some("Bad Gateway"), "upstream down\n");
         assert_eq!(error.to_string(), "Bad Gateway: upstream down");
         assert_eq!(ApiError::from_body(500, None, "").to_string(), "Error");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_hints_at_the_ca_cert_file() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let text = Error::tls("https://cp:5682/", &Trust::SystemRoots, &unknown).to_string();
+        assert!(text.starts_with("the control plane's certificate at https://cp:5682/ is not trusted"), "{text}");
+        assert!(text.contains("not signed by a CA kodiakctl trusts") && text.contains("UnknownIssuer"), "{text}");
+        assert!(text.contains("system's trusted roots"), "{text}");
+        assert!(text.contains("--address https://cp:5682/ --ca-cert-file FILE`"), "{text}");
+        let certs = crate::tls::CaCerts::from_pem(&test_ca()).unwrap();
+        let text = Error::tls("https://cp:5682/", &Trust::CaCerts(certs), &unknown).to_string();
+        assert!(text.contains("trusts only the CA certificates stored") && text.contains("--overwrite"), "{text}");
+        let wrong_name = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let text = Error::tls("https://cp:5682/", &Trust::SystemRoots, &wrong_name).to_string();
+        assert!(text.contains("is not trusted: it does not name the host"), "{text}");
+        let plaintext = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let text = Error::tls("https://cp:5681/", &Trust::SystemRoots, &plaintext).to_string();
+        assert!(text.contains("TLS with the control plane at https://cp:5681/ failed"), "{text}");
+        assert!(text.contains("Does the address speak TLS?"), "{text}");
+    }
+
+    fn test_ca() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&key).unwrap().pem()
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod error;
 mod page_walk;
 mod paths;
+pub mod tls;
 mod types;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use page_walk::{MAX_PAGES, PageWalk};
 
 pub use error::{ApiError, Error, InvalidParameter};
 pub use paths::Page;
+pub use tls::{CaCerts, CaCertsError, Trust};
 pub use types::{
     Applied, DataplaneInsight, DataplaneOverview, DataplaneTokenRequest, Fetched, Index, ListPage, ResourceDescriptor,
     Subscription, UserTokenRequest,
@@ -36,12 +38,21 @@ pub struct Client {
     base: Url,
     /// A user token sent as `Authorization: Bearer <token>` with every request.
     token: Option<String>,
+    trust: Trust,
 }
 
 impl Client {
-    /// A client for the API at `base_url` (`http://127.0.0.1:5681`). The URL
-    /// is checked here so a typo fails before any request.
+    /// A client for the API at `base_url` (`http://127.0.0.1:5681`) that
+    /// trusts the system's roots over `https://`. The URL is checked here so
+    /// a typo fails before any request.
     pub fn new(base_url: &str) -> Result<Client, Error> {
+        Client::trusting(base_url, Trust::SystemRoots)
+    }
+
+    /// A client for the API at `base_url` that accepts the certificates
+    /// `trust` names over `https://`. CA certificates with a plaintext
+    /// `http://` address are refused: they would protect nothing.
+    pub fn trusting(base_url: &str, trust: Trust) -> Result<Client, Error> {
         let invalid = |reason: String| Error::InvalidAddress { address: base_url.to_owned(), reason };
         // `127.0.0.1:5681` is the usual slip; the URL parser would call it a
         // "relative URL without a base", which does not say what to add.
@@ -60,12 +71,21 @@ impl Client {
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(invalid("expected an address like http://127.0.0.1:5681".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| invalid(e.to_string()))?;
-        Ok(Client { http, base, token: None })
+        let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT);
+        let builder = match (&trust, base.scheme()) {
+            (Trust::CaCerts(_), "http") => {
+                return Err(invalid(
+                    "CA certificates are given but the address is plaintext http://; use https://".into(),
+                ));
+            }
+            (Trust::CaCerts(certs), _) => {
+                builder.use_preconfigured_tls(certs.client_config().map_err(|e| invalid(e.to_string()))?)
+            }
+            (Trust::SkipVerify, _) => builder.tls_danger_accept_invalid_certs(true),
+            (Trust::SystemRoots, _) => builder,
+        };
+        let http = builder.build().map_err(|e| invalid(e.to_string()))?;
+        Ok(Client { http, base, token: None, trust })
     }
 
     /// The same client, sending `token` (a user token) as `Authorization: Bearer <token>`.
@@ -190,7 +210,9 @@ impl Client {
         };
         request.send().await.map_err(|error| {
             let cause = root_cause(&error);
-            if error.is_connect() {
+            if let Some(failure) = tls::tls_failure(&error) {
+                Error::tls(self.base.as_str(), &self.trust, failure)
+            } else if error.is_connect() {
                 Error::Unreachable { address: self.base.to_string(), cause }
             } else {
                 Error::Transport { url: url.to_string(), cause }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use kodiak_client::Client;
+use kodiak_client::{CaCerts, Client, Trust};
 use serde::{Deserialize, Serialize};
 
 use crate::Global;
@@ -19,7 +19,7 @@ const EXAMPLES: &str = "\
 Examples:
   kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681
   kodiakctl config control-planes add --name prod --address https://10.0.0.5:5682 \
-      --auth-type tokens --auth-conf token=$(cat admin.token)
+      --ca-cert-file kodiak-cp.crt --auth-type tokens --auth-conf token=$(cat admin.token)
   kodiakctl config control-planes list
   kodiakctl config control-planes use local
   kodiakctl config control-planes remove prod";
@@ -44,8 +44,8 @@ enum ControlPlanesCommand {
     #[command(
         after_help = "Examples:\n  kodiakctl config control-planes add --name local --address http://127.0.0.1:5681\n  \
                             kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 --overwrite\n  \
-                            kodiakctl config control-planes add --name prod --address http://10.0.0.5:5681 \\\n      \
-                            --auth-type tokens --auth-conf token=$(cat admin.token)"
+                            kodiakctl config control-planes add --name prod --address https://10.0.0.5:5682 \\\n      \
+                            --ca-cert-file kodiak-cp.crt --auth-type tokens --auth-conf token=$(cat admin.token)"
     )]
     Add {
         /// A name to refer to it by
@@ -64,6 +64,16 @@ enum ControlPlanesCommand {
         /// Settings of the auth type: `token=<user token>` for `tokens`
         #[arg(long, value_name = "KEY=VALUE", requires = "auth_type")]
         auth_conf: Vec<String>,
+        /// PEM file of the CA certificates to trust for an https:// address instead of the system's
+        /// roots, e.g. the control plane's generated kodiak-cp.crt (in its data directory). Its
+        /// certificates are copied into kodiakctl's configuration, so the file may move or go away
+        /// afterwards; add the control plane again with --overwrite when its CA changes
+        #[arg(long, value_name = "FILE")]
+        ca_cert_file: Option<PathBuf>,
+        /// Do not verify the control plane's TLS certificate at all (insecure: anyone on the way can
+        /// read and change the traffic, tokens included); every command then warns
+        #[arg(long, conflicts_with = "ca_cert_file")]
+        skip_verify: bool,
     },
     /// List the known control planes; `*` marks the current one
     #[command(after_help = "Examples:\n  kodiakctl config control-planes list")]
@@ -99,6 +109,12 @@ struct ControlPlane {
     /// For `tokens`: `token`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     auth_conf: BTreeMap<String, String>,
+    /// The CA certificates (PEM) trusted for it instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<String>,
+    /// Its certificate is not verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    skip_verify: bool,
 }
 
 impl ControlPlane {
@@ -109,6 +125,35 @@ impl ControlPlane {
             _ => None,
         }
     }
+
+    /// Whose certificates kodiakctl accepts for it.
+    fn trust(&self) -> anyhow::Result<Trust> {
+        if self.skip_verify {
+            return Ok(Trust::SkipVerify);
+        }
+        match &self.ca_cert {
+            Some(pem) => Ok(Trust::CaCerts(
+                CaCerts::from_pem(pem).with_context(|| format!("control plane {:?}: caCert", self.name))?,
+            )),
+            None => Ok(Trust::SystemRoots),
+        }
+    }
+}
+
+/// Reads `--ca-cert-file`: an unreadable file, or one without a usable
+/// certificate, is an error naming it.
+fn read_ca_cert_file(path: &Path) -> anyhow::Result<CaCerts> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read --ca-cert-file {}", path.display()))?;
+    CaCerts::from_pem(&text).map_err(|error| anyhow::anyhow!("--ca-cert-file {} {error}", path.display()))
+}
+
+/// The warning every command prints for a control plane added with `--skip-verify`.
+fn skip_verify_warning(name: &str) -> String {
+    format!(
+        "Warning: the TLS certificate of control plane {name:?} is not verified (added with --skip-verify): \
+         anyone between kodiakctl and it can read and change the traffic, tokens included"
+    )
 }
 
 const AUTH_TYPE_TOKENS: &str = "tokens";
@@ -151,21 +196,24 @@ impl ConfigFile {
 /// A client for `--cp-address`, else the config file's current control
 /// plane, else [`DEFAULT_ADDRESS`].
 pub fn client(global: &Global) -> anyhow::Result<Client> {
-    let (address, token) = match &global.cp_address {
-        Some(address) => (address.clone(), None),
+    let (address, token, trust) = match &global.cp_address {
+        Some(address) => (address.clone(), None, Trust::SystemRoots),
         None => {
             let path = config_path(global)?;
             let config = load(&path)?;
             match &config.current_control_plane {
                 Some(name) => {
                     let cp = config.find(name).with_context(|| format!("in {}", path.display()))?;
-                    (cp.address.clone(), cp.token())
+                    if cp.skip_verify {
+                        eprintln!("{}", skip_verify_warning(name));
+                    }
+                    (cp.address.clone(), cp.token(), cp.trust().with_context(|| format!("in {}", path.display()))?)
                 }
-                None => (DEFAULT_ADDRESS.to_owned(), None),
+                None => (DEFAULT_ADDRESS.to_owned(), None, Trust::SystemRoots),
             }
         }
     };
-    Ok(Client::new(&address)?.with_token(token))
+    Ok(Client::trusting(&address, trust)?.with_token(token))
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -173,10 +221,32 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut config = load(&path)?;
     let ConfigCommand::ControlPlanes(command) = args.command;
     match command {
-        ControlPlanesCommand::Add { name, address, overwrite, auth_type, auth_conf } => {
-            Client::new(&address)?;
+        ControlPlanesCommand::Add { name, address, overwrite, auth_type, auth_conf, ca_cert_file, skip_verify } => {
+            let https = Client::new(&address)?.base_url().scheme() == "https";
+            let ca_certs = ca_cert_file.as_deref().map(read_ca_cert_file).transpose()?;
+            if let Some(path) = ca_cert_file.as_deref().filter(|_| !https) {
+                anyhow::bail!(
+                    "--ca-cert-file {} is given but the address {address} is plaintext http://; use https://",
+                    path.display()
+                );
+            }
+            anyhow::ensure!(https || !skip_verify, "--skip-verify applies to https:// addresses only, not {address}");
+            let trust = match &ca_certs {
+                Some(certs) => Trust::CaCerts(certs.clone()),
+                None if skip_verify => Trust::SkipVerify,
+                None => Trust::SystemRoots,
+            };
+            Client::trusting(&address, trust)?;
             let auth_conf = auth_settings(auth_type.clone(), &auth_conf)?;
-            let entry = ControlPlane { name: name.clone(), address: address.clone(), auth_type, auth_conf };
+            let ca_cert = ca_certs.map(|certs| certs.pem().to_owned());
+            let entry = ControlPlane {
+                name: name.clone(),
+                address: address.clone(),
+                auth_type,
+                auth_conf,
+                ca_cert,
+                skip_verify,
+            };
             let existing = config.control_planes.iter().position(|cp| cp.name == name);
             match existing {
                 Some(_) if !overwrite => {
@@ -188,6 +258,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             config.current_control_plane = Some(name.clone());
             save(&path, &config)?;
             println!("Added control plane {name:?} ({address}); it is now the current one");
+            if skip_verify {
+                eprintln!("{}", skip_verify_warning(&name));
+            }
         }
         ControlPlanesCommand::List => {
             let mut table = Table::new(&["CURRENT", "NAME", "ADDRESS"]);

@@ -108,21 +108,8 @@ fn certificates(pem: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
-/// The TLS failure behind a request error, if that is what it was. rustls'
-/// error travels inside `io::Error`s (sometimes one inside another), whose
-/// `source()` skips what they wrap.
-pub fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(failure) = error.downcast_ref::<rustls::Error>() {
-        return Some(failure);
-    }
-    if let Some(io) = error.downcast_ref::<std::io::Error>()
-        && let Some(inner) = io.get_ref()
-        && let Some(failure) = tls_failure(inner)
-    {
-        return Some(failure);
-    }
-    error.source().and_then(tls_failure)
-}
+/// The TLS failure behind a request error (shared with kodiakctl's client).
+pub use kodiak_client::tls::tls_failure;
 
 #[cfg(test)]
 mod tests {
@@ -138,16 +125,6 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let error = format!("{:#}", Trust::ca_file(&empty).unwrap_err());
         assert!(error.contains("holds no certificate") && error.contains("empty.crt"), "{error}");
-    }
-
-    #[test]
-    fn a_tls_failure_is_found_inside_an_io_error() {
-        let failure = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, failure.clone());
-        assert_eq!(tls_failure(&io), Some(&failure));
-        let wrapped = std::io::Error::other(io);
-        assert_eq!(tls_failure(&wrapped), Some(&failure));
-        assert_eq!(tls_failure(&std::io::Error::other("refused")), None);
     }
 
     #[test]

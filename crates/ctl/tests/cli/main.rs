@@ -4,5 +4,6 @@
 mod config;
 mod offline;
 mod resources;
-mod tokens;
 mod support;
+mod tls;
+mod tokens;
