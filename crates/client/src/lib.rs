@@ -21,8 +21,8 @@ pub use error::{ApiError, Error, InvalidParameter};
 pub use paths::Page;
 pub use tls::{CaCerts, CaCertsError, Trust};
 pub use types::{
-    Applied, DataplaneInsight, DataplaneOverview, DataplaneTokenRequest, Fetched, Index, ListPage, ResourceDescriptor,
-    Subscription, UserTokenRequest,
+    Applied, DataplaneInsight, DataplaneOverview, DataplaneTokenRequest, Fetched, Index, ListPage, MtlsInsight,
+    ResourceDescriptor, Subscription, UserTokenRequest,
 };
 
 /// How long to wait for a TCP connection: a control plane on the same

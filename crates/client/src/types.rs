@@ -76,11 +76,34 @@ pub struct DataplaneOverview {
     pub dataplane_insight: DataplaneInsight,
 }
 
-/// What the control plane knows about a dataplane's xDS connections.
+/// What the control plane knows about a dataplane's xDS connections and
+/// its mesh mTLS certificate.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DataplaneInsight {
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// Present while the dataplane holds a mesh mTLS certificate.
+    #[serde(default, rename = "mTLS")]
+    pub mtls: Option<MtlsInsight>,
+}
+
+/// A dataplane's mesh mTLS certificate (`DataplaneInsight.mTLS`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct MtlsInsight {
+    /// RFC 3339.
+    pub certificate_expiration_time: Option<String>,
+    /// RFC 3339: when the current certificate was issued.
+    pub last_certificate_regeneration: Option<String>,
+    /// How many certificates the dataplane got before the current one.
+    pub certificate_regenerations: u64,
+    /// The mesh CA backend that issued the certificate.
+    pub issued_backend: String,
+    pub supported_backends: Vec<String>,
+    /// The certificate's serial number in hex.
+    pub serial: String,
+    /// How its inbounds treat callers: `STRICT` or `PERMISSIVE`.
+    pub inbound_mode: Option<String>,
 }
 
 /// One xDS stream of a dataplane, from connect to disconnect.
@@ -166,6 +189,22 @@ mod tests {
         assert_eq!(insight.last_connected(), Some("2025-01-01T02:00:00Z"));
         assert!(!DataplaneInsight::default().is_online());
         assert_eq!(DataplaneInsight::default().last_connected(), None);
+        assert!(insight.mtls.is_none());
+    }
+
+    #[test]
+    fn the_mtls_section_is_read() {
+        let insight: DataplaneInsight = serde_json::from_str(
+            r#"{"subscriptions":[],"mTLS":{"certificateExpirationTime":"2025-01-02T00:00:00Z",
+                "lastCertificateRegeneration":"2025-01-01T00:00:00Z","certificateRegenerations":3,
+                "issuedBackend":"ca-1","supportedBackends":["ca-1","ca-2"],"serial":"0a","inboundMode":"STRICT"}}"#,
+        )
+        .unwrap();
+        let mtls = insight.mtls.unwrap();
+        assert_eq!(mtls.certificate_expiration_time.as_deref(), Some("2025-01-02T00:00:00Z"));
+        assert_eq!((mtls.certificate_regenerations, mtls.issued_backend.as_str()), (3, "ca-1"));
+        assert_eq!((mtls.serial.as_str(), mtls.inbound_mode.as_deref()), ("0a", Some("STRICT")));
+        assert_eq!(mtls.supported_backends, ["ca-1", "ca-2"]);
     }
 }
 

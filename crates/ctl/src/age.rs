@@ -1,4 +1,5 @@
-//! The AGE column: how long ago a timestamp was, rounded the way kubectl
+//! The AGE column, and other times relative to now: how long ago a
+//! timestamp was (or how long until it comes), rounded the way kubectl
 //! rounds (`45s`, `3m20s`, `2h`, `4d`), so the output reads the same.
 
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,18 @@ pub fn age(timestamp: Option<&str>, now: SystemTime) -> String {
         // Clocks of two machines differ a little; a moment ahead is "now".
         Err(ahead) if ahead.duration() < Duration::from_secs(2) => "0s".to_owned(),
         Err(_) => "<invalid>".to_owned(),
+    }
+}
+
+/// How long after `now` the RFC 3339 `timestamp` is (`in 23h`), or how
+/// long ago it passed (`expired 5m ago`); `-` when unknown.
+pub fn until(timestamp: Option<&str>, now: SystemTime) -> String {
+    let Some(then) = timestamp.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
+        return "-".to_owned();
+    };
+    match then.duration_since(now) {
+        Ok(left) => format!("in {}", human_duration(left)),
+        Err(past) => format!("expired {} ago", human_duration(past.duration())),
     }
 }
 
@@ -73,6 +86,17 @@ mod tests {
         assert_eq!(ago(100 * 86400), "100d");
         assert_eq!(ago(3 * 365 * 86400 + 86400), "3y1d");
         assert_eq!(ago(10 * 365 * 86400), "10y");
+    }
+
+    #[test]
+    fn times_ahead_count_down_and_passed_ones_say_so() {
+        let now = humantime::parse_rfc3339("2025-06-01T12:00:00Z").unwrap();
+        assert_eq!(until(Some("2025-06-02T11:00:00Z"), now), "in 23h");
+        assert_eq!(until(Some("2025-06-01T12:03:20Z"), now), "in 3m20s");
+        assert_eq!(until(Some("2025-06-01T12:00:00Z"), now), "in 0s");
+        assert_eq!(until(Some("2025-06-01T11:55:00Z"), now), "expired 5m ago");
+        assert_eq!(until(None, now), "-");
+        assert_eq!(until(Some("tomorrow"), now), "-");
     }
 
     #[test]

@@ -116,12 +116,26 @@ fn inspect_shows_dataplanes_offline_until_they_connect() {
     let headers: Vec<&str> = lines.next().unwrap().split("   ").map(str::trim).filter(|h| !h.is_empty()).collect();
     assert_eq!(
         headers,
-        ["MESH", "NAME", "TAGS", "STATUS", "LAST CONNECTED", "ACKS", "NACKS", "LAST NACK", "AGE"],
+        [
+            "MESH",
+            "NAME",
+            "TAGS",
+            "STATUS",
+            "LAST CONNECTED",
+            "ACKS",
+            "NACKS",
+            "MTLS",
+            "CERT EXPIRY",
+            "LAST NACK",
+            "AGE"
+        ],
         "{table}"
     );
     let row = lines.next().unwrap();
     assert!(row.starts_with("demo ") && row.contains(" web-1 "), "{table}");
     assert!(row.contains(" Offline ") && row.contains(" never ") && row.contains(" 0 "), "{table}");
+    let cells: Vec<&str> = row.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells[7..10], ["-", "-", "-"], "no mesh certificate, no NACK: {table}");
 }
 
 #[test]
