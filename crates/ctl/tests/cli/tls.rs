@@ -110,3 +110,13 @@ fn skip_verify_reaches_the_control_plane_and_warns_on_every_use() {
     ));
     assert_eq!(conflict.code, 2, "clap refuses both at once: {}", conflict.stderr);
 }
+
+#[test]
+fn a_stored_ca_that_is_not_a_certificate_is_named_with_the_config_file() {
+    let ctl = Kodiakctl::new();
+    let config = "currentControlPlane: x\ncontrolPlanes:\n- name: x\n  address: https://127.0.0.1:1\n  caCert: junk\n";
+    std::fs::write(ctl.config_file(), config).unwrap();
+    let stderr = ctl.run("get meshes").fails();
+    assert!(stderr.contains(&ctl.config_file().display().to_string()), "{stderr}");
+    assert!(stderr.contains("control plane \"x\": caCert") && stderr.contains("holds no certificate"), "{stderr}");
+}
