@@ -175,7 +175,15 @@ impl MeshTls {
 
     /// When a change of the mesh's mTLS stops waiting for ACKs (none: nothing waits).
     fn wait_ends(&self) -> Option<SystemTime> {
+        if self.idle() {
+            return None;
+        }
         self.intent_wait_ends().into_iter().chain(self.root_wait_ends()).min()
+    }
+
+    /// mTLS off and nothing left to wind down: no proxy waits for anything.
+    fn idle(&self) -> bool {
+        self.intent() == Intent::Off && self.progress.is_empty() && self.certs.is_empty()
     }
 
     /// When the current change of intent stops waiting for ACKs.
@@ -250,26 +258,36 @@ impl Sync {
         mut signals: mpsc::UnboundedReceiver<Signal>,
         mut stop: watch::Receiver<bool>,
     ) {
-        loop {
-            let mut batch = Batch::default();
-            let renewal = self.next_renewal();
-            tokio::select! {
-                event = events.recv() => {
-                    if matches!(event, Err(broadcast::error::RecvError::Closed)) {
-                        return;
-                    }
-                    batch.add_event(event);
+        while self.step(&mut events, &mut signals, &mut stop).await {}
+    }
+
+    /// Waits for the next reason to work (a change, a signal, a certificate
+    /// or a wait coming due), then does that work. False once stopped.
+    async fn step(
+        &mut self,
+        events: &mut broadcast::Receiver<ChangeEvent>,
+        signals: &mut mpsc::UnboundedReceiver<Signal>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut batch = Batch::default();
+        let renewal = self.next_renewal();
+        tokio::select! {
+            event = events.recv() => {
+                if matches!(event, Err(broadcast::error::RecvError::Closed)) {
+                    return false;
                 }
-                Some(signal) = signals.recv() => batch.add_signal(signal),
-                () = sleep_until(renewal) => {}
-                _ = stop.wait_for(|stop| *stop) => return,
+                batch.add_event(event);
             }
-            self.collect(&mut batch, &mut events, &mut signals).await;
-            if let Err(error) = self.apply(batch).await {
-                tracing::error!(%error, "cannot read changed Dataplanes; reading everything again");
-                let _ = self.reload().await;
-            }
+            Some(signal) = signals.recv() => batch.add_signal(signal),
+            () = sleep_until(renewal) => {}
+            _ = stop.wait_for(|stop| *stop) => return false,
         }
+        self.collect(&mut batch, events, signals).await;
+        if let Err(error) = self.apply(batch).await {
+            tracing::error!(%error, "cannot read changed Dataplanes; reading everything again");
+            let _ = self.reload().await;
+        }
+        true
     }
 
     /// Adds what arrives until nothing did for `debounce`, or ten times that
@@ -454,9 +472,12 @@ impl Sync {
     /// their services' shared resources, see [`Sync::refresh_services`]).
     fn advance_tls(&mut self, mesh_name: &str) -> TlsChange {
         let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Instances(BTreeSet::new()) };
-        if mesh.tls.intent() == Intent::Off && mesh.tls.progress.is_empty() && mesh.tls.certs.is_empty() {
-            // No mTLS and nothing left to wind down: the common case costs nothing.
+        if mesh.tls.idle() {
+            // No mTLS and nothing left to wind down: the common case costs
+            // nothing, and no wait is left pending.
             mesh.tls.latches = Latches::default();
+            mesh.tls.forced = true;
+            mesh.tls.root_trusted = true;
             return TlsChange::Instances(BTreeSet::new());
         }
         let connections = &self.connections;
@@ -1097,6 +1118,71 @@ mod tests {
         std::mem::forget(stop);
         let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
         xds
+    }
+
+    /// The xDS parts with a sync loop that runs only when the test steps it.
+    struct Stepped {
+        xds: Xds,
+        sync: Sync,
+        events: broadcast::Receiver<ChangeEvent>,
+        signals: mpsc::UnboundedReceiver<Signal>,
+        stop: watch::Receiver<bool>,
+        _stop: watch::Sender<bool>,
+    }
+
+    impl Stepped {
+        async fn new(store: &Arc<dyn ResourceStore>) -> Self {
+            let config = Config::default();
+            let (signals, signal_rx) = mpsc::unbounded_channel();
+            let connections = Arc::new(Connections::default());
+            let xds = Xds {
+                store: store.clone(),
+                cache: Arc::new(SnapshotCache::new()),
+                connections: connections.clone(),
+                known: Arc::new(KnownDataplanes::default()),
+                insights: Arc::new(Insights::new("cp-test")),
+                cleanup: crate::xds::cleanup::Cleanup::new(store.clone(), connections, Duration::from_secs(60)),
+                signals,
+                acks: Arc::new(AwaitedAcks::default()),
+                dp_authn: config.dp_server.authn.dp_proxy.kind,
+            };
+            let events = store.watch();
+            let mut sync = Sync::new(&xds, config.sync_debounce());
+            sync.reload().await.unwrap();
+            let (_stop, stop) = watch::channel(false);
+            Stepped { xds, sync, events, signals: signal_rx, stop, _stop }
+        }
+
+        async fn step(&mut self) -> bool {
+            self.sync.step(&mut self.events, &mut self.signals, &mut self.stop).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_mesh_never_wakes_the_sync_loop() {
+        for mode in [None, Some("PERMISSIVE"), Some("STRICT")] {
+            let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+            crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+            if let Some(mode) = mode {
+                enable_mtls(store.as_ref(), mode, None).await;
+            }
+            for resource in [backend("b-1", "b", 10001), caller("a", "b", 20001)] {
+                store.create(resource).await.unwrap();
+            }
+            let mut stepped = Stepped::new(&store).await;
+            connect(&stepped.xds, "b-1");
+            connect(&stepped.xds, "a");
+            assert!(stepped.step().await, "the arrivals are handled");
+            let generations =
+                |xds: &Xds| ["default.a", "default.b-1"].map(|node| xds.cache.get(node).unwrap().generation());
+            let before = generations(&stepped.xds);
+            let b1 = stepped.xds.cache.get("default.b-1").unwrap();
+            assert_eq!(identity(&b1).is_some(), mode.is_some(), "{mode:?}");
+
+            let woke = tokio::time::timeout(Duration::from_secs(60), stepped.step()).await;
+            assert!(woke.is_err(), "mTLS {mode:?}: the loop woke with nothing to do");
+            assert_eq!(generations(&stepped.xds), before, "mTLS {mode:?}: nothing regenerated");
+        }
     }
 
     #[tokio::test]
