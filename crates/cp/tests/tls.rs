@@ -16,11 +16,13 @@ fn https_client(ca_file: &Path) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_https_api_answers_with_the_persisted_certificate_and_a_restart_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
     let control_plane = start_sqlite(dir.path()).unwrap();
     let cert_file = dir.path().join(CERT_FILE);
     assert_eq!(control_plane.tls_cert_file(), Some(cert_file.as_path()));
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!((mode(dir.path()), mode(&dir.path().join(KEY_FILE))), (0o700, 0o600));
+    let modes = (mode(dir.path()), mode(&dir.path().join(KEY_FILE)), mode(&cert_file));
+    assert_eq!(modes, (0o750, 0o600, 0o600), "the user's directory keeps its mode");
     let first = std::fs::read_to_string(&cert_file).unwrap();
 
     let https = control_plane.https_api_url().expect("the HTTPS API is on by default").to_owned();

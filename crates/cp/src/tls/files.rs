@@ -111,16 +111,19 @@ fn publish_new(
     names: &[String],
     now: SystemTime,
 ) -> anyhow::Result<Option<CertPair>> {
-    let created = !dir.exists();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    if !created {
-        // The key is about to live here: keep others out of the directory too.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict data directory {} to its owner", dir.display()))?;
+    match std::fs::metadata(dir) {
+        // The user's directory keeps the mode they gave it: the key file
+        // itself is readable by its owner only.
+        Ok(existing) => tracing::debug!(
+            data_dir = %dir.display(),
+            mode = format_args!("{:04o}", existing.permissions().mode() & 0o7777),
+            "writing the generated TLS certificate into the existing data directory"
+        ),
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?,
     }
     let generated = generate(names, now).context("cannot generate the control plane's TLS certificate")?;
     let suffix = format!("{}.{}", std::process::id(), uuid::Uuid::new_v4().simple());
@@ -170,14 +173,17 @@ mod tests {
         vec!["localhost".into(), "127.0.0.1".into()]
     }
 
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
     #[test]
     fn generated_once_then_reused_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let first = load_or_generate(&data, &names(), SystemTime::now()).unwrap();
         assert_eq!(first.origin, Origin::Generated);
-        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data), 0o700, "a directory made here is its owner's only");
         assert_eq!(mode(&data.join(KEY_FILE)), 0o600);
         assert_eq!(mode(&data.join(CERT_FILE)), 0o600);
         let second = load_or_generate(&data, &names(), SystemTime::now()).unwrap();
@@ -185,6 +191,15 @@ mod tests {
         assert_eq!((second.chain_pem, second.key_pem), (first.chain_pem, first.key_pem));
         let leftovers: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_existing_data_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o751)).unwrap();
+        load_or_generate(dir.path(), &names(), SystemTime::now()).unwrap();
+        assert_eq!(mode(dir.path()), 0o751);
+        assert_eq!((mode(&dir.path().join(KEY_FILE)), mode(&dir.path().join(CERT_FILE))), (0o600, 0o600));
     }
 
     #[test]
