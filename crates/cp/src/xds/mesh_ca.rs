@@ -136,15 +136,45 @@ pub async fn read_source(store: &dyn ResourceStore, mesh: &str, source: &DataSou
             })?;
             secret_data(&secret).map_err(SourceError::Unreadable)?
         }
-        DataSource::File(path) => tokio::fs::read(path)
-            .await
-            .map_err(|e| SourceError::Unreadable(format!("cannot read file {path:?} on the control plane: {e}")))?,
+        DataSource::File(path) => {
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || read_regular_file(&file))
+                .await
+                .map_err(|e| SourceError::Unreadable(format!("reading file {path:?} stopped: {e}")))?
+                .map_err(SourceError::Unreadable)?
+        }
         DataSource::Inline(text) => {
             STANDARD.decode(text).map_err(|e| SourceError::Unreadable(format!("inline is not base64: {e}")))?
         }
         DataSource::InlineString(text) => text.clone().into_bytes(),
     };
     String::from_utf8(bytes).map_err(|_| SourceError::Unreadable("the data is not PEM text (not UTF-8)".into()))
+}
+
+/// The most a `file` source may hold.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The bytes of the regular file at `path`, at most [`MAX_FILE_BYTES`]. It
+/// is opened without waiting (a FIFO cannot hang the caller) and checked
+/// after opening, so it cannot be swapped for a device in between. Whether
+/// it is missing, unreadable or no regular file is told the same way.
+fn read_regular_file(path: &str) -> Result<Vec<u8>, String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let refused = || format!("cannot read file {path:?} on the control plane: it must be a readable regular file");
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let file = std::fs::File::from(rustix::fs::open(path, flags, Mode::empty()).map_err(|_| refused())?);
+    if !file.metadata().is_ok_and(|metadata| metadata.is_file()) {
+        return Err(refused());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|_| refused())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "file {path:?} holds more than {MAX_FILE_BYTES} bytes (1 MiB), the most a CA file may hold"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The decoded `data` of a Secret.
@@ -285,6 +315,60 @@ mod tests {
         let error = load(&store, "m", &view.backends[0]).await.unwrap_err();
         assert!(matches!(error, MeshCaError::Incomplete { .. }), "{error}");
         assert!(error.to_string().contains("delete \"m.ca-builtin-cert-ca-1\""), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_file_source_is_a_regular_file_of_at_most_one_mebibyte() {
+        let (store, _) = store_with_mesh("{type: Mesh, name: m}").await;
+        let dir = tempfile::tempdir().unwrap();
+        let read = |path: std::path::PathBuf| {
+            let store = &store;
+            async move {
+                let source = DataSource::File(path.display().to_string());
+                let read = tokio::time::timeout(std::time::Duration::from_secs(5), read_source(store, "m", &source));
+                match read.await.expect("reading a file source never hangs") {
+                    Ok(text) => Ok(text.len()),
+                    Err(SourceError::Unreadable(reason)) => Err(reason),
+                    Err(SourceError::Store(error)) => panic!("{error}"),
+                }
+            }
+        };
+        let full = dir.path().join("full.pem");
+        std::fs::write(&full, "a".repeat(MAX_FILE_BYTES as usize)).unwrap();
+        assert_eq!(read(full).await, Ok(1024 * 1024));
+
+        let over = dir.path().join("over.pem");
+        std::fs::write(&over, "a".repeat(MAX_FILE_BYTES as usize + 1)).unwrap();
+        let error = read(over).await.unwrap_err();
+        assert!(error.contains("more than 1048576 bytes (1 MiB)"), "{error}");
+
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::RUSR, 0).unwrap();
+        let refused = |path: &std::path::Path| {
+            format!(
+                "cannot read file {:?} on the control plane: it must be a readable regular file",
+                path.display().to_string()
+            )
+        };
+        assert_eq!(read(fifo.clone()).await, Err(refused(&fifo)));
+        for path in ["/dev/zero".into(), dir.path().to_path_buf(), dir.path().join("missing")] {
+            assert_eq!(read(path.clone()).await, Err(refused(&path)), "{}", path.display());
+        }
+
+        let error = load_provided(
+            &store,
+            "m",
+            "ca",
+            &DataSource::InlineString("x".into()),
+            &DataSource::File("/dev/zero".into()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.part(), Some(Part::Key), "{error}");
+        assert!(
+            error.to_string().starts_with("the CA key of backend \"ca\" cannot be read: cannot read file"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
