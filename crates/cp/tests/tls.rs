@@ -22,7 +22,7 @@ async fn the_https_api_answers_with_the_persisted_certificate_and_a_restart_reus
     assert_eq!(control_plane.tls_cert_file(), Some(cert_file.as_path()));
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let modes = (mode(dir.path()), mode(&dir.path().join(KEY_FILE)), mode(&cert_file));
-    assert_eq!(modes, (0o750, 0o600, 0o600), "the user's directory keeps its mode");
+    assert_eq!(modes, (0o750, 0o600, 0o644), "the user's directory keeps its mode, only the key is private");
     let first = std::fs::read_to_string(&cert_file).unwrap();
 
     let https = control_plane.https_api_url().expect("the HTTPS API is on by default").to_owned();

@@ -130,8 +130,8 @@ fn publish_new(
     let key_tmp = dir.join(format!(".{KEY_FILE}.{suffix}"));
     let cert_tmp = dir.join(format!(".{CERT_FILE}.{suffix}"));
     let result = (|| {
-        write_private(&key_tmp, &generated.key_pem)?;
-        write_private(&cert_tmp, &generated.chain_pem)?;
+        write_new(&key_tmp, &generated.key_pem, KEY_MODE)?;
+        write_new(&cert_tmp, &generated.chain_pem, CERT_MODE)?;
         for (tmp, path) in [(&key_tmp, key_path), (&cert_tmp, cert_path)] {
             match std::fs::hard_link(tmp, path) {
                 Ok(()) => {}
@@ -152,15 +152,22 @@ fn publish_new(
     }))
 }
 
-/// A new file only its owner may read.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// The private key: its owner only.
+const KEY_MODE: u32 = 0o600;
+/// The certificate holds no secret; other local users (a sidecar run by
+/// another account) read it as their `--ca-cert-file`.
+const CERT_MODE: u32 = 0o644;
+
+/// A new file with exactly `mode` (whatever the umask).
+fn write_new(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes())
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(text.as_bytes()))
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -178,14 +185,14 @@ mod tests {
     }
 
     #[test]
-    fn generated_once_then_reused_with_private_permissions() {
+    fn generated_once_then_reused_with_a_private_key_and_a_readable_certificate() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let first = load_or_generate(&data, &names(), SystemTime::now()).unwrap();
         assert_eq!(first.origin, Origin::Generated);
         assert_eq!(mode(&data), 0o700, "a directory made here is its owner's only");
         assert_eq!(mode(&data.join(KEY_FILE)), 0o600);
-        assert_eq!(mode(&data.join(CERT_FILE)), 0o600);
+        assert_eq!(mode(&data.join(CERT_FILE)), 0o644);
         let second = load_or_generate(&data, &names(), SystemTime::now()).unwrap();
         assert_eq!(second.origin, Origin::Reused);
         assert_eq!((second.chain_pem, second.key_pem), (first.chain_pem, first.key_pem));
@@ -199,7 +206,7 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o751)).unwrap();
         load_or_generate(dir.path(), &names(), SystemTime::now()).unwrap();
         assert_eq!(mode(dir.path()), 0o751);
-        assert_eq!((mode(&dir.path().join(KEY_FILE)), mode(&dir.path().join(CERT_FILE))), (0o600, 0o600));
+        assert_eq!((mode(&dir.path().join(KEY_FILE)), mode(&dir.path().join(CERT_FILE))), (0o600, 0o644));
     }
 
     #[test]
