@@ -20,6 +20,19 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest mesh name: a mesh's name is carried inside the names of
+/// the resources made for it (signing keys, default policies, CA secrets),
+/// which must themselves stay within 253 characters.
+pub const MAX_MESH_NAME: usize = 63;
+
+/// Checks the extra rule a Mesh's own name follows besides [`check_name`].
+pub fn check_mesh_name(name: &str) -> Result<(), String> {
+    match name.len() {
+        len if len > MAX_MESH_NAME => Err(format!("cannot be longer than {MAX_MESH_NAME} characters (it has {len})")),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a label or tag key: an optional DNS prefix and `/`, then 1-63
 /// characters of letters, digits, `-`, `_` and `.` (as in Kubernetes labels).
 pub fn check_label_key(key: &str) -> Result<(), String> {
@@ -54,6 +67,13 @@ mod tests {
         for bad in ["", "Web", "-web", "web-", "we b", "wéb", &"a".repeat(254)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mesh_names() {
+        assert!(check_mesh_name(&"m".repeat(MAX_MESH_NAME)).is_ok());
+        let refused = check_mesh_name(&"m".repeat(MAX_MESH_NAME + 1)).unwrap_err();
+        assert!(refused.contains("cannot be longer than 63 characters"), "{refused}");
     }
 
     #[test]

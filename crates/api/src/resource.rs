@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::name::{check_label_key, check_name};
+use crate::name::{check_label_key, check_mesh_name, check_name};
 use crate::resource_type::{ResourceType, Scope, known_types};
 use crate::schema::expected;
 use crate::violations::{FieldPath, Violations};
@@ -86,6 +86,11 @@ impl Resource {
             }
         };
         let name = required_name(object, "name", &mut out);
+        if let (Some(ResourceType::Mesh), Some(name)) = (kind, &name)
+            && let Err(reason) = check_mesh_name(name)
+        {
+            out.add(&root.field("name"), reason);
+        }
         let mesh = match (kind.map(ResourceType::scope), object.get("mesh")) {
             (Some(Scope::Global), Some(v)) if !v.is_null() => {
                 out.add(
@@ -222,6 +227,18 @@ mod tests {
     fn unknown_type_is_named() {
         let err = Resource::from_document(&json!({"type": "Meshh", "name": "x"})).unwrap_err();
         assert!(err.to_string().contains("unknown resource type \"Meshh\""), "{err}");
+    }
+
+    #[test]
+    fn a_mesh_name_is_at_most_63_characters() {
+        assert!(Resource::from_document(&json!({"type": "Mesh", "name": "m".repeat(63)})).is_ok());
+        let err = Resource::from_document(&json!({"type": "Mesh", "name": "m".repeat(64)})).unwrap_err();
+        let violation = err.iter().next().unwrap();
+        assert_eq!((violation.field.as_str(), err.iter().count()), ("name", 1), "{err}");
+        assert!(violation.reason.contains("cannot be longer than 63 characters"), "{err}");
+        // Other resources keep the general 253-character limit.
+        let secret = json!({"type": "Secret", "mesh": "default", "name": "s".repeat(64), "data": "c2VjcmV0"});
+        assert!(Resource::from_document(&secret).is_ok());
     }
 
     #[test]

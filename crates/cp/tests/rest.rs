@@ -33,6 +33,7 @@ on_both_stores!(
     invalid_bodies_are_refused_with_every_field,
     bad_identity_and_types_are_refused,
     resource_in_a_missing_mesh_is_refused,
+    long_mesh_names_are_refused_and_nothing_is_stored,
     malformed_documents_name_line_and_column,
     flow_style_yaml_bodies,
     if_match_star_requires_an_existing_resource,
@@ -231,6 +232,20 @@ async fn bad_identity_and_types_are_refused(api: Api) {
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["type"]);
     let (status, body) = api.put("/meshes/Bad_Name", json!({"type": "Mesh"})).await;
     assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["name"]);
+}
+
+async fn long_mesh_names_are_refused_and_nothing_is_stored(api: Api) {
+    for length in [64, 240] {
+        let name = "m".repeat(length);
+        let (status, body) = api.put(&format!("/meshes/{name}"), json!({"type": "Mesh"})).await;
+        assert_eq!(error_fields(status, &body, StatusCode::BAD_REQUEST), vec!["name"], "{length}");
+        assert!(body.to_string().contains("cannot be longer than 63 characters"), "{body}");
+        assert_eq!(api.get(&format!("/meshes/{name}")).await.0, StatusCode::NOT_FOUND, "{length}");
+        let (_, secrets) = api.get(&format!("/meshes/{name}/secrets")).await;
+        assert_eq!(secrets["total"].as_u64().unwrap_or_default(), 0, "{secrets}");
+    }
+    let name = "m".repeat(63);
+    assert_eq!(api.put(&format!("/meshes/{name}"), json!({"type": "Mesh"})).await.0, StatusCode::CREATED);
 }
 
 async fn resource_in_a_missing_mesh_is_refused(api: Api) {

@@ -25,7 +25,7 @@ impl Tokens {
             return Ok(());
         }
         let token = self.issue_user(ADMIN, vec![ADMIN.to_owned()], TEN_YEARS).await?;
-        match self.store.create(secret(&KeyScope::User, ADMIN_TOKEN_SECRET, token.as_bytes())).await {
+        match self.store.create(secret(&KeyScope::User, ADMIN_TOKEN_SECRET, token.as_bytes())?).await {
             Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
             Err(error) => return Err(error.into()),
         }

@@ -92,7 +92,7 @@ pub async fn newest(store: &dyn ResourceStore, scope: &KeyScope) -> Result<(u64,
         .map_err(|e| StoreError::Backend(format!("generating a signing key failed: {e}")))?
         .map_err(|e| StoreError::Backend(e.to_string()))?;
     let name = scope.key_name(1);
-    let secret = secret(scope, &name, key.to_pem().as_bytes());
+    let secret = secret(scope, &name, key.to_pem().as_bytes())?;
     match store.create(secret).await {
         Ok(_) => {
             tracing::info!(secret = %scope.resource_key(&name), "created a token signing key");
@@ -148,13 +148,15 @@ fn data(secret: &Resource) -> Result<Vec<u8>, String> {
     STANDARD.decode(text).map_err(|e| format!("its data is not base64: {e}"))
 }
 
-/// A Secret (or GlobalSecret) holding `bytes`.
-pub fn secret(scope: &KeyScope, name: &str, bytes: &[u8]) -> Resource {
+/// A Secret (or GlobalSecret) holding `bytes`; refused when `name` is not
+/// a valid resource name (a mesh name too long to carry in it).
+pub fn secret(scope: &KeyScope, name: &str, bytes: &[u8]) -> Result<Resource, StoreError> {
     let mut document = json!({"type": scope.kind().name(), "name": name, "data": STANDARD.encode(bytes)});
     if let Some(mesh) = scope.mesh() {
         document["mesh"] = mesh.into();
     }
-    Resource::from_document(&document).expect("a Secret with a valid name and base64 data is valid")
+    Resource::from_document(&document)
+        .map_err(|violations| StoreError::Backend(format!("cannot make {} {name:?}: {violations}", scope.kind())))
 }
 
 #[cfg(test)]

@@ -107,6 +107,8 @@ impl Tokens {
 
 /// At start: the admin token (unless turned off) and a signing key for
 /// every mesh (meshes created later get theirs with the Mesh, see the REST API).
+/// A mesh whose key cannot be made is logged and skipped, so one bad Mesh
+/// does not keep the control plane from starting.
 pub async fn start(store: Arc<dyn ResourceStore>, bootstrap_admin_token: bool) -> anyhow::Result<()> {
     let tokens = Tokens::new(store.clone());
     if bootstrap_admin_token {
@@ -114,7 +116,37 @@ pub async fn start(store: Arc<dyn ResourceStore>, bootstrap_admin_token: bool) -
     }
     let meshes = store.list(&kodiak_store::ListQuery::all(kodiak_api::ResourceType::Mesh, usize::MAX)).await?;
     for mesh in meshes.items {
-        tokens.ensure_dataplane_key(&mesh.key.name).await?;
+        if let Err(error) = tokens.ensure_dataplane_key(&mesh.key.name).await {
+            tracing::error!(mesh = %mesh.key.name, %error, "cannot make the mesh's dataplane token signing key");
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kodiak_api::{Resource, ResourceKey, ResourceType};
+    use kodiak_store::{ListQuery, MemoryStore};
+    use serde_json::json;
+
+    use super::*;
+
+    fn mesh(name: &str) -> Resource {
+        let mut mesh = Resource::from_document(&json!({"type": "Mesh", "name": "placeholder"})).unwrap();
+        // Stored before names were limited: set past validation.
+        mesh.key = ResourceKey::mesh(name);
+        mesh
+    }
+
+    #[tokio::test]
+    async fn start_survives_a_mesh_whose_key_cannot_be_made() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        store.create(mesh(&"m".repeat(240))).await.unwrap();
+        store.create(mesh("good")).await.unwrap();
+        start(store.clone(), false).await.unwrap();
+        let keys = store.list(&ListQuery::in_mesh(ResourceType::Secret, "good", 10)).await.unwrap();
+        assert_eq!(keys.items.len(), 1, "the good mesh still gets its key");
+        let long = store.list(&ListQuery::in_mesh(ResourceType::Secret, &"m".repeat(240), 10)).await.unwrap();
+        assert!(long.items.is_empty());
+    }
 }

@@ -43,6 +43,14 @@ fn validate_reports_every_violation_with_its_document_and_field() {
 }
 
 #[test]
+fn validate_refuses_a_mesh_name_over_63_characters() {
+    let ctl = Kodiakctl::new();
+    let file = ctl.file("long.yaml", &format!("type: Mesh\nname: {}\n", "m".repeat(64)));
+    let stderr = ctl.run(&format!("validate -f {file}")).fails();
+    assert!(stderr.contains("  * name: cannot be longer than 63 characters"), "{stderr}");
+}
+
+#[test]
 fn validate_reports_syntax_errors_with_line_and_column() {
     let ctl = Kodiakctl::new();
     let file = ctl.file("broken.yaml", "type: Mesh\nname: [unclosed\n");
