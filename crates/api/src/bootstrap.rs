@@ -69,6 +69,10 @@ pub struct BootstrapResponse {
 pub struct DrainRequest {
     pub mesh: String,
     pub name: String,
+    /// The sidecar's dataplane token, the one its bootstrap carried: only
+    /// the sidecar serving a Dataplane may drain it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_token: Option<String>,
 }
 
 /// Node metadata keys the bootstrap sets and the ADS server reads back.

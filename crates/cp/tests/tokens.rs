@@ -114,6 +114,16 @@ impl Cp {
         (response.status(), response.json().await.unwrap_or(Value::Null))
     }
 
+    async fn drain(&self, name: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut body = json!({"mesh": "default", "name": name});
+        if let Some(token) = token {
+            body["dataplaneToken"] = token.into();
+        }
+        let url = format!("{}/drain", self.cp.dp_server_url());
+        let response = self.http.post(url).body(body.to_string()).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
     async fn ads(&self) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
         AggregatedDiscoveryServiceClient::connect(self.cp.dp_server_url().to_owned()).await.unwrap()
     }
@@ -488,18 +498,31 @@ async fn ads_streams_are_refused_unless_their_token_matches() {
     assert_eq!(code, Code::Ok, "{message}");
 }
 
-#[tokio::test]
-async fn a_stream_may_not_change_its_node() {
-    let cp = Cp::start(|config| config.dp_server.authn.dp_proxy.kind = kodiak_cp::config::DpProxyAuthn::None);
-    cp.put("/meshes/default/dataplanes/web-1", dataplane("web-1", "web")).await;
-    let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-    // The control plane learns of the Dataplane from its store's events: retry until it has.
+const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+type Responses = tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>;
+
+/// A SotW stream for `node_id` that answered its first request, kept open.
+/// The control plane learns of a Dataplane from its store's events: NOT_FOUND
+/// is retried until it has.
+async fn open_stream(
+    cp: &Cp,
+    node_id: &str,
+    token: Option<&str>,
+) -> (
+    tokio::sync::mpsc::Sender<DiscoveryRequest>,
+    Responses,
+    envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let (sender, mut responses, first) = loop {
+    loop {
         let (sender, requests) = tokio::sync::mpsc::channel(4);
-        let first = DiscoveryRequest { node: node("default.web-1"), type_url: cluster.into(), ..Default::default() };
+        let first = DiscoveryRequest { node: node(node_id), type_url: CLUSTER.into(), ..Default::default() };
         sender.send(first).await.unwrap();
-        let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(requests));
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(requests));
+        if let Some(token) = token {
+            request.metadata_mut().insert("authorization", token.parse().unwrap());
+        }
         let answer = match cp.ads().await.stream_aggregated_resources(request).await {
             Ok(response) => {
                 let mut responses = response.into_inner();
@@ -508,17 +531,55 @@ async fn a_stream_may_not_change_its_node() {
             Err(status) => Err(status),
         };
         match answer {
-            Ok((responses, Some(first))) => break (sender, responses, first),
+            Ok((responses, Some(first))) => return (sender, responses, first),
             Err(status) if status.code() == Code::NotFound && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(status) => panic!("the stream did not open: {status:?}"),
             Ok((_, None)) => panic!("the stream ended at once"),
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_drain_is_refused_unless_its_token_matches_the_dataplane() {
+    let cp = Cp::start(|_| {});
+    cp.put("/meshes/default/dataplanes/web-1", dataplane("web-1", "web")).await;
+    let for_web_1 = cp.token("dataplane", json!({"mesh": "default", "name": "web-1"})).await;
+    let for_web_2 = cp.token("dataplane", json!({"mesh": "default", "name": "web-2"})).await;
+    let _stream = open_stream(&cp, "default.web-1", Some(&for_web_1)).await;
+
+    let refusals = [
+        ("web-1", None, StatusCode::UNAUTHORIZED, "no dataplane token"),
+        ("web-1", Some("garbage"), StatusCode::UNAUTHORIZED, "not a JWT"),
+        ("web-1", Some(for_web_2.as_str()), StatusCode::FORBIDDEN, "is different than in token: web-2"),
+        ("web-3", Some(for_web_1.as_str()), StatusCode::NOT_FOUND, "Dataplane default/web-3 does not exist"),
+    ];
+    for (name, token, expected, reason) in refusals {
+        let (status, text) = cp.drain(name, token).await;
+        let (_, detail) = error(status, &text, expected);
+        assert!(detail.contains(reason), "{detail}");
+    }
+    // The refusals changed nothing: the sidecar is still connected and serving until its own drain.
+    assert_eq!(cp.drain("web-1", Some(&for_web_1)).await, (StatusCode::OK, r#"{"draining":true}"#.to_owned()));
+}
+
+#[tokio::test]
+async fn drains_need_no_token_when_dataplane_authentication_is_off() {
+    let cp = Cp::start(|config| config.dp_server.authn.dp_proxy.kind = kodiak_cp::config::DpProxyAuthn::None);
+    cp.put("/meshes/default/dataplanes/web-1", dataplane("web-1", "web")).await;
+    let _stream = open_stream(&cp, "default.web-1", None).await;
+    assert_eq!(cp.drain("web-1", None).await, (StatusCode::OK, r#"{"draining":true}"#.to_owned()));
+}
+
+#[tokio::test]
+async fn a_stream_may_not_change_its_node() {
+    let cp = Cp::start(|config| config.dp_server.authn.dp_proxy.kind = kodiak_cp::config::DpProxyAuthn::None);
+    cp.put("/meshes/default/dataplanes/web-1", dataplane("web-1", "web")).await;
+    let (sender, mut responses, first) = open_stream(&cp, "default.web-1", None).await;
     let other = DiscoveryRequest {
         node: node("default.web-2"),
-        type_url: cluster.into(),
+        type_url: CLUSTER.into(),
         response_nonce: first.nonce,
         version_info: first.version_info,
         ..Default::default()

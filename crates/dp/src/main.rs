@@ -126,7 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         admin_port: args.admin_port.or(file_admin_port).unwrap_or(0),
         xds_transport: args.xds_transport.into(),
         version: Versions { kodiak_dp: VERSION.to_owned(), envoy: envoy_version },
-        dataplane_token,
+        dataplane_token: dataplane_token.clone(),
         ca_cert,
     };
     tracing::info!("requesting a bootstrap for Dataplane {mesh}.{name} from {}", args.cp_address);
@@ -154,7 +154,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         log_level: args.envoy_log_level,
         drain_time: args.drain_time,
     };
-    let drain = DrainRequest { mesh, name };
+    let drain = DrainRequest { mesh, name, dataplane_token };
     // The work directory is dropped (a temporary one removed) after Envoy is gone.
     supervisor::run(&envoy, work_dir.path(), &response.bootstrap, &mut signals, &control_plane, &drain).await
 }

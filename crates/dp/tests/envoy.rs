@@ -74,6 +74,7 @@ fn envoy_runs_until_sigterm_then_drains_and_exits_zero() {
     let cp = web_1_control_plane();
     let mut dp = Dp::start(
         dp(&["run", "--name", "web-1", "--cp-address", &cp.url, "--drain-time", "1s", "--concurrency", "1"])
+            .args(["--dataplane-token", "the.dataplane.token"])
             .env("ENVOY_BIN", support::envoy())
             .env("TMPDIR", tmp.path()),
     );
@@ -98,7 +99,8 @@ fn envoy_runs_until_sigterm_then_drains_and_exits_zero() {
 
     let drains: Vec<_> = cp.received().into_iter().filter(|r| r.path == "/drain").collect();
     assert_eq!(drains.len(), 1, "{:?}", cp.received());
-    assert_eq!(drains[0].json(), json!({"mesh": "default", "name": "web-1"}));
+    // The drain carries the token the bootstrap did: only this sidecar may drain its Dataplane.
+    assert_eq!(drains[0].json(), json!({"mesh": "default", "name": "web-1", "dataplaneToken": "the.dataplane.token"}));
     assert!(TcpStream::connect(&admin).is_err(), "Envoy's admin API still answers");
     assert_eq!(work_dirs(tmp.path()), Vec::<String>::new(), "the work directory is left behind");
 }

@@ -91,11 +91,36 @@ pub async fn authenticate_bootstrap(
             None => return Ok(()),
         },
     };
+    check_request(xds, proxy, token, &dataplane, "bootstrap").await
+}
+
+/// Checks a drain request's token against the stored Dataplane: only the
+/// sidecar serving a Dataplane may take it out of load balancing.
+pub async fn authenticate_drain(xds: &Xds, proxy: &ProxyId, token: Option<&str>) -> Result<(), ApiError> {
+    if xds.dp_authn == DpProxyAuthn::None {
+        return Ok(());
+    }
+    let Some(dataplane) = xds.store.get(&proxy.resource_key()).await? else {
+        tracing::warn!(dataplane = %proxy, "refused a drain for a Dataplane that does not exist");
+        return Err(ApiError::not_found(format!("Dataplane {proxy} does not exist")));
+    };
+    check_request(xds, proxy, token, &dataplane, "drain").await
+}
+
+/// Checks a dp-server HTTP request's token against `dataplane`: 401 for a
+/// missing or invalid token, 403 for a token of another Dataplane.
+async fn check_request(
+    xds: &Xds,
+    proxy: &ProxyId,
+    token: Option<&str>,
+    dataplane: &Resource,
+    request: &str,
+) -> Result<(), ApiError> {
     let refused = |status: StatusCode, title: &str, reason: String| {
-        tracing::warn!(dataplane = %proxy, %reason, "refused a bootstrap");
+        tracing::warn!(dataplane = %proxy, %reason, "refused a {request}");
         ApiError::new(status, title, reason)
     };
-    match Tokens::new(xds.store.clone()).authenticate_dataplane(token, &dataplane).await {
+    match Tokens::new(xds.store.clone()).authenticate_dataplane(token, dataplane).await {
         Ok(()) => Ok(()),
         Err(refusal @ DataplaneRefusal::Missing { .. }) => {
             Err(refused(StatusCode::UNAUTHORIZED, "Dataplane token required", refusal.to_string()))
