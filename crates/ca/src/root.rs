@@ -23,12 +23,31 @@ impl RootCa {
         validity: Duration,
         now: SystemTime,
     ) -> Result<Ca, CaError> {
-        if mesh.is_empty() || backend.is_empty() {
-            return Err(CaError::InvalidRequest("a root CA needs a mesh name and a backend name".into()));
-        }
-        if validity.is_zero() {
-            return Err(CaError::InvalidRequest("a root CA needs a validity longer than zero".into()));
-        }
+        check(mesh, backend, validity)?;
+        Self::sign(mesh, backend, key.generate()?, validity, now)
+    }
+
+    /// As [`RootCa::generate`], with the key `key_pem` (PKCS#8 PEM) kept from
+    /// before: a root whose certificate was lost gets a new one for its key.
+    pub fn with_key(
+        mesh: &str,
+        backend: &str,
+        key_pem: &str,
+        validity: Duration,
+        now: SystemTime,
+    ) -> Result<Ca, CaError> {
+        check(mesh, backend, validity)?;
+        let key_pair = rcgen::KeyPair::from_pem(key_pem).map_err(|e| CaError::KeyPem { reason: e.to_string() })?;
+        Self::sign(mesh, backend, key_pair, validity, now)
+    }
+
+    fn sign(
+        mesh: &str,
+        backend: &str,
+        key_pair: rcgen::KeyPair,
+        validity: Duration,
+        now: SystemTime,
+    ) -> Result<Ca, CaError> {
         let not_before = clock::truncate(clock::sub(now, CLOCK_SKEW));
         let not_after = clock::truncate(clock::add(now, validity, "CA validity")?);
 
@@ -47,7 +66,6 @@ impl RootCa {
         params.not_before = clock::to_offset(not_before);
         params.not_after = clock::to_offset(not_after);
 
-        let key_pair = key.generate()?;
         let cert = params.self_signed(&key_pair)?;
         let subject = x509_parser::parse_x509_certificate(cert.der())
             .map(|(_, parsed)| parsed.subject().to_string())
@@ -61,6 +79,16 @@ impl RootCa {
             not_after,
         })
     }
+}
+
+fn check(mesh: &str, backend: &str, validity: Duration) -> Result<(), CaError> {
+    if mesh.is_empty() || backend.is_empty() {
+        return Err(CaError::InvalidRequest("a root CA needs a mesh name and a backend name".into()));
+    }
+    if validity.is_zero() {
+        return Err(CaError::InvalidRequest("a root CA needs a validity longer than zero".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,6 +119,22 @@ mod tests {
             assert!(ca.key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
             assert!(!format!("{ca:?}").contains("PRIVATE"), "Debug must not print the key");
         }
+    }
+
+    #[test]
+    fn a_root_can_be_signed_again_for_a_kept_key() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = RootCa::generate("payments", "ca-1", KeyKind::EcdsaP256, Duration::from_secs(3600), now).unwrap();
+        let later = now + Duration::from_secs(60);
+        let again = RootCa::with_key("payments", "ca-1", first.key_pem(), Duration::from_secs(3600), later).unwrap();
+        assert_eq!(again.key_pem(), first.key_pem());
+        assert_ne!(again.cert_pem(), first.cert_pem());
+        assert_eq!(again.subject(), first.subject());
+        let reread =
+            Ca::from_pem(again.cert_pem(), first.key_pem(), later).expect("the new certificate matches the key");
+        assert_eq!(reread.not_after(), later + Duration::from_secs(3600));
+        let err = RootCa::with_key("payments", "ca-1", "not a key", Duration::from_secs(3600), now).unwrap_err();
+        assert!(matches!(err, CaError::KeyPem { .. }), "{err}");
     }
 
     #[test]

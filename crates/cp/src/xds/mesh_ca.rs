@@ -24,12 +24,19 @@ pub enum MeshCaError {
     /// The certificate or key was read but is not a usable CA.
     #[error("backend {backend:?}: {error}")]
     Invalid { backend: String, part: Part, error: CaError },
-    /// Half of a builtin CA exists: the other Secret is missing.
+    /// A builtin CA's certificate Secret exists without its key: no
+    /// certificate can be signed with it.
     #[error(
         "the builtin CA of backend {backend:?} is incomplete: Secret {present:?} exists but {missing:?} does not; \
-         delete {present:?} to have a new CA generated"
+         restore {missing:?}, or remove the backend from mtls.backends and then delete {present:?} to have a new CA \
+         generated"
     )]
     Incomplete { backend: String, present: String, missing: String },
+    /// A builtin CA's Secrets were deleted while it was being stored.
+    #[error(
+        "the builtin CA of backend {backend:?} changed while it was being stored; it is read again on the next change"
+    )]
+    Contended { backend: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -202,8 +209,10 @@ pub fn root_key_kind(rsa_bits: Option<u32>) -> KeyKind {
 
 /// The builtin CA of `backend`: read from its Secrets, or generated and
 /// stored when neither exists. Never regenerated while they exist. When
-/// another control plane generates the same CA at the same moment, its
-/// Secrets win and are read back.
+/// only the key Secret exists (a generation stopped half-way), a new root
+/// certificate is signed for that key. Safe when control planes do this at
+/// the same moment: the first Secret stored wins and is read back; nothing
+/// waits for another control plane.
 async fn ensure_builtin(
     store: &dyn ResourceStore,
     mesh: &str,
@@ -211,63 +220,90 @@ async fn ensure_builtin(
     rsa_bits: Option<u32>,
     lifetime: std::time::Duration,
 ) -> Result<Ca, MeshCaError> {
-    if let Some(ca) = read_builtin(store, mesh, &backend.name).await? {
-        return Ok(ca);
-    }
-    let (mesh_name, backend_name) = (mesh.to_owned(), backend.name.clone());
-    let generated = tokio::task::spawn_blocking(move || {
-        RootCa::generate(&mesh_name, &backend_name, root_key_kind(rsa_bits), lifetime, SystemTime::now())
-    })
-    .await
-    .map_err(|e| StoreError::Backend(format!("CA generation stopped: {e}")))?
-    .map_err(|error| MeshCaError::Invalid { backend: backend.name.clone(), part: Part::Cert, error })?;
     let cert_name = builtin_cert_secret(mesh, &backend.name);
     let key_name = builtin_key_secret(mesh, &backend.name);
-    // The key goes first: a certificate Secret is only ever there with its key.
-    match store.create(secret(mesh, &key_name, generated.key_pem())?).await {
-        Ok(_) => {
-            store.create(secret(mesh, &cert_name, generated.cert_pem())?).await?;
-            tracing::info!(mesh, backend = %backend.name, subject = generated.subject(), "generated the builtin CA of an mTLS backend");
-            Ok(generated)
-        }
-        Err(StoreError::AlreadyExists(_)) => {
-            // Someone else generates it: wait (briefly) for their certificate.
-            for _ in 0..50 {
-                if let Some(ca) = read_builtin(store, mesh, &backend.name).await? {
-                    return Ok(ca);
+    // Each pass either returns or lost a race to a Secret stored meanwhile,
+    // which the next pass reads; only Secrets deleted as fast end the passes.
+    for _ in 0..3 {
+        let (mesh_name, backend_name) = (mesh.to_owned(), backend.name.clone());
+        let invalid = |error| MeshCaError::Invalid { backend: backend.name.clone(), part: Part::Cert, error };
+        match read_builtin(store, mesh, &backend.name).await? {
+            Stored::Whole(ca) => return Ok(*ca),
+            Stored::KeyOnly(key_pem) => {
+                let signed = blocking(move || {
+                    RootCa::with_key(&mesh_name, &backend_name, &key_pem, lifetime, SystemTime::now())
+                })
+                .await?
+                .map_err(invalid)?;
+                match store.create(secret(mesh, &cert_name, signed.cert_pem())?).await {
+                    Ok(_) => {
+                        tracing::warn!(mesh, backend = %backend.name, subject = signed.subject(), "the builtin CA's certificate Secret was missing: signed a new root certificate for its stored key");
+                        return Ok(signed);
+                    }
+                    Err(StoreError::AlreadyExists(_)) => continue,
+                    Err(other) => return Err(other.into()),
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            Err(MeshCaError::Incomplete { backend: backend.name.clone(), present: key_name, missing: cert_name })
+            Stored::Nothing => {
+                let generated = blocking(move || {
+                    RootCa::generate(&mesh_name, &backend_name, root_key_kind(rsa_bits), lifetime, SystemTime::now())
+                })
+                .await?
+                .map_err(invalid)?;
+                // The key goes first: a certificate Secret is only ever there with its key.
+                let stored = match store.create(secret(mesh, &key_name, generated.key_pem())?).await {
+                    Ok(_) => store.create(secret(mesh, &cert_name, generated.cert_pem())?).await,
+                    Err(error) => Err(error),
+                };
+                match stored {
+                    Ok(_) => {
+                        tracing::info!(mesh, backend = %backend.name, subject = generated.subject(), "generated the builtin CA of an mTLS backend");
+                        return Ok(generated);
+                    }
+                    Err(StoreError::AlreadyExists(_)) => continue,
+                    Err(other) => return Err(other.into()),
+                }
+            }
         }
-        Err(other) => Err(other.into()),
     }
+    Err(MeshCaError::Contended { backend: backend.name.clone() })
 }
 
-/// The builtin CA from its Secrets; `None` when neither exists.
-async fn read_builtin(store: &dyn ResourceStore, mesh: &str, backend: &str) -> Result<Option<Ca>, MeshCaError> {
+/// Runs CPU-heavy key work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Backend(format!("CA generation stopped: {e}")))
+}
+
+/// What a builtin CA's Secrets hold.
+enum Stored {
+    Nothing,
+    /// The key (PEM) without its certificate.
+    KeyOnly(String),
+    Whole(Box<Ca>),
+}
+
+/// The builtin CA as its Secrets hold it.
+async fn read_builtin(store: &dyn ResourceStore, mesh: &str, backend: &str) -> Result<Stored, MeshCaError> {
     let (cert_name, key_name) = (builtin_cert_secret(mesh, backend), builtin_key_secret(mesh, backend));
     let get = |name: String| async move { store.get(&ResourceKey::new(ResourceType::Secret, Some(mesh), &name)).await };
     let (cert, key) = (get(cert_name.clone()).await?, get(key_name.clone()).await?);
-    let (cert, key) = match (cert, key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (cert, key),
-        (Some(_), None) => {
-            return Err(MeshCaError::Incomplete { backend: backend.into(), present: cert_name, missing: key_name });
-        }
-        (None, Some(_)) => return Ok(None),
-    };
     let text = |secret: &Resource, part: Part| {
         secret_data(secret)
             .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not PEM text".to_owned()))
             .map_err(|reason| MeshCaError::Source { backend: backend.into(), part, reason })
     };
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(Stored::Nothing),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(MeshCaError::Incomplete { backend: backend.into(), present: cert_name, missing: key_name });
+        }
+        (None, Some(key)) => return Ok(Stored::KeyOnly(text(&key, Part::Key)?)),
+    };
     let (cert_pem, key_pem) = (text(&cert, Part::Cert)?, text(&key, Part::Key)?);
-    Ca::from_pem(&cert_pem, &key_pem, SystemTime::now()).map(Some).map_err(|error| MeshCaError::Invalid {
-        backend: backend.into(),
-        part: part_of(&error),
-        error,
-    })
+    Ca::from_pem(&cert_pem, &key_pem, SystemTime::now())
+        .map(|ca| Stored::Whole(Box::new(ca)))
+        .map_err(|error| MeshCaError::Invalid { backend: backend.into(), part: part_of(&error), error })
 }
 
 #[cfg(test)]
@@ -369,6 +405,28 @@ mod tests {
             error.to_string().starts_with("the CA key of backend \"ca\" cannot be read: cannot read file"),
             "{error}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_left_without_its_certificate_gets_a_new_root_certificate_at_once() {
+        let (store, view) =
+            store_with_mesh("{type: Mesh, name: m, mtls: {backends: [{name: ca-1, type: builtin}]}}").await;
+        let backend = &view.backends[0];
+        let first = load(&store, "m", backend).await.unwrap();
+        let cert_key = ResourceKey::new(ResourceType::Secret, Some("m"), "m.ca-builtin-cert-ca-1");
+        store.delete(&cert_key).await.unwrap();
+
+        // A paused clock: any wait inside would be seen as time passing.
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(load(&store, "m", backend), load(&store, "m", backend));
+        assert_eq!(tokio::time::Instant::now(), started, "nothing waited");
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.cert_pem(), b.cert_pem(), "racing control planes agree on one certificate");
+        assert_eq!(a.key_pem(), first.key_pem(), "the stored key is kept");
+        assert_ne!(a.cert_pem(), first.cert_pem());
+        let stored = store.get(&cert_key).await.unwrap().expect("the certificate Secret is stored again");
+        assert_eq!(String::from_utf8(secret_data(&stored).unwrap()).unwrap(), a.cert_pem());
+        assert_eq!(load(&store, "m", backend).await.unwrap().cert_pem(), a.cert_pem(), "and read back after");
     }
 
     #[tokio::test]
