@@ -113,7 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
 
     let https = config.api_server.https.enabled;
     let tls = match config.dp_server.tls_enabled || https {
-        true => Some(tls::setup(&config, &hostname())?),
+        true => Some(tls::setup(&config, &hostname()).await?),
         false => None,
     };
     if !config.dp_server.tls_enabled {

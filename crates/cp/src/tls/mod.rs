@@ -27,7 +27,16 @@ pub struct ServerTls {
 
 /// The certificate `config` asks for: the configured files, else the
 /// data directory's (generated when missing) for this host's names.
-pub fn setup(config: &Config, hostname: &str) -> anyhow::Result<ServerTls> {
+/// File reads, key generation and waiting for a control plane starting
+/// alongside run on a blocking thread, off the async workers.
+pub async fn setup(config: &Config, hostname: &str) -> anyhow::Result<ServerTls> {
+    let (config, hostname) = (config.clone(), hostname.to_owned());
+    tokio::task::spawn_blocking(move || setup_blocking(&config, &hostname))
+        .await
+        .context("the TLS set-up thread did not finish")?
+}
+
+fn setup_blocking(config: &Config, hostname: &str) -> anyhow::Result<ServerTls> {
     let pair = match (&config.general.tls_cert_file, &config.general.tls_key_file) {
         (Some(cert), Some(key)) => files::read_configured(cert, key)?,
         _ => {
@@ -88,6 +97,31 @@ pub fn server_config(pair: &CertPair) -> anyhow::Result<Arc<ServerConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn setup_leaves_the_runtime_free_while_it_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        // A lone certificate: set-up waits for a key another start might be
+        // about to link, then gives up.
+        std::fs::write(dir.path().join(CERT_FILE), "x").unwrap();
+        let mut config = Config::default();
+        config.store.data_dir = dir.path().to_owned();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let error = setup(&config, "localhost").await.unwrap_err().to_string();
+        ticker.abort();
+        assert!(error.contains("delete both"), "{error}");
+        let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(ticks >= 10, "other tasks ran only {ticks} times during the two-second wait");
+    }
 
     #[test]
     fn a_key_of_another_certificate_is_named() {
