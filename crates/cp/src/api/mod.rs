@@ -94,13 +94,94 @@ async fn handle(
     }
 }
 
-/// A request body of at most `limit` bytes (413 beyond).
+/// A request body of at most `limit` bytes: 413 beyond, 400 when it
+/// cannot be read (the client went away mid-body, a malformed chunked
+/// encoding).
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|error| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large",
-            format!("the request body is too large or unreadable: {error}"),
-        )
+        let chain: Vec<&(dyn std::error::Error + 'static)> =
+            std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| e.source()).collect();
+        if chain.iter().any(|e| e.is::<http_body_util::LengthLimitError>()) {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
+            );
+        }
+        // Wrappers repeat their cause in their own message; keep each new part once.
+        let mut reason = String::new();
+        for message in chain.iter().map(ToString::to_string) {
+            if !reason.contains(&message) {
+                reason = if reason.is_empty() { message } else { format!("{reason}: {message}") };
+            }
+        }
+        ApiError::bad_request(format!("could not read the request body: {reason}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    async fn error_of(body: Body, limit: usize) -> serde_json::Value {
+        let response = read_body(body, limit).await.unwrap_err().into_response();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["status"], status, "{json}");
+        json
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        assert_eq!(read_body(Body::from("12345678"), 8).await.unwrap(), "12345678");
+        let json = error_of(Body::from("123456789"), 8).await;
+        assert_eq!((&json["status"], &json["title"]), (&413.into(), &"Payload Too Large".into()), "{json}");
+        assert!(json["detail"].as_str().unwrap().contains("larger than 8 bytes"), "{json}");
+    }
+
+    /// Sends raw HTTP/1.1 to a started control plane and returns the status
+    /// line and the JSON body.
+    fn raw_request(address: &str, request: &[u8]) -> (String, serde_json::Value) {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        stream.write_all(request).unwrap();
+        // No more from this client: a body it announced but did not send is cut short.
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"));
+        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        (head.lines().next().unwrap().to_owned(), json)
+    }
+
+    #[test]
+    fn real_requests_get_413_over_the_limit_and_400_for_a_broken_or_cut_short_body() {
+        let mut config = crate::testing::loopback_config();
+        config.api_server.max_body_bytes = 64;
+        let dir = tempfile::tempdir().unwrap();
+        config.store.data_dir = dir.path().to_owned();
+        let control_plane = crate::testing::start(config).unwrap();
+        let address = control_plane.api_url().trim_start_matches("http://").to_owned();
+        let head = "POST /tokens/dataplane HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\n";
+
+        let body = format!("{{\"name\": \"{}\"}}", "a".repeat(100));
+        let request = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+        let (status, json) = raw_request(&address, request.as_bytes());
+        assert!(status.contains(" 413 "), "{status} {json}");
+        assert!(json["detail"].as_str().unwrap().contains("larger than 64 bytes"), "{json}");
+
+        let broken_chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n5\r\n{{\"nam\r\nzz\r\n");
+        let cut_short = format!("{head}Content-Length: 40\r\n\r\n{{\"name\": ");
+        for (request, reason) in [(broken_chunked, "chunk size"), (cut_short, "end of file")] {
+            let (status, json) = raw_request(&address, request.as_bytes());
+            assert!(status.contains(" 400 "), "{status} {json}");
+            assert_eq!(json["title"], "Bad Request", "{json}");
+            let detail = json["detail"].as_str().unwrap();
+            assert!(detail.starts_with("could not read the request body: ") && detail.contains(reason), "{json}");
+        }
+    }
 }
