@@ -25,9 +25,6 @@ pub struct StreamInfo {
     pub transport: Transport,
     /// The client's address, when the server that accepted the connection recorded it.
     pub peer: Option<SocketAddr>,
-    /// The gRPC metadata (request headers) the stream was opened with: call
-    /// credentials such as `authorization` travel here.
-    pub metadata: tonic::metadata::MetadataMap,
 }
 
 /// What the mesh-aware layer wants to know and decide. Called synchronously
@@ -36,16 +33,23 @@ pub struct StreamInfo {
 /// For one stream, calls come in order: `stream_opened`, then the others, then
 /// `stream_closed` exactly once if and only if `stream_opened` returned `Ok`.
 pub trait Callbacks: Send + Sync + 'static {
+    /// What `authenticate` learned about the client (say, which proxy it
+    /// is), handed to `stream_opened` so the two judge the same client.
+    type Identity: Send + 'static;
     /// Before `stream_opened`, and free to wait (e.g. on a store): whether the
-    /// client may open this stream, judged from its node and metadata. An `Err`
-    /// ends the stream with that status (UNAUTHENTICATED, PERMISSION_DENIED).
-    fn authenticate(&self, stream: &StreamInfo) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        let _ = stream;
-        std::future::ready(Ok(()))
-    }
-    /// Before anything is sent. An `Err` ends the stream with that status (e.g.
-    /// an unknown Dataplane: NOT_FOUND with a message saying what to do).
-    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status>;
+    /// client may open this stream, judged from its node and the gRPC metadata
+    /// (request headers, where call credentials such as `authorization`
+    /// travel; seen only here, so they are not kept for the stream's life).
+    /// An `Err` ends the stream with that status (UNAUTHENTICATED,
+    /// PERMISSION_DENIED, NOT_FOUND).
+    fn authenticate(
+        &self,
+        stream: &StreamInfo,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> impl Future<Output = Result<Self::Identity, tonic::Status>> + Send;
+    /// Before anything is sent, with what `authenticate` found. An `Err` ends
+    /// the stream with that status (e.g. ALREADY_EXISTS for a second client).
+    fn stream_opened(&self, stream: &StreamInfo, identity: Self::Identity) -> Result<(), tonic::Status>;
     /// The stream ended, also when the client went away without a word.
     fn stream_closed(&self, stream: &StreamInfo);
     /// A response was handed to the transport (SotW `version_info` or delta `system_version_info`).

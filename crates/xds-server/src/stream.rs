@@ -62,16 +62,20 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     // Envoy lists every extension compiled into it (hundreds): kept for the
     // stream's life they would cost more than everything else it holds.
     node.extensions = Vec::new();
-    let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer, metadata };
-    if let Err(status) = callbacks.authenticate(&stream).await {
-        debug!(id, node = %stream.node.id, %status, "ADS stream refused");
-        let _ = responses.send(Err(status)).await;
-        return;
-    }
+    let stream = StreamInfo { id, node, transport: P::TRANSPORT, peer };
+    let identity = match callbacks.authenticate(&stream, &metadata).await {
+        Ok(identity) => identity,
+        Err(status) => {
+            debug!(id, node = %stream.node.id, %status, "ADS stream refused");
+            let _ = responses.send(Err(status)).await;
+            return;
+        }
+    };
+    drop(metadata);
     // Watched before `stream_opened`, so a `SnapshotCache::close` issued after
     // the stream was accepted, even while `stream_opened` runs, ends it.
     let mut node_watch = cache.watch(&stream.node.id);
-    if let Err(status) = callbacks.stream_opened(&stream) {
+    if let Err(status) = callbacks.stream_opened(&stream, identity) {
         debug!(id, node = %stream.node.id, %status, "ADS stream refused");
         let _ = responses.send(Err(status)).await;
         return;

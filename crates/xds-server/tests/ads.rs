@@ -19,6 +19,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Status, Streaming};
@@ -44,12 +45,19 @@ impl Recorder {
 }
 
 impl Callbacks for Recorder {
-    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), Status> {
-        if stream.node.id == "unknown" {
-            return Err(Status::not_found("no Dataplane named unknown: apply it first"));
+    /// The node id authentication accepted: what `Opened` records.
+    type Identity = String;
+
+    async fn authenticate(&self, stream: &StreamInfo, _: &MetadataMap) -> Result<String, Status> {
+        match stream.node.id.as_str() {
+            "unknown" => Err(Status::not_found("no Dataplane named unknown: apply it first")),
+            id => Ok(id.to_owned()),
         }
+    }
+
+    fn stream_opened(&self, stream: &StreamInfo, node: String) -> Result<(), Status> {
         let loopback_peer = stream.peer.is_some_and(|peer| peer.ip().is_loopback());
-        self.record(Call::Opened { node: stream.node.id.clone(), transport: stream.transport, loopback_peer });
+        self.record(Call::Opened { node, transport: stream.transport, loopback_peer });
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 
 use axum::http::StatusCode;
 use kodiak_api::Resource;
-use kodiak_xds_server::StreamInfo;
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
 use super::Xds;
 use super::proxy_id::ProxyId;
@@ -17,53 +17,78 @@ use crate::tokens::dataplane::DataplaneRefusal;
 /// The metadata key Envoy sends the token under (`initial_metadata`).
 const AUTHORIZATION: &str = "authorization";
 
-/// Checks the token of a stream's first request, before anything is sent or
-/// registered. A Dataplane neither stored nor carried by the node is left to
-/// `stream_opened`, which refuses it as unknown.
+/// The Dataplane a stream serves, as authentication found it.
+#[derive(Debug)]
+pub struct StreamDataplane {
+    pub proxy: ProxyId,
+    /// Whether it is in the store; if not, the node carries it inline.
+    pub stored: bool,
+}
+
+/// Finds the Dataplane a stream's first request names (in the store, else
+/// carried inline by the node) and checks the stream's token against it,
+/// before anything is sent or registered. A Dataplane found nowhere is
+/// refused with NOT_FOUND.
 pub async fn authenticate_stream(
     xds: &Xds,
-    proxy: Result<ProxyId, String>,
+    node_id: &str,
     inline: Option<String>,
-    stream: &StreamInfo,
-) -> Result<(), Status> {
+    metadata: &MetadataMap,
+) -> Result<StreamDataplane, Status> {
+    let (found, dataplane) = find_dataplane(xds, node_id, inline.as_deref()).await?;
     if xds.dp_authn == DpProxyAuthn::None {
-        return Ok(());
+        return Ok(found);
     }
-    let proxy = proxy.map_err(Status::invalid_argument)?;
-    let mut values = stream.metadata.get_all(AUTHORIZATION).iter();
+    let proxy = &found.proxy;
+    let mut values = metadata.get_all(AUTHORIZATION).iter();
     let token =
         match (values.next(), values.next()) {
             (None, _) => None,
             (Some(value), None) => Some(value.to_str().map_err(|_| {
-                refused_stream(&proxy, Status::unauthenticated("the authorization metadata is not text"))
+                refused_stream(proxy, Status::unauthenticated("the authorization metadata is not text"))
             })?),
             (Some(_), Some(_)) => {
                 return Err(refused_stream(
-                    &proxy,
+                    proxy,
                     Status::unauthenticated("the stream carries more than one authorization metadata value"),
                 ));
             }
         };
-    let dataplane = match xds.store.get(&proxy.resource_key()).await {
-        Ok(Some(stored)) => stored,
-        Ok(None) => match inline.as_deref().map(parse_inline) {
-            Some(Ok(carried)) => carried,
-            Some(Err(error)) => return Err(refused_stream(&proxy, Status::invalid_argument(error.to_string()))),
-            None => return Ok(()),
-        },
-        Err(error) => return Err(Status::unavailable(format!("cannot read Dataplane {proxy}: {error}"))),
-    };
     match Tokens::new(xds.store.clone()).authenticate_dataplane(token, &dataplane).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(found),
         Err(refusal @ (DataplaneRefusal::Missing { .. } | DataplaneRefusal::Invalid(_))) => {
-            Err(refused_stream(&proxy, Status::unauthenticated(refusal.to_string())))
+            Err(refused_stream(proxy, Status::unauthenticated(refusal.to_string())))
         }
         Err(refusal @ DataplaneRefusal::Mismatch(_)) => {
-            Err(refused_stream(&proxy, Status::permission_denied(refusal.to_string())))
+            Err(refused_stream(proxy, Status::permission_denied(refusal.to_string())))
         }
         Err(DataplaneRefusal::Store(error)) => {
             Err(Status::unavailable(format!("cannot check the dataplane token: {error}")))
         }
+    }
+}
+
+/// The Dataplane a node id names: the reading of the id (mesh names may
+/// hold dots) that names a stored Dataplane, else the one the node carries,
+/// read as the plain reading.
+async fn find_dataplane(xds: &Xds, node_id: &str, inline: Option<&str>) -> Result<(StreamDataplane, Resource), Status> {
+    let plain = ProxyId::parse(node_id).map_err(Status::invalid_argument)?;
+    for reading in ProxyId::readings(node_id) {
+        match xds.store.get(&reading.resource_key()).await {
+            Ok(Some(dataplane)) => return Ok((StreamDataplane { proxy: reading, stored: true }, dataplane)),
+            Ok(None) => {}
+            Err(error) => return Err(Status::unavailable(format!("cannot read Dataplane {reading}: {error}"))),
+        }
+    }
+    match inline.map(parse_inline) {
+        Some(Ok(carried)) => Ok((StreamDataplane { proxy: plain, stored: false }, carried)),
+        Some(Err(error)) => Err(refused_stream(&plain, Status::invalid_argument(error.to_string()))),
+        None => Err(refused_stream(
+            &plain,
+            Status::not_found(format!(
+                "Dataplane {plain} does not exist: apply it first (kodiakctl apply -f dataplane.yaml) or start kodiak-dp with --dataplane-file"
+            )),
+        )),
     }
 }
 

@@ -3,8 +3,10 @@
 
 use kodiak_api::bootstrap::node_metadata;
 use kodiak_xds_server::{Callbacks, StreamInfo, Transport};
+use tonic::metadata::MetadataMap;
 
 use super::Xds;
+use super::auth::StreamDataplane;
 use super::connections::Presence;
 use super::insights::{StreamEvent, StreamStart};
 use super::proxy_id::ProxyId;
@@ -29,31 +31,30 @@ impl XdsCallbacks {
 }
 
 impl Callbacks for XdsCallbacks {
-    fn authenticate(&self, stream: &StreamInfo) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+    type Identity = StreamDataplane;
+
+    fn authenticate(
+        &self,
+        stream: &StreamInfo,
+        metadata: &MetadataMap,
+    ) -> impl Future<Output = Result<StreamDataplane, tonic::Status>> + Send {
         let inline = metadata_text(&stream.node, node_metadata::DATAPLANE);
-        super::auth::authenticate_stream(&self.xds, self.proxy_of(&stream.node.id), inline, stream)
+        super::auth::authenticate_stream(&self.xds, &stream.node.id, inline, metadata)
     }
 
-    fn stream_opened(&self, stream: &StreamInfo) -> Result<(), tonic::Status> {
+    fn stream_opened(&self, stream: &StreamInfo, found: StreamDataplane) -> Result<(), tonic::Status> {
         let node = &stream.node;
-        let proxy = self.proxy_of(&node.id).map_err(tonic::Status::invalid_argument)?;
+        let StreamDataplane { proxy, stored } = found;
         let inline = metadata_text(node, node_metadata::DATAPLANE);
         if self.xds.known.was_deleted_while_connected(&proxy) {
             return Err(deleted(&proxy));
-        }
-        let known = self.xds.known.contains(&proxy);
-        if !known && inline.is_none() {
-            tracing::warn!(dataplane = %proxy, "refused an xDS stream for a Dataplane that does not exist");
-            return Err(tonic::Status::not_found(format!(
-                "Dataplane {proxy} does not exist: apply it first (kodiakctl apply -f dataplane.yaml) or start kodiak-dp with --dataplane-file"
-            )));
         }
         let instance = metadata_text(node, node_metadata::SIDECAR_INSTANCE);
         let presence = self.xds.connections.opened(&proxy, instance.as_deref()).map_err(|reason| {
             tracing::warn!(dataplane = %proxy, %reason, "refused an xDS stream");
             tonic::Status::already_exists(reason)
         })?;
-        if let (false, Some(inline)) = (known, inline) {
+        if let (false, Some(inline)) = (stored, inline) {
             // Known to the sidecar but not to this control plane (an
             // in-memory store that restarted): register it again.
             let (store, known, cache) = (self.xds.store.clone(), self.xds.known.clone(), self.xds.cache.clone());
@@ -136,5 +137,97 @@ fn metadata_text(node: &envoy_types::pb::envoy::config::core::v3::Node, key: &st
     match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
         Kind::StringValue(text) => Some(text.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use kodiak_api::Resource;
+    use kodiak_store::{MemoryStore, ResourceStore};
+    use kodiak_xds_server::SnapshotCache;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::DpProxyAuthn;
+    use crate::tokens::{DataplaneTokenRequest, Tokens};
+    use crate::xds::connections::Connections;
+    use crate::xds::insights::Insights;
+    use crate::xds::sync::{AwaitedAcks, KnownDataplanes};
+
+    /// Callbacks whose sync loop has not run: `known` is whatever a test puts there.
+    fn callbacks(store: &Arc<dyn ResourceStore>) -> XdsCallbacks {
+        let (signals, _) = tokio::sync::mpsc::unbounded_channel();
+        let connections = Arc::new(Connections::default());
+        let cleanup = crate::xds::cleanup::Cleanup::new(store.clone(), connections.clone(), Duration::from_secs(60));
+        let xds = Xds {
+            store: store.clone(),
+            cache: Arc::new(SnapshotCache::new()),
+            known: Arc::new(KnownDataplanes::default()),
+            insights: Arc::new(Insights::new("cp-test")),
+            acks: Arc::new(AwaitedAcks::default()),
+            dp_authn: DpProxyAuthn::DpToken,
+            connections,
+            cleanup,
+            signals,
+        };
+        XdsCallbacks { xds }
+    }
+
+    fn stream(node_id: &str) -> StreamInfo {
+        let node = Node { id: node_id.into(), ..Default::default() };
+        StreamInfo { id: 1, node, transport: Transport::Sotw, peer: None }
+    }
+
+    fn metadata(token: Option<&str>) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        if let Some(token) = token {
+            metadata.insert("authorization", token.parse().unwrap());
+        }
+        metadata
+    }
+
+    async fn store_with_mesh() -> Arc<dyn ResourceStore> {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        store.create(Resource::from_document(&json!({"type": "Mesh", "name": "default"})).unwrap()).await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_dataplane_known_but_no_longer_stored_is_refused_before_its_token_is_skipped() {
+        let store = store_with_mesh().await;
+        let callbacks = callbacks(&store);
+        // Deleted from the store; the sync loop has not caught up yet.
+        callbacks.xds.known.insert(ProxyId::new("default", "web-1"));
+        let refused = callbacks.authenticate(&stream("default.web-1"), &metadata(None)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+        assert!(refused.message().contains("Dataplane default/web-1 does not exist: apply it first"), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn the_dataplane_authentication_found_is_the_one_the_stream_opens_for() {
+        let store = store_with_mesh().await;
+        let dataplane = json!({
+            "type": "Dataplane", "mesh": "default", "name": "web-1",
+            "networking": {"address": "127.0.0.2", "inbound": [{"port": 10001, "tags": {"kuma.io/service": "web"}}]}
+        });
+        store.create(Resource::from_document(&dataplane).unwrap()).await.unwrap();
+        let request = DataplaneTokenRequest {
+            mesh: "default".into(),
+            name: "web-1".into(),
+            valid_for: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let token = Tokens::new(store.clone()).issue_dataplane(request).await.unwrap();
+        let callbacks = callbacks(&store);
+        let stream = stream("default.web-1");
+        // Stored, though the sync loop has not put it in `known` yet.
+        let found = callbacks.authenticate(&stream, &metadata(Some(&token))).await.unwrap();
+        assert_eq!((&found.proxy, found.stored), (&ProxyId::new("default", "web-1"), true));
+        callbacks.stream_opened(&stream, found).unwrap();
+        assert!(callbacks.xds.connections.is_connected(&ProxyId::new("default", "web-1")));
     }
 }
