@@ -4,7 +4,6 @@
 //!
 //! Pure CPU, no network. Every run is bounded by a certificate count and a time limit.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
@@ -36,11 +35,11 @@ fn request(key: KeyKind, i: usize) -> WorkloadRequest {
     WorkloadRequest {
         mesh: "default".into(),
         services: vec![format!("svc-{}", i % 500)],
-        tags: BTreeMap::from([
-            ("kuma.io/protocol".into(), "http".into()),
-            ("kuma.io/service".into(), format!("svc-{}", i % 500)),
-            ("kuma.io/zone".into(), "zone-1".into()),
-            ("version".into(), "v1".into()),
+        tags: kodiak_ca::tags_of([
+            ("kuma.io/protocol", "http".to_owned()),
+            ("kuma.io/service", format!("svc-{}", i % 500)),
+            ("kuma.io/zone", "zone-1".to_owned()),
+            ("version", "v1".to_owned()),
         ]),
         key,
         lifetime: Duration::from_secs(24 * 3600),

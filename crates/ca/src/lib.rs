@@ -19,4 +19,4 @@ pub use error::CaError;
 pub use keys::KeyKind;
 pub use renewal::renewal_due;
 pub use root::RootCa;
-pub use workload::{CLOCK_SKEW, WorkloadCert, WorkloadRequest};
+pub use workload::{CLOCK_SKEW, Tags, WorkloadCert, WorkloadRequest, tags_of};

@@ -19,15 +19,28 @@ pub struct WorkloadRequest {
     /// The services (`kuma.io/service` values) the workload serves; one
     /// `spiffe://<mesh>/<service>` SAN each.
     pub services: Vec<String>,
-    /// The Dataplane's tags; one `kuma://<tag>/<value>` SAN each, which
-    /// MeshTrafficPermission matches on.
-    pub tags: BTreeMap<String, String>,
+    /// The Dataplane's tags, each with every value its inbounds give it;
+    /// one `kuma://<tag>/<value>` SAN per value, which MeshTrafficPermission
+    /// matches on.
+    pub tags: Tags,
     /// The kind of key to generate for the workload.
     pub key: KeyKind,
     /// How long the certificate lives (Kuma's `dpCert.rotation.expiration`, 24 h by default).
     pub lifetime: Duration,
     /// The time of issuance.
     pub now: SystemTime,
+}
+
+/// A workload's tags: each tag with every value it has (on one inbound or another).
+pub type Tags = BTreeMap<String, BTreeSet<String>>;
+
+/// [`Tags`] from `(tag, value)` pairs; a tag given twice keeps both values.
+pub fn tags_of<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Tags {
+    let mut tags = Tags::new();
+    for (tag, value) in pairs {
+        tags.entry(tag.into()).or_default().insert(value.into());
+    }
+    tags
 }
 
 /// A freshly issued workload certificate and its private key.
@@ -114,7 +127,9 @@ impl Ca {
         params.subject_alt_names = services
             .iter()
             .map(|service| format!("spiffe://{mesh}/{service}"))
-            .chain(tags.iter().map(|(tag, value)| format!("kuma://{tag}/{value}")))
+            .chain(
+                tags.iter().flat_map(|(tag, values)| values.iter().map(move |value| format!("kuma://{tag}/{value}"))),
+            )
             .map(uri_san)
             .collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -162,10 +177,11 @@ mod tests {
         WorkloadRequest {
             mesh: "default".into(),
             services: vec!["web".into(), "backend".into(), "web".into()],
-            tags: BTreeMap::from([
-                ("kuma.io/service".into(), "backend".into()),
-                ("kuma.io/zone".into(), "east".into()),
-                ("version".into(), "v2".into()),
+            tags: tags_of([
+                ("kuma.io/service", "backend"),
+                ("version", "v2"),
+                ("kuma.io/zone", "east"),
+                ("version", "v1"),
             ]),
             key: KeyKind::EcdsaP256,
             lifetime: 24 * HOUR,
@@ -203,6 +219,7 @@ mod tests {
                 "spiffe://default/web",
                 "kuma://kuma.io/service/backend",
                 "kuma://kuma.io/zone/east",
+                "kuma://version/v1",
                 "kuma://version/v2",
             ]
         );

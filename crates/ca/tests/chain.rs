@@ -1,7 +1,6 @@
 //! Issued workload certificates chain to their CA under rustls-webpki (aws-lc-rs
 //! signature algorithms), and only to their CA.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kodiak_ca::{Ca, KeyKind, RootCa, WorkloadCert, WorkloadRequest};
@@ -23,7 +22,7 @@ fn leaf(ca: &Ca, mesh: &str, key: KeyKind) -> WorkloadCert {
     ca.issue(&WorkloadRequest {
         mesh: mesh.into(),
         services: vec!["backend".into()],
-        tags: BTreeMap::from([("kuma.io/zone".into(), "east".into())]),
+        tags: kodiak_ca::tags_of([("kuma.io/zone", "east")]),
         key,
         lifetime: DAY,
         now: now(),

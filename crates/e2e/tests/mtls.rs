@@ -319,7 +319,7 @@ async fn mtls_request(port: u16, ca: &kodiak_ca::Ca, mesh: &str) -> String {
         .issue(&kodiak_ca::WorkloadRequest {
             mesh: mesh.to_owned(),
             services: vec!["a".to_owned()],
-            tags: [("kuma.io/service".to_owned(), "a".to_owned())].into(),
+            tags: kodiak_ca::tags_of([("kuma.io/service", "a")]),
             key: kodiak_ca::KeyKind::EcdsaP256,
             lifetime: Duration::from_secs(3600),
             now: std::time::SystemTime::now(),

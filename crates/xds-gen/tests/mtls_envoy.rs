@@ -115,10 +115,7 @@ fn identity(ca: &Ca, services: &[&str], team: &str) -> Identity {
     let request = WorkloadRequest {
         mesh: MESH.into(),
         services: services.iter().map(|service| service.to_string()).collect(),
-        tags: BTreeMap::from([
-            ("kuma.io/service".to_owned(), services[0].to_owned()),
-            ("team".to_owned(), team.to_owned()),
-        ]),
+        tags: kodiak_ca::tags_of([("kuma.io/service", services[0]), ("team", team)]),
         key: KeyKind::EcdsaP256,
         lifetime: Duration::from_secs(3600),
         now: SystemTime::now(),

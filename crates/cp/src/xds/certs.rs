@@ -1,12 +1,11 @@
 //! Workload certificates of connected proxies: what a proxy's certificate
 //! must say, when it is renewed, and issuing it from the mesh's CA.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kodiak_api::dataplane_view::DataplaneView;
-use kodiak_ca::{Ca, KeyKind, WorkloadCert, WorkloadRequest};
+use kodiak_ca::{Ca, KeyKind, Tags, WorkloadCert, WorkloadRequest};
 
 /// A proxy's certificate may not be renewed sooner than this after it was
 /// issued, so a tiny lifetime cannot make the sync loop spin.
@@ -18,7 +17,7 @@ pub const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(1);
 pub struct CertSpec {
     pub mesh: String,
     pub services: Vec<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub backend: String,
     /// The root of the CA that signs it.
     pub root: Arc<str>,
@@ -28,8 +27,7 @@ pub struct CertSpec {
 
 impl CertSpec {
     /// The identity of `dataplane`: its services and the union of its
-    /// inbounds' tags (the first inbound wins when two give a tag different
-    /// values). A Dataplane that serves nothing (outbounds only) still needs
+    /// inbounds' tags (a tag keeps every value its inbounds give it). A Dataplane that serves nothing (outbounds only) still needs
     /// a certificate to call mTLS services: it is named
     /// `spiffe://<mesh>/dataplane/<name>`, which no service can be named
     /// (service names hold no `/`), so it matches only `from: Mesh` permissions.
@@ -45,12 +43,13 @@ impl CertSpec {
         if services.is_empty() {
             services.push(format!("dataplane/{}", dataplane.name));
         }
-        let mut tags = BTreeMap::new();
-        for inbound in &dataplane.inbounds {
-            for (tag, value) in &inbound.tags {
-                tags.entry(tag.clone()).or_insert_with(|| value.clone());
-            }
-        }
+        let tags = kodiak_ca::tags_of(
+            dataplane
+                .inbounds
+                .iter()
+                .flat_map(|inbound| inbound.tags.iter())
+                .map(|(tag, value)| (tag.as_str(), value.as_str())),
+        );
         CertSpec {
             mesh: dataplane.mesh.clone(),
             services,
@@ -150,7 +149,8 @@ mod tests {
         let dataplane = view(
             "{type: Dataplane, mesh: m, name: web-1, networking: {address: 127.0.0.1, inbound: [
                {port: 1, tags: {kuma.io/service: web, version: v1}},
-               {port: 2, tags: {kuma.io/service: admin, version: v2, team: a}}]}}",
+               {port: 2, tags: {kuma.io/service: admin, version: v2, team: a}},
+               {port: 3, tags: {kuma.io/service: web, version: v1, team: a}}]}}",
         );
         CertSpec::of(&dataplane, "ca-1", root, lifetime, KeyKind::EcdsaP256)
     }
@@ -159,8 +159,42 @@ mod tests {
     fn the_identity_is_every_service_and_the_union_of_inbound_tags() {
         let spec = spec(&Arc::from("root"), Duration::from_secs(60));
         assert_eq!(spec.services, ["admin", "web"]);
-        let tags: Vec<(&str, &str)> = spec.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(tags, [("kuma.io/service", "web"), ("team", "a"), ("version", "v1")]);
+        let tags: Vec<(&str, Vec<&str>)> =
+            spec.tags.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+        assert_eq!(
+            tags,
+            [("kuma.io/service", vec!["admin", "web"]), ("team", vec!["a"]), ("version", vec!["v1", "v2"])],
+            "every value of a tag, once and sorted"
+        );
+    }
+
+    #[test]
+    fn a_tag_with_two_values_on_two_inbounds_gives_a_name_for_each() {
+        let dataplane = view(
+            "{type: Dataplane, mesh: m, name: web-1, networking: {address: 127.0.0.1, inbound: [
+               {port: 1, tags: {kuma.io/service: web, team: red}},
+               {port: 2, tags: {kuma.io/service: web, team: blue}}]}}",
+        );
+        let now = SystemTime::now();
+        let ca = RootCa::generate("m", "ca-1", KeyKind::EcdsaP256, Duration::from_secs(3600), now).unwrap();
+        let spec =
+            CertSpec::of(&dataplane, "ca-1", &Arc::from(ca.cert_pem()), Duration::from_secs(60), KeyKind::EcdsaP256);
+        let cert = issue(&ca, spec, None, now).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.cert.cert_pem.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        let sans: Vec<String> = parsed
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            sans,
+            ["URI(spiffe://m/web)", "URI(kuma://kuma.io/service/web)", "URI(kuma://team/blue)", "URI(kuma://team/red)"]
+        );
     }
 
     #[test]
@@ -197,7 +231,7 @@ mod tests {
         let other_root = CertSpec { root: Arc::from("other"), ..wanted.clone() };
         assert_eq!(reissue(Some(&cert), &other_root, now), Some(Reason::Changed));
         let mut retagged = wanted.clone();
-        retagged.tags.insert("version".into(), "v3".into());
+        retagged.tags.entry("version".into()).or_default().insert("v3".into());
         assert_eq!(reissue(Some(&cert), &retagged, now), Some(Reason::Changed));
         let next = issue(&ca, wanted, Some(&cert), now).unwrap();
         assert_eq!(next.renewals, 1);

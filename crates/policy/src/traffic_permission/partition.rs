@@ -7,6 +7,10 @@
 //! (JSON merge patch, later wins) yields the action of the last of them: the
 //! caller's decision is that entry's, and so is the policy named for it.
 //!
+//! A caller's identity may give a tag several values (one per value its
+//! inbounds have): it carries key=value when any of its values is that one,
+//! so carrying one value of a key says nothing about the others.
+//!
 //! The callers are split by a binary search over tag conditions, always on
 //! a condition of the last entry still possible in the current set of
 //! callers: "carries key=value" on one side, "does not" on the other. Once
@@ -16,7 +20,7 @@
 //! `kuma.io/service` entry when permissions name services) and the caller
 //! sets disjoint by construction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use super::{Action, Callers, PermissionRule, TagCondition};
@@ -57,13 +61,13 @@ pub(crate) fn disjoint_rules(entries: &[Entry]) -> (Vec<PermissionRule>, bool) {
             continue;
         };
         let (key, value) = (key.as_str(), value.as_str());
-        let keep = |same: bool| -> Vec<usize> {
-            let fits = |i: &usize| entries[*i].tags.get(key).is_none_or(|v| (v == value) == same);
-            candidates.iter().copied().filter(fits).collect()
-        };
+        // Callers carrying the tag may carry other values of its key too, so
+        // every candidate stays; callers without it drop the entries needing it.
+        let lacking = candidates.iter().copied().filter(|i| entries[*i].tags.get(key).is_none_or(|v| v != value));
+        let lacking = lacking.collect();
         // Pushed in reverse: the callers that carry the tag are examined first.
-        stack.push(Node { callers: callers.without(key, value), candidates: keep(false) });
-        stack.push(Node { callers: callers.with(key, value), candidates: keep(true) });
+        stack.push(Node { callers: callers.without(key, value), candidates: lacking });
+        stack.push(Node { callers: callers.with(key, value), candidates });
     }
     rules.sort_by_key(|rule| std::cmp::Reverse(rule.callers.0.iter().filter(|c| !c.negated).count()));
     (rules, complete)
@@ -87,20 +91,18 @@ struct Negation<'a> {
 /// A set of callers: the tags they carry and the values they do not.
 #[derive(Clone, Default)]
 struct Region<'a> {
-    carried: BTreeMap<&'a str, &'a str>,
-    /// Only for keys absent from `carried`: a carried value implies the rest.
+    carried: BTreeSet<(&'a str, &'a str)>,
     not_carried: BTreeMap<&'a str, Negations<'a>>,
 }
 
 impl<'a> Region<'a> {
     fn carry(&self, key: &str, value: &str) -> bool {
-        self.carried.get(key) == Some(&value)
+        self.carried.contains(&(key, value))
     }
 
     fn with(&self, key: &'a str, value: &'a str) -> Region<'a> {
         let mut region = self.clone();
-        region.not_carried.remove(key);
-        region.carried.insert(key, value);
+        region.carried.insert((key, value));
         region
     }
 
@@ -166,7 +168,8 @@ mod tests {
     }
 
     #[test]
-    fn a_carried_value_replaces_the_negations_of_its_key() {
+    fn a_carried_value_keeps_the_negations_of_its_key() {
+        // A caller may carry env=dev and env=prod at once: the later entry takes it.
         let entries_tags = [tags(&[("env", "dev")]), tags(&[("env", "prod")]), tags(&[("zone", "east")])];
         let entries: Vec<Entry> = entries_tags
             .iter()
@@ -175,7 +178,11 @@ mod tests {
             .collect();
         assert_eq!(
             show(&disjoint_rules(&entries).0),
-            ["[zone=east] AllowWithShadowDeny p", "[env=prod !zone=east] Allow p", "[env=dev !zone=east] Deny p",]
+            [
+                "[zone=east] AllowWithShadowDeny p",
+                "[env=prod !zone=east] Allow p",
+                "[env=dev !env=prod !zone=east] Deny p",
+            ]
         );
     }
 

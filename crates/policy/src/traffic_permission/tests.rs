@@ -1,7 +1,7 @@
 //! Scenario tests (YAML policies and Dataplanes in, readable rules out) and
 //! property tests against a brute-force evaluation of every caller.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kodiak_api::{Resource, parse_documents};
 use proptest::prelude::*;
@@ -177,7 +177,7 @@ networking:
 }
 
 #[test]
-fn a_later_value_of_the_same_key_drops_the_earlier_negation() {
+fn a_caller_with_two_values_of_a_key_gets_the_later_entry_of_either() {
     let yaml = "
 type: MeshTrafficPermission
 mesh: default
@@ -197,7 +197,7 @@ spec:
         permissions(yaml, WEB),
         [[
             "[env=prod] Allow envs",
-            "[env=dev] Allow envs",
+            "[env=dev !env=prod] Allow envs",
             "[!env=dev !env=prod zone=us-east] Deny envs",
             "[!env=dev !env=prod !zone=us-east] Allow envs",
         ]]
@@ -241,7 +241,11 @@ networking:
 ";
     assert_eq!(
         permissions(yaml, dataplane),
-        [["[app.kubernetes.io/name=service-payment] Deny rule-a", "[app.kubernetes.io/name=ui] Allow rule-b"]]
+        [[
+            "[app.kubernetes.io/name=service-payment] Deny rule-a",
+            // A caller named both ui and service-payment is rule-a's.
+            "[!app.kubernetes.io/name=service-payment app.kubernetes.io/name=ui] Allow rule-b"
+        ]]
     );
 }
 
@@ -473,8 +477,8 @@ spec:
 
 // ---- Properties ------------------------------------------------------------
 
-/// Tag values callers may carry in the property tests; a caller may also
-/// lack a key.
+/// Tag values callers may carry in the property tests; a caller may lack a
+/// key or carry several of its values.
 const CALLER_TAGS: &[(&str, &[&str])] =
     &[("kuma.io/service", &["a", "b", "web"]), ("version", &["v1", "v2"]), ("zone", &["x", "y"])];
 
@@ -492,27 +496,39 @@ networking:
     tags: {kuma.io/service: api, version: v2}
 ";
 
-/// Every caller the property tests consider: each key absent or one value.
-fn all_callers() -> Vec<BTreeMap<&'static str, &'static str>> {
-    let mut callers = vec![BTreeMap::new()];
+/// A caller's identity: each tag it carries with all of its values.
+type Caller = BTreeMap<&'static str, BTreeSet<&'static str>>;
+
+/// Every caller the property tests consider: for each key, any subset of
+/// its values (none: the key is absent).
+fn all_callers() -> Vec<Caller> {
+    let mut callers = vec![Caller::new()];
     for (key, values) in CALLER_TAGS {
         callers = callers
             .into_iter()
             .flat_map(|caller| {
-                let absent = std::iter::once(caller.clone());
-                absent.chain(values.iter().map(move |value| {
+                (0..1u32 << values.len()).map(move |mask| {
                     let mut with = caller.clone();
-                    with.insert(*key, *value);
+                    let chosen: BTreeSet<&str> =
+                        values.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, v)| *v).collect();
+                    if !chosen.is_empty() {
+                        with.insert(*key, chosen);
+                    }
                     with
-                }))
+                })
             })
             .collect();
     }
     callers
 }
 
-fn covers(callers: &Callers, caller: &BTreeMap<&str, &str>) -> bool {
-    callers.0.iter().all(|c| (caller.get(c.key.as_str()) == Some(&c.value.as_str())) != c.negated)
+/// Whether `caller` carries `key` with `value` among its values.
+fn carries(caller: &Caller, key: &str, value: &str) -> bool {
+    caller.get(key).is_some_and(|values| values.contains(value))
+}
+
+fn covers(callers: &Callers, caller: &Caller) -> bool {
+    callers.0.iter().all(|c| carries(caller, &c.key, &c.value) != c.negated)
 }
 
 fn tag_subset() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -589,16 +605,13 @@ fn rank(policy: &MeshTrafficPermission) -> (u8, u8) {
 
 /// The decision for `caller` by reading every entry: the last one covering
 /// it, in the order of policy specificity.
-fn expected_decision(selecting: &[&MeshTrafficPermission], caller: &BTreeMap<&str, &str>) -> Option<(Action, String)> {
+fn expected_decision(selecting: &[&MeshTrafficPermission], caller: &Caller) -> Option<(Action, String)> {
     let mut ordered = selecting.to_vec();
     ordered.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.name.cmp(&a.name)));
     let mut decision = None;
     for policy in ordered {
         for from in &policy.from {
-            let covered = from
-                .callers
-                .as_ref()
-                .is_some_and(|tags| tags.iter().all(|(k, v)| caller.get(k.as_str()) == Some(&v.as_str())));
+            let covered = from.callers.as_ref().is_some_and(|tags| tags.iter().all(|(k, v)| carries(caller, k, v)));
             if covered {
                 decision = Some((from.action, policy.name.clone()));
             }
@@ -655,9 +668,7 @@ proptest! {
             for caller in all_callers() {
                 let covering = |policy: &&&MeshTrafficPermission| {
                     policy.from.iter().any(|from| {
-                        from.callers.as_ref().is_some_and(|tags| {
-                            tags.iter().all(|(k, v)| caller.get(k.as_str()) == Some(&v.as_str()))
-                        })
+                        from.callers.as_ref().is_some_and(|tags| tags.iter().all(|(k, v)| carries(&caller, k, v)))
                     })
                 };
                 let Some(most_specific) = selecting
