@@ -1,10 +1,12 @@
 //! What `kodiak-dp` and the control plane's dp-server say to each other
 //! before Envoy starts: `POST /bootstrap` on the dp-server port (5678).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
-/// The body of `POST /bootstrap`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The body of `POST /bootstrap`. Its Debug form hides the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BootstrapRequest {
     /// The mesh of the Dataplane this sidecar serves.
@@ -30,6 +32,34 @@ pub struct BootstrapRequest {
     /// (`kodiak-dp --ca-cert-file`); Envoy's ADS connection trusts them too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
+}
+
+impl fmt::Debug for BootstrapRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootstrapRequest")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("dataplane_resource", &self.dataplane_resource)
+            .field("admin_port", &self.admin_port)
+            .field("xds_transport", &self.xds_transport)
+            .field("version", &self.version)
+            .field("dataplane_token", &Redacted(&self.dataplane_token))
+            .field("ca_cert", &self.ca_cert.as_ref().map(|pem| format!("{} bytes of PEM", pem.len())))
+            .finish()
+    }
+}
+
+/// A secret in Debug output: whether it is there, never its text, so a
+/// token cannot leak into logs through `{:?}`.
+pub struct Redacted<'a>(pub &'a Option<String>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("Some(<redacted>)"),
+            None => f.write_str("None"),
+        }
+    }
 }
 
 /// The ADS variants of the xDS protocol.
@@ -64,7 +94,8 @@ pub struct BootstrapResponse {
 
 /// The body of `POST /drain`: the sidecar is shutting down, so callers
 /// should stop choosing it now rather than when its connection drops.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its Debug form hides the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainRequest {
     pub mesh: String,
@@ -73,6 +104,16 @@ pub struct DrainRequest {
     /// the sidecar serving a Dataplane may drain it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataplane_token: Option<String>,
+}
+
+impl fmt::Debug for DrainRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainRequest")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("dataplane_token", &Redacted(&self.dataplane_token))
+            .finish()
+    }
 }
 
 /// Node metadata keys the bootstrap sets and the ADS server reads back.
@@ -94,3 +135,29 @@ pub mod node_metadata {
 /// their sidecar goes away; applied ones are never removed by the control plane.
 pub const REGISTERED_BY_LABEL: &str = "kodiak.io/registered-by";
 pub const REGISTERED_BY_KODIAK_DP: &str = "kodiak-dp";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.claims.signature";
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let request = BootstrapRequest {
+            mesh: "default".into(),
+            name: "web-1".into(),
+            dataplane_resource: None,
+            admin_port: 0,
+            xds_transport: XdsTransport::Delta,
+            version: Versions { kodiak_dp: "1".into(), envoy: "1.40.0".into() },
+            dataplane_token: Some(TOKEN.into()),
+            ca_cert: None,
+        };
+        let drain = DrainRequest { mesh: "default".into(), name: "web-1".into(), dataplane_token: Some(TOKEN.into()) };
+        for debug in [format!("{request:?}"), format!("{drain:?}")] {
+            assert!(!debug.contains("claims"), "{debug}");
+            assert!(debug.contains("dataplane_token: Some(<redacted>)") && debug.contains("web-1"), "{debug}");
+        }
+    }
+}

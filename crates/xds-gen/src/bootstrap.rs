@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 /// The name of the static cluster that leads to the control plane's ADS.
 pub const XDS_CLUSTER: &str = "kodiak_xds";
 
-/// What the bootstrap is made from.
-#[derive(Debug, Clone, PartialEq)]
+/// What the bootstrap is made from. Its Debug form hides the token.
+#[derive(Clone, PartialEq)]
 pub struct BootstrapParams {
     pub mesh: String,
     pub name: String,
@@ -35,6 +35,25 @@ pub struct BootstrapParams {
     /// The dataplane token, sent as `authorization` metadata (the raw
     /// token, no `Bearer`) when each ADS stream opens.
     pub dataplane_token: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapParams")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("service", &self.service)
+            .field("dataplane_resource", &self.dataplane_resource)
+            .field("versions", &self.versions)
+            .field("admin_port", &self.admin_port)
+            .field("xds_transport", &self.xds_transport)
+            .field("xds_host", &self.xds_host)
+            .field("xds_port", &self.xds_port)
+            .field("sidecar_instance", &self.sidecar_instance)
+            .field("xds_tls", &self.xds_tls)
+            .field("dataplane_token", &kodiak_api::bootstrap::Redacted(&self.dataplane_token))
+            .finish()
+    }
 }
 
 /// How Envoy checks the control plane it streams from.
@@ -239,6 +258,14 @@ mod tests {
                 inbound: [{port: 10001, tags: {kuma.io/service: web}}]}}",
         );
         BootstrapParams::new(&request, &view, host, 5678)
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let with_token = BootstrapParams { dataplane_token: Some("header.claims.signature".into()), ..params("cp") };
+        let debug = format!("{with_token:?}");
+        assert!(!debug.contains("claims") && debug.contains("dataplane_token: Some(<redacted>)"), "{debug}");
+        assert!(debug.contains("xds_host: \"cp\""), "{debug}");
     }
 
     /// Reads the bootstrap back as Envoy's `Bootstrap` message: every field
