@@ -105,6 +105,9 @@ impl KnownDataplanes {
     }
 }
 
+/// How long a proxy whose certificate could not be issued waits before it is tried again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// The sync loop's inputs and its view of every mesh.
 pub struct Sync {
     store: Arc<dyn ResourceStore>,
@@ -137,8 +140,12 @@ struct MeshTls {
     /// The enabled backend's CA; kept after mTLS goes off, while inbounds
     /// still accept mTLS callers.
     ca: Option<LoadedCa>,
-    /// Why the enabled backend's CA cannot be used.
+    /// Why the enabled backend's CA cannot be used: no proxy of the mesh
+    /// gets a new certificate until its Mesh or CA Secrets change.
     ca_error: Option<String>,
+    /// Proxies whose own certificate could not be issued, and when they are
+    /// tried again; meanwhile each keeps its last configuration.
+    retries: BTreeMap<String, Instant>,
     policies: Vec<MeshTrafficPermission>,
     latches: Latches,
     progress: BTreeMap<String, Progress>,
@@ -195,6 +202,12 @@ impl MeshTls {
     /// When certificates move to a new root even if not every proxy trusts it yet.
     fn root_wait_ends(&self) -> Option<SystemTime> {
         (!self.root_trusted).then_some(self.root_since? + MAX_WAIT)
+    }
+
+    /// When proxies whose certificate could not be issued are tried again;
+    /// none while the mesh's CA cannot issue at all.
+    fn retry_times(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.retries.values().copied().filter(|_| self.ca_error.is_none())
     }
 
     /// Whether the Secret `name` of `mesh` is one a backend reads.
@@ -478,6 +491,7 @@ impl Sync {
             mesh.tls.latches = Latches::default();
             mesh.tls.forced = true;
             mesh.tls.root_trusted = true;
+            mesh.tls.retries.clear();
             return TlsChange::Instances(BTreeSet::new());
         }
         let connections = &self.connections;
@@ -496,6 +510,7 @@ impl Sync {
             keep
         });
         tls.certs.retain(|name, _| connected.contains(name));
+        tls.retries.retain(|name, _| connected.contains(name));
         let roles: Vec<(&String, BTreeSet<String>, BTreeSet<String>)> = connected
             .iter()
             .map(|name| {
@@ -565,7 +580,7 @@ impl Sync {
     }
 
     /// When the loop must wake with no event: the next workload certificate
-    /// due, or the end of a wait for ACKs.
+    /// due, the end of a wait for ACKs, or a proxy's retry.
     fn next_renewal(&self) -> Option<Instant> {
         let earliest = self
             .meshes
@@ -573,21 +588,28 @@ impl Sync {
             .flat_map(|mesh| {
                 mesh.tls.certs.values().filter_map(|cert| mesh.tls.deadline(cert)).chain(mesh.tls.wait_ends())
             })
-            .min()?;
-        let wait = earliest.duration_since(SystemTime::now()).unwrap_or_default();
-        Some(Instant::now() + wait)
+            .min();
+        let (now, instant) = (SystemTime::now(), Instant::now());
+        let earliest = earliest.map(|at| instant + at.duration_since(now).unwrap_or_default());
+        let retry = self.meshes.values().flat_map(|mesh| mesh.tls.retry_times()).min();
+        earliest.into_iter().chain(retry).min()
     }
 
-    /// Proxies whose certificate is due at `now`.
+    /// Proxies whose certificate is due at `now`, or whose retry is.
     fn due_for_renewal(&self, now: SystemTime) -> Vec<ProxyId> {
+        let instant = Instant::now();
         self.meshes
             .iter()
             .flat_map(|(mesh_name, mesh)| {
-                mesh.tls
+                let due = mesh
+                    .tls
                     .certs
                     .iter()
                     .filter(move |(_, cert)| mesh.tls.deadline(cert).is_some_and(|deadline| deadline <= now))
-                    .map(move |(name, _)| ProxyId::new(mesh_name.as_str(), name.as_str()))
+                    .map(|(name, _)| name);
+                let retried = mesh.tls.retries.iter().filter(move |(_, at)| **at <= instant).map(|(name, _)| name);
+                let retried = retried.filter(|_| mesh.tls.ca_error.is_none());
+                due.chain(retried).map(move |name| ProxyId::new(mesh_name.as_str(), name.as_str()))
             })
             .collect()
     }
@@ -649,6 +671,7 @@ impl Sync {
                     mesh.documents.remove(&proxy.name);
                     mesh.tls.progress.remove(&proxy.name);
                     mesh.tls.certs.remove(&proxy.name);
+                    mesh.tls.retries.remove(&proxy.name);
                 }
                 self.acks.set(proxy, false);
                 let connected = self.connections.is_connected(proxy);
@@ -727,12 +750,18 @@ impl Sync {
             let Some(view) = mesh.dataplanes.get(&proxy.name).cloned() else { continue };
             let document = mesh.documents.get(&proxy.name).cloned();
             let security = match security_of(&mut mesh.tls, &view, document.as_deref(), &self.insights, now) {
-                Ok(security) => security,
-                Err(reason) => {
+                Ok(security) => {
+                    mesh.tls.retries.remove(&proxy.name);
+                    security
+                }
+                Err(Failure::Mesh(reason)) => {
+                    // The next change of its Mesh or CA Secrets tries again.
                     tracing::warn!(dataplane = %proxy, %reason, "cannot configure mesh mTLS for the proxy; its configuration is left as it was");
-                    // Not retried on a timer (its certificate stays, renewals
-                    // pause): the next change of its Mesh or CA Secrets tries again.
-                    mesh.tls.ca_error.get_or_insert(reason);
+                    continue;
+                }
+                Err(Failure::Proxy(reason)) => {
+                    tracing::warn!(dataplane = %proxy, %reason, retry_in = ?RETRY_DELAY, "cannot issue the proxy's certificate; its configuration is left as it was");
+                    mesh.tls.retries.insert(proxy.name.clone(), Instant::now() + RETRY_DELAY);
                     continue;
                 }
             };
@@ -848,6 +877,14 @@ fn workload_key(backend: &CaBackendView) -> KeyKind {
     }
 }
 
+/// Why a proxy's mTLS configuration cannot be made.
+enum Failure {
+    /// The mesh has no CA that can issue: every proxy of it waits.
+    Mesh(String),
+    /// This proxy's certificate could not be issued.
+    Proxy(String),
+}
+
 /// What mesh mTLS adds to the proxy of `view`: its mode, certificate
 /// (issued or renewed here when needed), trusted roots and permissions;
 /// `None` when its mesh has mTLS off and nothing is left to wind down.
@@ -857,7 +894,7 @@ fn security_of(
     document: Option<&Resource>,
     insights: &Insights,
     now: SystemTime,
-) -> Result<Option<ProxySecurity>, String> {
+) -> Result<Option<ProxySecurity>, Failure> {
     let intent = tls.intent();
     let had_mtls = tls.progress.get(&view.name).is_some_and(|progress| progress.inbound_mtls_since.is_some());
     let mode = tls.latches.inbound_mode(intent, had_mtls, view.inbounds.iter().map(|inbound| &inbound.service));
@@ -873,9 +910,9 @@ fn security_of(
         (_, Some(enabled)) => {
             let reason =
                 tls.ca_error.clone().unwrap_or_else(|| format!("the CA of backend {:?} is not loaded", enabled.name));
-            return Err(reason);
+            return Err(Failure::Mesh(reason));
         }
-        (None, None) => return Err("mTLS is winding down but no CA is loaded".into()),
+        (None, None) => return Err(Failure::Mesh("mTLS is winding down but no CA is loaded".into())),
     };
     let spec =
         CertSpec::of(view, &ca.backend.name, &ca.root, ca.backend.workload_cert_lifetime, workload_key(&ca.backend));
@@ -883,7 +920,7 @@ fn security_of(
     // A certificate from a new root waits until every proxy trusts that root.
     let waits = current.is_some_and(|cert| cert.spec.root != ca.root && !tls.root_trusted && now < cert.cert.not_after);
     if !waits && let Some(reason) = certs::reissue(current, &spec, now) {
-        let issued = certs::issue(&ca.ca, spec, current, now)?;
+        let issued = certs::issue(&ca.ca, spec, current, now).map_err(Failure::Proxy)?;
         tracing::info!(
             dataplane = %ProxyId::new(view.mesh.as_str(), view.name.as_str()),
             serial = %issued.serial,
@@ -1183,6 +1220,44 @@ mod tests {
             assert!(woke.is_err(), "mTLS {mode:?}: the loop woke with nothing to do");
             assert_eq!(generations(&stepped.xds), before, "mTLS {mode:?}: nothing regenerated");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proxy_whose_certificate_cannot_be_issued_is_retried_alone() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        enable_mtls(store.as_ref(), "STRICT", None).await;
+        // A tag value that cannot be written into a URI SAN (the API refuses
+        // it; a store written to by other means may still hold it).
+        let mut bad = backend("bad-1", "c", 10002);
+        bad.body["networking"]["inbound"][0]["tags"]["team"] = "café".into();
+        for resource in [backend("b-1", "b", 10001), bad] {
+            store.create(resource).await.unwrap();
+        }
+        let mut stepped = Stepped::new(&store).await;
+        connect(&stepped.xds, "b-1");
+        connect(&stepped.xds, "bad-1");
+        assert!(stepped.step().await);
+        let b1 = stepped.xds.cache.get("default.b-1").unwrap();
+        assert!(identity(&b1).is_some());
+        assert!(stepped.xds.cache.get("default.bad-1").is_none(), "no configuration without a certificate");
+        let tls = &stepped.sync.meshes["default"].tls;
+        assert!(tls.ca_error.is_none(), "one proxy's failure is not the mesh's");
+        assert!(tls.deadline(&tls.certs["b-1"]).is_some(), "b-1 is still renewed");
+
+        let early = tokio::time::timeout(RETRY_DELAY - Duration::from_millis(100), stepped.step()).await;
+        assert!(early.is_err(), "bad-1 is not retried before {RETRY_DELAY:?}");
+        let retried = tokio::time::timeout(Duration::from_millis(200), stepped.step()).await;
+        assert!(retried.is_ok(), "bad-1 is retried after {RETRY_DELAY:?}");
+        assert!(stepped.xds.cache.get("default.bad-1").is_none());
+        assert_eq!(stepped.xds.cache.get("default.b-1").unwrap().generation(), b1.generation(), "b-1 is left alone");
+        assert!(stepped.sync.meshes["default"].tls.retries.contains_key("bad-1"), "and tried again later");
+
+        // Once its Dataplane is fixed, it gets its certificate and no more retries.
+        store.update(backend("bad-1", "c", 10002), None).await.unwrap();
+        assert!(stepped.step().await);
+        assert!(identity(&stepped.xds.cache.get("default.bad-1").unwrap()).is_some());
+        assert!(stepped.sync.meshes["default"].tls.retries.is_empty());
     }
 
     #[tokio::test]
