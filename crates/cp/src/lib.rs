@@ -8,6 +8,7 @@ pub mod data_dir;
 mod defaults;
 mod diagnostics;
 mod dp_server;
+mod secrets;
 pub mod testing;
 pub mod tls;
 mod tokens;

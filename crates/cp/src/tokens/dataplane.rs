@@ -31,6 +31,24 @@ pub enum DataplaneRefusal {
     Store(StoreError),
 }
 
+impl DataplaneRefusal {
+    /// Whether the sidecar failed to prove who it is (no token, or one that
+    /// does not verify) rather than proving to be someone else.
+    pub fn is_authn(&self) -> bool {
+        matches!(self, Self::Missing { .. } | Self::Invalid(_))
+    }
+
+    /// A short title for the refusal (the HTTP error's `title`).
+    pub fn title(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "Dataplane token required",
+            Self::Invalid(_) => "Invalid dataplane token",
+            Self::Mismatch(_) => "Dataplane token does not match",
+            Self::Store(_) => "Store error",
+        }
+    }
+}
+
 impl Tokens {
     /// Checks `token` against `dataplane` (its mesh's signing keys and
     /// revocations, then its name, mesh and tags).
@@ -66,5 +84,26 @@ fn identity(dataplane: &Resource) -> DataplaneIdentity {
         name: view.name,
         tags,
         workload: dataplane.labels.get(WORKLOAD_LABEL).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_say_whose_fault_they_are() {
+        let missing = DataplaneRefusal::Missing { mesh: "default".into(), name: "web-1".into() };
+        let invalid = DataplaneRefusal::Invalid("token expired".into());
+        let mismatch = DataplaneRefusal::Mismatch("another name".into());
+        assert_eq!(
+            [&missing, &invalid, &mismatch].map(|refusal| (refusal.is_authn(), refusal.title())),
+            [
+                (true, "Dataplane token required"),
+                (true, "Invalid dataplane token"),
+                (false, "Dataplane token does not match"),
+            ]
+        );
+        assert!(!DataplaneRefusal::Store(StoreError::Backend("down".into())).is_authn());
     }
 }

@@ -5,14 +5,11 @@
 //! so every key still stored verifies the tokens it signed: rotating is
 //! adding serial N+1, then deleting the old key once its tokens are replaced.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use super::Refusal;
+use crate::secrets::{self, data};
 use kodiak_api::{Resource, ResourceKey, ResourceType};
 use kodiak_store::{ListQuery, ResourceStore, StoreError};
 use kodiak_tokens::{Revocations, SigningKey};
-use serde_json::json;
-
-use super::Refusal;
 
 /// Whose keys: one mesh's dataplane tokens, or the user tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,21 +139,9 @@ fn read_key(scope: &KeyScope, secret: &Resource) -> Result<SigningKey, Refusal> 
     SigningKey::from_pem(&pem).map_err(|e| bad(e.to_string()))
 }
 
-/// A Secret's decoded `data`.
-fn data(secret: &Resource) -> Result<Vec<u8>, String> {
-    let text = secret.body.get("data").and_then(|v| v.as_str()).ok_or("it has no data")?;
-    STANDARD.decode(text).map_err(|e| format!("its data is not base64: {e}"))
-}
-
-/// A Secret (or GlobalSecret) holding `bytes`; refused when `name` is not
-/// a valid resource name (a mesh name too long to carry in it).
+/// A Secret (or GlobalSecret) of the scope holding `bytes`.
 pub fn secret(scope: &KeyScope, name: &str, bytes: &[u8]) -> Result<Resource, StoreError> {
-    let mut document = json!({"type": scope.kind().name(), "name": name, "data": STANDARD.encode(bytes)});
-    if let Some(mesh) = scope.mesh() {
-        document["mesh"] = mesh.into();
-    }
-    Resource::from_document(&document)
-        .map_err(|violations| StoreError::Backend(format!("cannot make {} {name:?}: {violations}", scope.kind())))
+    secrets::new(scope.kind(), scope.mesh(), name, bytes)
 }
 
 #[cfg(test)]
@@ -164,6 +149,7 @@ mod tests {
     use std::sync::Arc;
 
     use kodiak_store::MemoryStore;
+    use serde_json::json;
 
     use super::*;
 

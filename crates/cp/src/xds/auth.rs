@@ -4,8 +4,8 @@
 
 use axum::http::StatusCode;
 use kodiak_api::Resource;
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
 
 use super::Xds;
 use super::proxy_id::ProxyId;
@@ -56,14 +56,12 @@ pub async fn authenticate_stream(
         };
     match Tokens::new(xds.store.clone()).authenticate_dataplane(token, &dataplane).await {
         Ok(()) => Ok(found),
-        Err(refusal @ (DataplaneRefusal::Missing { .. } | DataplaneRefusal::Invalid(_))) => {
-            Err(refused_stream(proxy, Status::unauthenticated(refusal.to_string())))
-        }
-        Err(refusal @ DataplaneRefusal::Mismatch(_)) => {
-            Err(refused_stream(proxy, Status::permission_denied(refusal.to_string())))
-        }
         Err(DataplaneRefusal::Store(error)) => {
             Err(Status::unavailable(format!("cannot check the dataplane token: {error}")))
+        }
+        Err(refusal) => {
+            let code = if refusal.is_authn() { Code::Unauthenticated } else { Code::PermissionDenied };
+            Err(refused_stream(proxy, Status::new(code, refusal.to_string())))
         }
     }
 }
@@ -141,22 +139,15 @@ async fn check_request(
     dataplane: &Resource,
     request: &str,
 ) -> Result<(), ApiError> {
-    let refused = |status: StatusCode, title: &str, reason: String| {
-        tracing::warn!(dataplane = %proxy, %reason, "refused a {request}");
-        ApiError::new(status, title, reason)
-    };
     match Tokens::new(xds.store.clone()).authenticate_dataplane(token, dataplane).await {
         Ok(()) => Ok(()),
-        Err(refusal @ DataplaneRefusal::Missing { .. }) => {
-            Err(refused(StatusCode::UNAUTHORIZED, "Dataplane token required", refusal.to_string()))
-        }
-        Err(refusal @ DataplaneRefusal::Invalid(_)) => {
-            Err(refused(StatusCode::UNAUTHORIZED, "Invalid dataplane token", refusal.to_string()))
-        }
-        Err(refusal @ DataplaneRefusal::Mismatch(_)) => {
-            Err(refused(StatusCode::FORBIDDEN, "Dataplane token does not match", refusal.to_string()))
-        }
         Err(DataplaneRefusal::Store(error)) => Err(error.into()),
+        Err(refusal) => {
+            let status = if refusal.is_authn() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+            let reason = refusal.to_string();
+            tracing::warn!(dataplane = %proxy, %reason, "refused a {request}");
+            Err(ApiError::new(status, refusal.title(), reason))
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use kodiak_api::mesh::{CaBackendView, CaKind, DataSource, builtin_cert_secret, b
 use kodiak_api::{Resource, ResourceKey, ResourceType};
 use kodiak_ca::{Ca, CaError, KeyKind, RootCa};
 use kodiak_store::{ResourceStore, StoreError};
-use serde_json::json;
 
 /// Why a backend's CA cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -184,16 +183,11 @@ fn read_regular_file(path: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// The decoded `data` of a Secret.
-pub fn secret_data(secret: &Resource) -> Result<Vec<u8>, String> {
-    let text = secret.body.get("data").and_then(serde_json::Value::as_str).unwrap_or_default();
-    STANDARD.decode(text).map_err(|e| format!("the data of Secret {:?} is not base64: {e}", secret.key.name))
-}
+pub use crate::secrets::data as secret_data;
 
 /// A Secret of `mesh` holding `text`.
 fn secret(mesh: &str, name: &str, text: &str) -> Result<Resource, StoreError> {
-    let document = json!({"type": "Secret", "mesh": mesh, "name": name, "data": STANDARD.encode(text)});
-    Resource::from_document(&document).map_err(|e| StoreError::Backend(format!("secret {name:?} is invalid: {e}")))
+    crate::secrets::new(ResourceType::Secret, Some(mesh), name, text.as_bytes())
 }
 
 /// The key a builtin root is generated with: ECDSA P-256 unless the backend
