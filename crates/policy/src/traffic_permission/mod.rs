@@ -19,7 +19,9 @@
 //!    it: `Mesh` covers every caller, `MeshSubset` those carrying its tags,
 //!    `MeshService` those of that service, `MeshServiceSubset` both.
 //!    Callers no entry covers are denied; an inbound no policy selects
-//!    denies everyone.
+//!    denies everyone. A caller whose inbounds give a tag several values
+//!    carries each of them: `team: red` covers a caller with `team: blue`
+//!    on one inbound and `team: red` on another.
 //!
 //! Policies written with `spec.rules` (caller matches by SPIFFE ID or SNI)
 //! take over the inbounds they select: there, the `from` entries of other
