@@ -2,8 +2,10 @@
 //! change events: a burst of changes is collected for a short, bounded
 //! time, then only the proxies whose inputs changed are regenerated. Shared
 //! service resources (cluster, endpoints, route) are rebuilt only when that
-//! service's endpoints change. Nothing runs while nothing changes, except
-//! a workload certificate's renewal, which the loop sleeps until.
+//! service's endpoints change. Nothing runs while nothing changes: the loop
+//! sleeps until the next workload certificate renewal, the end of a wait
+//! for ACKs, or the retry of a proxy whose certificate could not be issued,
+//! and sleeps for good when none is pending.
 //!
 //! Mesh mTLS: a connected proxy of a mesh with mTLS on gets a workload
 //! certificate from the mesh's CA, kept here with its validity and renewed
