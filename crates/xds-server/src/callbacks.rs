@@ -34,8 +34,9 @@ pub struct StreamInfo {
 /// `stream_closed` exactly once if and only if `stream_opened` returned `Ok`.
 pub trait Callbacks: Send + Sync + 'static {
     /// What `authenticate` learned about the client (say, which proxy it
-    /// is), handed to `stream_opened` so the two judge the same client.
-    type Identity: Send + 'static;
+    /// is), handed to every later callback of the stream so they all speak
+    /// of the client authentication judged.
+    type Identity: Send + Sync + 'static;
     /// Before `stream_opened`, and free to wait (e.g. on a store): whether the
     /// client may open this stream, judged from its node and the gRPC metadata
     /// (request headers, where call credentials such as `authorization`
@@ -49,15 +50,22 @@ pub trait Callbacks: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Identity, tonic::Status>> + Send;
     /// Before anything is sent, with what `authenticate` found. An `Err` ends
     /// the stream with that status (e.g. ALREADY_EXISTS for a second client).
-    fn stream_opened(&self, stream: &StreamInfo, identity: Self::Identity) -> Result<(), tonic::Status>;
+    fn stream_opened(&self, stream: &StreamInfo, identity: &Self::Identity) -> Result<(), tonic::Status>;
     /// The stream ended, also when the client went away without a word.
-    fn stream_closed(&self, stream: &StreamInfo);
+    fn stream_closed(&self, stream: &StreamInfo, identity: &Self::Identity);
     /// A response was handed to the transport (SotW `version_info` or delta `system_version_info`).
-    fn response_sent(&self, stream: &StreamInfo, type_url: &str, version: &str);
+    fn response_sent(&self, stream: &StreamInfo, identity: &Self::Identity, type_url: &str, version: &str);
     /// The client accepted `version` of `type_url`, or reconnected already holding it.
-    fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str);
+    fn acked(&self, stream: &StreamInfo, identity: &Self::Identity, type_url: &str, version: &str);
     /// The client rejected `rejected_version`; `error` is its `error_detail.message`, verbatim.
-    fn nacked(&self, stream: &StreamInfo, type_url: &str, rejected_version: &str, error: &str);
+    fn nacked(
+        &self,
+        stream: &StreamInfo,
+        identity: &Self::Identity,
+        type_url: &str,
+        rejected_version: &str,
+        error: &str,
+    );
     /// Every type of snapshot `generation` has been ACKed.
-    fn synced(&self, stream: &StreamInfo, generation: u64);
+    fn synced(&self, stream: &StreamInfo, identity: &Self::Identity, generation: u64);
 }

@@ -75,26 +75,26 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     // Watched before `stream_opened`, so a `SnapshotCache::close` issued after
     // the stream was accepted, even while `stream_opened` runs, ends it.
     let mut node_watch = cache.watch(&stream.node.id);
-    if let Err(status) = callbacks.stream_opened(&stream, identity) {
+    if let Err(status) = callbacks.stream_opened(&stream, &identity) {
         debug!(id, node = %stream.node.id, %status, "ADS stream refused");
         let _ = responses.send(Err(status)).await;
         return;
     }
-    let _closed = Closed { callbacks: &*callbacks, stream: &stream };
+    let _closed = Closed { callbacks: &*callbacks, stream: &stream, identity: &identity };
     debug!(id, node = %stream.node.id, transport = ?P::TRANSPORT, "ADS stream opened");
 
     let mut connection = P::default();
     let current = node_watch.snapshots.borrow_and_update().clone();
     if let Some(snapshot) = current {
         let output = connection.on_snapshot(snapshot);
-        if deliver::<P>(&stream, &*callbacks, output, &responses).await.is_err() {
+        if deliver::<P, C>(&stream, &identity, &callbacks, output, &responses).await.is_err() {
             return;
         }
     }
     let mut output = Some(connection.on_request(first));
     loop {
         if let Some(output) = output.take()
-            && deliver::<P>(&stream, &*callbacks, output, &responses).await.is_err()
+            && deliver::<P, C>(&stream, &identity, &callbacks, output, &responses).await.is_err()
         {
             return;
         }
@@ -144,27 +144,28 @@ pub(crate) async fn shutting_down(shutdown: Option<tokio::sync::watch::Receiver<
 }
 
 /// Hands events to the callbacks and responses to the transport, in order.
-async fn deliver<P: Protocol>(
+async fn deliver<P: Protocol, C: Callbacks>(
     stream: &StreamInfo,
-    callbacks: &impl Callbacks,
+    identity: &C::Identity,
+    callbacks: &C,
     output: Output<P::Response>,
     responses: &Responses<P>,
 ) -> Result<(), ()> {
     for event in output.events {
         match event {
-            Event::Acked { type_url, version } => callbacks.acked(stream, &type_url, &version),
+            Event::Acked { type_url, version } => callbacks.acked(stream, identity, &type_url, &version),
             Event::Nacked { type_url, version, error } => {
                 warn!(node = %stream.node.id, %type_url, %version, %error, "proxy rejected configuration");
-                callbacks.nacked(stream, &type_url, &version, &error);
+                callbacks.nacked(stream, identity, &type_url, &version, &error);
             }
-            Event::Synced(generation) => callbacks.synced(stream, generation),
+            Event::Synced(generation) => callbacks.synced(stream, identity, generation),
         }
     }
     for response in output.responses {
         let (type_url, version) = P::sent(&response);
         let (type_url, version) = (type_url.to_owned(), version.to_owned());
         responses.send(Ok(response)).await.map_err(drop)?;
-        callbacks.response_sent(stream, &type_url, &version);
+        callbacks.response_sent(stream, identity, &type_url, &version);
     }
     Ok(())
 }
@@ -173,11 +174,12 @@ async fn deliver<P: Protocol>(
 struct Closed<'a, C: Callbacks> {
     callbacks: &'a C,
     stream: &'a StreamInfo,
+    identity: &'a C::Identity,
 }
 
 impl<C: Callbacks> Drop for Closed<'_, C> {
     fn drop(&mut self) {
         debug!(id = self.stream.id, node = %self.stream.node.id, "ADS stream closed");
-        self.callbacks.stream_closed(self.stream);
+        self.callbacks.stream_closed(self.stream, self.identity);
     }
 }

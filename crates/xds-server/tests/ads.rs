@@ -45,7 +45,7 @@ impl Recorder {
 }
 
 impl Callbacks for Recorder {
-    /// The node id authentication accepted: what `Opened` records.
+    /// The node id authentication accepted: what `Opened` and `Closed` record.
     type Identity = String;
 
     async fn authenticate(&self, stream: &StreamInfo, _: &MetadataMap) -> Result<String, Status> {
@@ -55,29 +55,29 @@ impl Callbacks for Recorder {
         }
     }
 
-    fn stream_opened(&self, stream: &StreamInfo, node: String) -> Result<(), Status> {
+    fn stream_opened(&self, stream: &StreamInfo, node: &String) -> Result<(), Status> {
         let loopback_peer = stream.peer.is_some_and(|peer| peer.ip().is_loopback());
-        self.record(Call::Opened { node, transport: stream.transport, loopback_peer });
+        self.record(Call::Opened { node: node.clone(), transport: stream.transport, loopback_peer });
         Ok(())
     }
 
-    fn stream_closed(&self, stream: &StreamInfo) {
-        self.record(Call::Closed { node: stream.node.id.clone() });
+    fn stream_closed(&self, _: &StreamInfo, node: &String) {
+        self.record(Call::Closed { node: node.clone() });
     }
 
-    fn response_sent(&self, _: &StreamInfo, type_url: &str, version: &str) {
+    fn response_sent(&self, _: &StreamInfo, _: &String, type_url: &str, version: &str) {
         self.record(Call::Sent { type_url: type_url.into(), version: version.into() });
     }
 
-    fn acked(&self, _: &StreamInfo, type_url: &str, version: &str) {
+    fn acked(&self, _: &StreamInfo, _: &String, type_url: &str, version: &str) {
         self.record(Call::Acked { type_url: type_url.into(), version: version.into() });
     }
 
-    fn nacked(&self, _: &StreamInfo, type_url: &str, version: &str, error: &str) {
+    fn nacked(&self, _: &StreamInfo, _: &String, type_url: &str, version: &str, error: &str) {
         self.record(Call::Nacked { type_url: type_url.into(), version: version.into(), error: error.into() });
     }
 
-    fn synced(&self, _: &StreamInfo, generation: u64) {
+    fn synced(&self, _: &StreamInfo, _: &String, generation: u64) {
         self.record(Call::Synced(generation));
     }
 }

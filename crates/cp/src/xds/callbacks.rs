@@ -9,25 +9,11 @@ use super::Xds;
 use super::auth::StreamDataplane;
 use super::connections::Presence;
 use super::insights::{StreamEvent, StreamStart};
-use super::proxy_id::ProxyId;
 use super::register::register_inline;
 use super::sync::{Signal, deleted};
 
 pub struct XdsCallbacks {
     pub xds: Xds,
-}
-
-impl XdsCallbacks {
-    /// The Dataplane a node id names: the reading that names a known
-    /// Dataplane (mesh names may hold dots), else the plain one.
-    fn proxy_of(&self, node_id: &str) -> Result<ProxyId, String> {
-        let plain = ProxyId::parse(node_id)?;
-        Ok(ProxyId::readings(node_id).find(|proxy| self.xds.known.contains(proxy)).unwrap_or(plain))
-    }
-
-    fn proxy(&self, stream: &StreamInfo) -> Option<ProxyId> {
-        self.proxy_of(&stream.node.id).ok()
-    }
 }
 
 impl Callbacks for XdsCallbacks {
@@ -42,9 +28,9 @@ impl Callbacks for XdsCallbacks {
         super::auth::authenticate_stream(&self.xds, &stream.node.id, inline, metadata)
     }
 
-    fn stream_opened(&self, stream: &StreamInfo, found: StreamDataplane) -> Result<(), tonic::Status> {
+    fn stream_opened(&self, stream: &StreamInfo, found: &StreamDataplane) -> Result<(), tonic::Status> {
         let node = &stream.node;
-        let StreamDataplane { proxy, stored } = found;
+        let (proxy, stored) = (found.proxy.clone(), found.stored);
         let inline = metadata_text(node, node_metadata::DATAPLANE);
         if self.xds.known.was_deleted_while_connected(&proxy) {
             return Err(deleted(&proxy));
@@ -90,43 +76,35 @@ impl Callbacks for XdsCallbacks {
         Ok(())
     }
 
-    fn stream_closed(&self, stream: &StreamInfo) {
-        let Some(proxy) = self.proxy(stream) else { return };
-        self.xds.insights.stream_closed(&proxy, stream.id);
+    fn stream_closed(&self, stream: &StreamInfo, found: &StreamDataplane) {
+        let proxy = &found.proxy;
+        self.xds.insights.stream_closed(proxy, stream.id);
         tracing::info!(dataplane = %proxy, stream = stream.id, "sidecar disconnected");
-        if self.xds.connections.closed(&proxy) == Presence::Left {
+        if self.xds.connections.closed(proxy) == Presence::Left {
             // A sidecar that comes back gets a snapshot made for it then,
             // not the one left from before it went away.
             self.xds.cache.remove(&stream.node.id);
             self.xds.cleanup.departed(proxy.clone());
-            let _ = self.xds.signals.send(Signal::Departed(proxy));
+            let _ = self.xds.signals.send(Signal::Departed(proxy.clone()));
         }
     }
 
-    fn response_sent(&self, stream: &StreamInfo, type_url: &str, _version: &str) {
-        if let Some(proxy) = self.proxy(stream) {
-            self.xds.insights.record(&proxy, stream.id, StreamEvent::Sent { type_url });
-        }
+    fn response_sent(&self, stream: &StreamInfo, found: &StreamDataplane, type_url: &str, _version: &str) {
+        self.xds.insights.record(&found.proxy, stream.id, StreamEvent::Sent { type_url });
     }
 
-    fn acked(&self, stream: &StreamInfo, type_url: &str, version: &str) {
-        if let Some(proxy) = self.proxy(stream) {
-            self.xds.insights.record(&proxy, stream.id, StreamEvent::Acked { type_url, version });
-        }
+    fn acked(&self, stream: &StreamInfo, found: &StreamDataplane, type_url: &str, version: &str) {
+        self.xds.insights.record(&found.proxy, stream.id, StreamEvent::Acked { type_url, version });
     }
 
-    fn nacked(&self, stream: &StreamInfo, type_url: &str, version: &str, error: &str) {
-        if let Some(proxy) = self.proxy(stream) {
-            self.xds.insights.record(&proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
-        }
+    fn nacked(&self, stream: &StreamInfo, found: &StreamDataplane, type_url: &str, version: &str, error: &str) {
+        self.xds.insights.record(&found.proxy, stream.id, StreamEvent::Nacked { type_url, version, error });
     }
 
-    fn synced(&self, stream: &StreamInfo, generation: u64) {
-        if let Some(proxy) = self.proxy(stream) {
-            self.xds.insights.record(&proxy, stream.id, StreamEvent::Synced { generation });
-            if self.xds.acks.wants(&proxy) {
-                let _ = self.xds.signals.send(Signal::Synced(proxy, generation));
-            }
+    fn synced(&self, stream: &StreamInfo, found: &StreamDataplane, generation: u64) {
+        self.xds.insights.record(&found.proxy, stream.id, StreamEvent::Synced { generation });
+        if self.xds.acks.wants(&found.proxy) {
+            let _ = self.xds.signals.send(Signal::Synced(found.proxy.clone(), generation));
         }
     }
 }
@@ -156,6 +134,7 @@ mod tests {
     use crate::tokens::{DataplaneTokenRequest, Tokens};
     use crate::xds::connections::Connections;
     use crate::xds::insights::Insights;
+    use crate::xds::proxy_id::ProxyId;
     use crate::xds::sync::{AwaitedAcks, KnownDataplanes};
 
     /// Callbacks whose sync loop has not run: `known` is whatever a test puts there.
@@ -197,11 +176,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dataplane_known_but_no_longer_stored_is_refused_before_its_token_is_skipped() {
+    async fn a_dataplane_that_is_not_stored_is_refused_by_authentication() {
         let store = store_with_mesh().await;
         let callbacks = callbacks(&store);
-        // Deleted from the store; the sync loop has not caught up yet.
-        callbacks.xds.known.insert(ProxyId::new("default", "web-1"));
+        // Never stored, or deleted from the store before the sync loop noticed.
         let refused = callbacks.authenticate(&stream("default.web-1"), &metadata(None)).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
         assert!(refused.message().contains("Dataplane default/web-1 does not exist: apply it first"), "{refused:?}");
@@ -224,10 +202,13 @@ mod tests {
         let token = Tokens::new(store.clone()).issue_dataplane(request).await.unwrap();
         let callbacks = callbacks(&store);
         let stream = stream("default.web-1");
-        // Stored, though the sync loop has not put it in `known` yet.
+        // Stored, though the sync loop has not seen it yet.
         let found = callbacks.authenticate(&stream, &metadata(Some(&token))).await.unwrap();
         assert_eq!((&found.proxy, found.stored), (&ProxyId::new("default", "web-1"), true));
-        callbacks.stream_opened(&stream, found).unwrap();
-        assert!(callbacks.xds.connections.is_connected(&ProxyId::new("default", "web-1")));
+        callbacks.stream_opened(&stream, &found).unwrap();
+        assert!(callbacks.xds.connections.is_connected(&found.proxy));
+        // The later callbacks speak of the same Dataplane: closing it leaves.
+        callbacks.stream_closed(&stream, &found);
+        assert!(!callbacks.xds.connections.is_connected(&found.proxy));
     }
 }

@@ -69,40 +69,26 @@ impl AwaitedAcks {
     }
 }
 
-/// The Dataplanes that exist, so a stream for an unknown one is refused at
-/// once. Filled by the sync loop from the store, and by the bootstrap
-/// handler right after it registers one (before the store event arrives).
-/// It also remembers Dataplanes deleted while their sidecar was connected:
-/// that sidecar must not register its Dataplane again behind the user's back.
+/// The Dataplanes deleted while their sidecar was connected: that sidecar
+/// must not register its Dataplane again behind the user's back. A Dataplane
+/// stored again (seen by the sync loop, or registered by the bootstrap
+/// handler before the store event arrives) is forgotten here. Whether a
+/// Dataplane exists is read from the store when a stream opens.
 #[derive(Debug, Default)]
-pub struct KnownDataplanes(RwLock<Known>);
-
-#[derive(Debug, Default)]
-struct Known {
-    existing: HashSet<ProxyId>,
-    deleted_while_connected: HashSet<ProxyId>,
-}
+pub struct KnownDataplanes(RwLock<HashSet<ProxyId>>);
 
 impl KnownDataplanes {
-    pub fn contains(&self, proxy: &ProxyId) -> bool {
-        self.0.read().unwrap().existing.contains(proxy)
-    }
-
     pub fn was_deleted_while_connected(&self, proxy: &ProxyId) -> bool {
-        self.0.read().unwrap().deleted_while_connected.contains(proxy)
+        self.0.read().unwrap().contains(proxy)
     }
 
     pub fn insert(&self, proxy: ProxyId) {
-        let mut known = self.0.write().unwrap();
-        known.deleted_while_connected.remove(&proxy);
-        known.existing.insert(proxy);
+        self.0.write().unwrap().remove(&proxy);
     }
 
     fn remove(&self, proxy: &ProxyId, connected: bool) {
-        let mut known = self.0.write().unwrap();
-        known.existing.remove(proxy);
         if connected {
-            known.deleted_while_connected.insert(proxy.clone());
+            self.0.write().unwrap().insert(proxy.clone());
         }
     }
 }
