@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port, get};
+use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port, get, tcp_greeting};
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,13 +32,17 @@ fn builtin(mode: &str, extra: &str) -> String {
     )
 }
 
-/// A service instance with its sidecar: an HTTP inbound for `service` in
-/// front of a test service, and an HTTP outbound to `calls`.
+/// A service instance with its sidecar: inbounds for `service` (HTTP) and
+/// `<service>-tcp` in front of a test service, and outbounds to `calls`
+/// and `<calls>-tcp`.
 struct Member {
     sidecar: Sidecar,
     inbound_port: u16,
     /// Where the application calls `calls` through its sidecar.
     outbound_url: String,
+    /// Where it calls `<calls>-tcp`: every TCP connection there is a new
+    /// connection, so a new mTLS handshake, between the two sidecars.
+    tcp_outbound: String,
     _service: TestService,
 }
 
@@ -46,6 +50,7 @@ impl Member {
     async fn start(control_plane: &ControlPlane, service: &str, calls: &str) -> Member {
         let instance = TestService::start(&format!("{service}-1")).await;
         let (inbound_port, outbound_port) = (free_port(), free_port());
+        let (tcp_inbound_port, tcp_outbound_port) = (free_port(), free_port());
         let dataplane = format!(
             "type: Dataplane
 mesh: default
@@ -58,17 +63,26 @@ networking:
     tags:
       kuma.io/service: {service}
       kuma.io/protocol: http
+  - port: {tcp_inbound_port}
+    servicePort: {tcp_service_port}
+    tags:
+      kuma.io/service: {service}-tcp
   outbound:
   - port: {outbound_port}
     tags:
       kuma.io/service: {calls}
+  - port: {tcp_outbound_port}
+    tags:
+      kuma.io/service: {calls}-tcp
 ",
             service_port = instance.http.port(),
+            tcp_service_port = instance.tcp.port(),
         );
         Member {
             sidecar: Sidecar::register(control_plane, &dataplane, Transport::Delta),
             inbound_port,
             outbound_url: format!("http://127.0.0.1:{outbound_port}/"),
+            tcp_outbound: format!("127.0.0.1:{tcp_outbound_port}"),
             _service: instance,
         }
     }
@@ -123,15 +137,39 @@ async fn plaintext_request(port: u16) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// Requests sent one after another through `url` until stopped, at most
-/// for `limit`; counts answers other than 200.
+/// Requests sent one after another until stopped, at most for `limit`,
+/// each checked by `probe`; the failures are kept.
 struct RequestLoop {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl RequestLoop {
-    fn start(url: String, limit: Duration) -> RequestLoop {
+    /// HTTP GETs through `url`, expecting 200 (over the sidecars' kept-alive connections).
+    fn http(url: String, limit: Duration) -> RequestLoop {
+        Self::start(limit, move || {
+            let url = url.clone();
+            async move {
+                let reply = get(&url).await;
+                if reply.status == 200 { Ok(()) } else { Err(format!("status {}", reply.status)) }
+            }
+        })
+    }
+
+    /// A new TCP connection through `address` each time, expecting the
+    /// test service's greeting and echo.
+    fn tcp(address: String, limit: Duration) -> RequestLoop {
+        Self::start(limit, move || {
+            let address = address.clone();
+            async move { tcp_greeting(&address).await.map(drop).map_err(|error| error.to_string()) }
+        })
+    }
+
+    fn start<F, Fut>(limit: Duration, probe: F) -> RequestLoop
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
@@ -140,10 +178,10 @@ impl RequestLoop {
                 let deadline = Instant::now() + limit;
                 let mut failures = Vec::new();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let reply = get(&url).await;
+                    let outcome = probe().await;
                     let count = sent.fetch_add(1, Ordering::Relaxed) + 1;
-                    if reply.status != 200 {
-                        failures.push(format!("request {count}: status {}", reply.status));
+                    if let Err(error) = outcome {
+                        failures.push(format!("request {count}: {error}"));
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -158,6 +196,24 @@ impl RequestLoop {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("the request loop ends")
     }
+}
+
+/// Stops both loops and asserts that neither lost a request.
+async fn assert_nothing_lost(http: RequestLoop, tcp: RequestLoop, during: &str) {
+    let (requests, http_failures) = http.finish().await;
+    let (connections, tcp_failures) = tcp.finish().await;
+    eprintln!("{requests} HTTP requests and {connections} TCP connections while {during}");
+    assert!(requests > 100 && connections > 50, "too little traffic: {requests} requests, {connections} connections");
+    assert!(
+        http_failures.is_empty(),
+        "{} of {requests} HTTP requests failed while {during}: {http_failures:?}",
+        http_failures.len()
+    );
+    assert!(
+        tcp_failures.is_empty(),
+        "{} of {connections} TCP connections failed while {during}: {tcp_failures:?}",
+        tcp_failures.len()
+    );
 }
 
 #[tokio::test]
@@ -244,7 +300,8 @@ async fn certificates_rotated_during_a_request_loop_lose_no_request() {
     let first = b.certificate_serials().await;
     assert!(!first.is_empty(), "B's Envoy holds no certificate");
 
-    let requests = RequestLoop::start(a.outbound_url.clone(), Duration::from_secs(30));
+    let http = RequestLoop::http(a.outbound_url.clone(), Duration::from_secs(40));
+    let tcp = RequestLoop::tcp(a.tcp_outbound.clone(), Duration::from_secs(40));
     let mut seen = first.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -255,12 +312,8 @@ async fn certificates_rotated_during_a_request_loop_lose_no_request() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (sent, failures) = requests.finish().await;
-    eprintln!("{sent} requests; certificates B held: {seen:?}");
-
+    assert_nothing_lost(http, tcp, "certificates rotated").await;
     assert!(seen.len() >= first.len() + 2, "B's certificate was not renewed at least twice in 30 s: {seen:?}");
-    assert!(sent > 100, "only {sent} requests were sent");
-    assert!(failures.is_empty(), "{} of {sent} requests failed during rotation: {failures:?}", failures.len());
 }
 
 #[tokio::test]
@@ -272,7 +325,8 @@ async fn turning_mtls_on_through_permissive_then_strict_loses_no_request() {
         (get(&a.outbound_url).await.status == 200).then_some(())
     })
     .await;
-    let requests = RequestLoop::start(a.outbound_url.clone(), Duration::from_secs(120));
+    let http = RequestLoop::http(a.outbound_url.clone(), Duration::from_secs(120));
+    let tcp = RequestLoop::tcp(a.tcp_outbound.clone(), Duration::from_secs(120));
 
     control_plane.apply(&mesh(&builtin("PERMISSIVE", ""))).await;
     eventually("A switches to mTLS once B accepts it", CONVERGE, || async {
@@ -287,11 +341,8 @@ async fn turning_mtls_on_through_permissive_then_strict_loses_no_request() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (sent, failures) = requests.finish().await;
-    eprintln!("{sent} requests while mTLS was turned on");
-
-    assert!(sent > 100, "only {sent} requests were sent");
-    assert!(failures.is_empty(), "{} of {sent} requests failed while mTLS was turned on: {failures:?}", failures.len());
+    assert_nothing_lost(http, tcp, "mTLS was turned on").await;
+    assert!(a.handshakes_to("b-tcp").await > 0, "A's TCP connections to B never used TLS");
 }
 
 /// The CA of `mesh`'s `ca-1` builtin backend, read from its Secrets.
@@ -409,4 +460,60 @@ async fn a_client_certificate_from_another_meshs_ca_is_refused() {
     let foreign = mesh_ca(&control_plane, "other").await;
     let answer = mtls_request(b.inbound_port, &foreign, "other").await;
     assert!(answer.is_empty(), "a certificate from mesh other's CA was accepted: {answer:?}");
+}
+
+/// Stores `ca` as the mesh Secrets `my-ca-cert` and `my-ca-key`, the
+/// certificate first, as a user replacing them one by one would.
+async fn put_provided_ca(control_plane: &ControlPlane, ca: &kodiak_ca::Ca) {
+    for (name, pem) in [("my-ca-cert", ca.cert_pem()), ("my-ca-key", ca.key_pem())] {
+        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
+        control_plane.apply(&format!("type: Secret\nmesh: default\nname: {name}\ndata: {data}\n")).await;
+    }
+}
+
+#[tokio::test]
+async fn replacing_a_provided_ca_under_load_loses_no_request() {
+    let control_plane = ControlPlane::memory();
+    let root = |now| {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        kodiak_ca::RootCa::generate("default", "ca-1", kodiak_ca::KeyKind::EcdsaP256, year, now).expect("a root CA")
+    };
+    put_provided_ca(&control_plane, &root(std::time::SystemTime::now())).await;
+    control_plane
+        .apply(&mesh(
+            "mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: provided
+    mode: STRICT
+    conf:
+      cert: {secret: my-ca-cert}
+      key: {secret: my-ca-key}
+",
+        ))
+        .await;
+    let a = Member::start(&control_plane, "a", "b").await;
+    let b = Member::start(&control_plane, "b", "a").await;
+    eventually("A's request to B is answered over mTLS", CONVERGE, || async {
+        (get(&a.outbound_url).await.status == 200 && tcp_greeting(&a.tcp_outbound).await.is_ok()).then_some(())
+    })
+    .await;
+    let before = b.certificate_serials().await;
+
+    let http = RequestLoop::http(a.outbound_url.clone(), Duration::from_secs(90));
+    let tcp = RequestLoop::tcp(a.tcp_outbound.clone(), Duration::from_secs(90));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    put_provided_ca(&control_plane, &root(std::time::SystemTime::now())).await;
+    eventually("B gets a certificate from the new CA", CONVERGE, || async {
+        let now = b.certificate_serials().await;
+        (!now.is_empty() && now.iter().any(|serial| !before.contains(serial))).then_some(())
+    })
+    .await;
+    let handshakes = a.handshakes_to("b-tcp").await;
+    eventually("A makes new TLS connections to B under the new CA", CONVERGE, || async {
+        (a.handshakes_to("b-tcp").await > handshakes + 20).then_some(())
+    })
+    .await;
+    assert_nothing_lost(http, tcp, "the mesh's CA was replaced").await;
 }
