@@ -515,5 +515,6 @@ async fn replacing_a_provided_ca_under_load_loses_no_request() {
         (a.handshakes_to("b-tcp").await > handshakes + 20).then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_nothing_lost(http, tcp, "the mesh's CA was replaced").await;
 }

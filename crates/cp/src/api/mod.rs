@@ -94,29 +94,47 @@ async fn handle(
     }
 }
 
-/// A request body of at most `limit` bytes: 413 beyond, 400 when it
-/// cannot be read (the client went away mid-body, a malformed chunked
-/// encoding).
+/// Reads at most `limit` bytes. A larger body is answered with 413 after
+/// reading (and dropping) a bounded amount more, so the client sees the
+/// answer instead of a connection reset in the middle of its upload; a body
+/// that cannot be read (a client gone mid-upload, broken chunking) gets 400.
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let chain: Vec<&(dyn std::error::Error + 'static)> =
-            std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| e.source()).collect();
-        if chain.iter().any(|e| e.is::<http_body_util::LengthLimitError>()) {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Payload Too Large",
-                format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
-            );
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::bad_request(format!("could not read the request body: {}", error_chain(&error)))
+        })?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        seen += chunk.len();
+        if seen <= limit {
+            collected.extend_from_slice(&chunk);
+        } else if seen > limit.saturating_mul(8) {
+            break;
         }
-        // Wrappers repeat their cause in their own message; keep each new part once.
-        let mut reason = String::new();
-        for message in chain.iter().map(ToString::to_string) {
-            if !reason.contains(&message) {
-                reason = if reason.is_empty() { message } else { format!("{reason}: {message}") };
-            }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
+        ));
+    }
+    Ok(collected.into())
+}
+
+/// An error and its causes, each new part once (wrappers often repeat
+/// their cause in their own message).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut reason = String::new();
+    for message in std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string) {
+        if !reason.contains(&message) {
+            reason = if reason.is_empty() { message } else { format!("{reason}: {message}") };
         }
-        ApiError::bad_request(format!("could not read the request body: {reason}"))
-    })
+    }
+    reason
 }
 
 #[cfg(test)]

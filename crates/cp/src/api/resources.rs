@@ -66,7 +66,7 @@ pub async fn put(
     limit: usize,
 ) -> Result<Response, ApiError> {
     let precondition = if_match(headers)?;
-    let bytes = read_body(body, limit).await?;
+    let bytes = super::read_body(body, limit).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the request body is not UTF-8 text"))?;
     let mut document = parse_document(text)?;
     check_type(&document, key.kind)?;
@@ -142,34 +142,6 @@ fn fill_identity(document: &mut Value, key: &ResourceKey) -> Result<(), ApiError
     }
     object.entry("type").or_insert_with(|| key.kind.name().into());
     Ok(())
-}
-
-/// Reads at most `limit` bytes. A larger body is answered with 413 after
-/// reading (and dropping) a bounded amount more, so the client sees the
-/// answer instead of a connection reset in the middle of its upload.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut collected = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        let Ok(chunk) = frame.into_data() else { continue };
-        seen += chunk.len();
-        if seen <= limit {
-            collected.extend_from_slice(&chunk);
-        } else if seen > limit.saturating_mul(8) {
-            break;
-        }
-    }
-    if seen > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large",
-            format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
-        ));
-    }
-    Ok(collected.into())
 }
 
 /// What an `If-Match` header asks for: that the resource exists (`*`), and
