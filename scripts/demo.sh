@@ -131,6 +131,22 @@ for i in $(seq 1 4); do
 done
 
 echo
+echo "==> turning on mTLS (examples/demo/mesh-mtls.yaml): a built-in CA, STRICT inbounds"
+"${CTL[@]}" apply -f examples/demo/mesh-mtls.yaml
+wait_for "every sidecar to serve STRICT mTLS" bash -c '[[ $("$0" "${@}" inspect dataplanes | grep -c " STRICT ") == 3 ]]' "${CTL[@]}"
+status=$(curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.2:30001/)
+echo "  web -> backend over mTLS: HTTP $status"
+
+echo
+echo "==> denying web -> backend (examples/demo/no-web-to-backend.yaml)"
+"${CTL[@]}" apply -f examples/demo/no-web-to-backend.yaml
+wait_for "the permission to take effect" bash -c '[[ $(curl -sS -o /dev/null -w "%{http_code}" http://127.0.0.2:30001/) == 403 ]]'
+curl -sS -o /dev/null -D - http://127.0.0.2:30001/ | tr -d '\r' | grep -i -e '^HTTP' -e '^x-kodiak-denied-by' | sed 's/^/  /'
+"${CTL[@]}" delete meshtrafficpermission no-web-to-backend --mesh default >/dev/null
+wait_for "web to be allowed again" curl -fsS http://127.0.0.2:30001/
+echo "  deleted it: web -> backend is allowed again by allow-all-default"
+
+echo
 echo "==> kodiakctl inspect dataplanes"
 "${CTL[@]}" inspect dataplanes
 echo
