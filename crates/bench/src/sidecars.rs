@@ -108,6 +108,9 @@ impl From<XdsTransport> for Transport {
 struct Cp {
     process: CpProcess,
     harness: ControlPlane,
+    /// One REST client for every PUT, made before any clock starts (making
+    /// one loads the system's trusted roots, milliseconds a round would count).
+    rest: kodiak_client::Client,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -145,7 +148,8 @@ impl Cp {
         let process = CpProcess::start(&args.cp_binary, &cp_args, &env, diagnostics, stderr).await?;
         // The control plane generated its certificate in the data directory; sidecars trust it.
         let harness = ControlPlane::external(api, dp_server).with_ca_cert_file(&dir.path().join("kodiak-cp.crt"));
-        Ok(Cp { process, harness, log, _dir: dir })
+        let rest = harness.client();
+        Ok(Cp { process, harness, rest, log, _dir: dir })
     }
 
     fn log_tail(&self) -> String {
@@ -444,8 +448,9 @@ async fn propagate(
     let needle = Arc::new(format!("b::127.0.0.1:{port}::"));
     let probe = probe.filter(|_| polls.0 >= Duration::from_millis(50));
     let cpu_before = probe.map(CpuProbe::read);
+    let resource = kodiak_api::Resource::from_document(&kodiak_api::parse_document(document)?)?;
     let sent = Instant::now();
-    cp.harness.apply(document).await;
+    cp.rest.put(&resource).await.context("the control plane accepts the Dataplane")?;
     let applied = Applied { at: Instant::now(), wall: SystemTime::now() };
     let deadline = applied.at + timeout;
     let mut tasks = tokio::task::JoinSet::new();

@@ -16,9 +16,6 @@ pub struct ControlPlane {
     external: bool,
     /// The certificate sidecars trust (`--ca-cert-file`).
     ca_cert_file: Option<PathBuf>,
-    /// One REST client for every call (building one loads the system's
-    /// trusted roots, which costs milliseconds a benchmark would count).
-    client: std::sync::OnceLock<kodiak_client::Client>,
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -41,14 +38,8 @@ impl ControlPlane {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         config.store.data_dir = data_dir.path().to_owned();
         adjust(&mut config);
-        let mut control_plane = Self {
-            config,
-            running: None,
-            external: false,
-            ca_cert_file: None,
-            client: Default::default(),
-            _data_dir: Some(data_dir),
-        };
+        let mut control_plane =
+            Self { config, running: None, external: false, ca_cert_file: None, _data_dir: Some(data_dir) };
         control_plane.start();
         control_plane
     }
@@ -60,7 +51,7 @@ impl ControlPlane {
         let mut config = kodiak_cp::testing::loopback_config();
         config.api_server.http.port = api_port;
         config.dp_server.server.port = dp_server_port;
-        Self { config, running: None, external: true, ca_cert_file: None, client: Default::default(), _data_dir: None }
+        Self { config, running: None, external: true, ca_cert_file: None, _data_dir: None }
     }
 
     /// The certificate an external control plane's dp-server presents
@@ -115,7 +106,7 @@ impl ControlPlane {
     }
 
     pub fn client(&self) -> kodiak_client::Client {
-        self.client.get_or_init(|| kodiak_client::Client::new(&self.api_url()).expect("a valid URL")).clone()
+        kodiak_client::Client::new(&self.api_url()).expect("a valid URL")
     }
 
     /// Whether its sidecars must show a dataplane token (the default).
