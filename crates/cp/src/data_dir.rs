@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// Held for as long as the control plane runs; the lock is released when
@@ -14,9 +15,14 @@ pub struct DataDirLock {
 }
 
 impl DataDirLock {
-    /// Creates the directory if needed and takes its lock file.
+    /// Creates the directory if needed (readable by its owner only: it holds
+    /// the store with its keys and tokens) and takes its lock file. An
+    /// existing directory keeps the mode it has.
     pub fn acquire(dir: &Path) -> anyhow::Result<DataDirLock> {
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
         let path = dir.join("kodiak-cp.lock");
         let mut file = OpenOptions::new()

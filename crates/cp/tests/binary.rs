@@ -89,3 +89,35 @@ fn bad_configuration_is_named() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("KODIAK_API_SERVER_HTTP_PORT"), "{message}");
 }
+
+#[test]
+fn a_new_data_directory_and_its_database_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("new").join("data");
+    let (api_port, diagnostics_port) = (free_port(), free_port());
+    // Under the common umask 022 new files would be world-readable.
+    let child = Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$@\"", "sh", BINARY, "run", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--api-port", &api_port.to_string(), "--diagnostics-port", &diagnostics_port.to_string()])
+        .args(["--api-https-port", &free_port().to_string(), "--dp-server-port", &free_port().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(diagnostics_port);
+    let mode = |name: &str| {
+        let path = data_dir.join(name);
+        std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    };
+    let modes = [("", mode("")), ("kodiak.db", mode("kodiak.db")), ("kodiak.db-wal", mode("kodiak.db-wal"))];
+    let shm = mode("kodiak.db-shm");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = wait_exit(child);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(modes[0].1, 0o700, "the data directory");
+    for (name, mode) in modes.into_iter().skip(1).chain([("kodiak.db-shm", shm)]) {
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+}

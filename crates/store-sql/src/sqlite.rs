@@ -46,12 +46,18 @@ struct Shared {
 
 impl SqliteStore {
     /// Opens (creating if needed) the data directory and its database, and
-    /// brings the schema up to date.
+    /// brings the schema up to date. A directory or database created here is
+    /// readable by its owner only (the database holds keys and tokens);
+    /// SQLite gives its `-wal` and `-shm` files the database file's mode.
     pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        tokio::fs::create_dir_all(data_dir)
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
             .await
             .map_err(|source| OpenError::CreateDirectory { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DATABASE_FILE);
+        create_private_file(&path).await.map_err(|source| OpenError::CreateDatabase { path: path.clone(), source })?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -78,6 +84,17 @@ impl SqliteStore {
     /// write-ahead log is folded into the file before the process exits.
     pub async fn close(&self) {
         self.shared.pool.close().await;
+    }
+}
+
+/// Creates `path` empty with mode 0600 unless it exists (SQLite takes an
+/// empty file as an empty database).
+async fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let created = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
