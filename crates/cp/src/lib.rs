@@ -136,7 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
     let dp_server_address = dp_server_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    tokens::start(store.clone(), config.api_server.authn.tokens.bootstrap_admin_token).await?;
+    tokens::start(store.clone(), config.api_server.authn.tokens.bootstrap_admin_token, api_address).await?;
     if config.dp_server.authn.dp_proxy.kind == config::DpProxyAuthn::None {
         tracing::warn!(
             "sidecars are not authenticated (dpServer.authn.dpProxy.type is none): anything that reaches the dp-server can register and serve any Dataplane"

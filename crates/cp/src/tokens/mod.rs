@@ -109,10 +109,17 @@ impl Tokens {
 /// every mesh (meshes created later get theirs with the Mesh, see the REST API).
 /// A mesh whose key cannot be made is logged and skipped, so one bad Mesh
 /// does not keep the control plane from starting.
-pub async fn start(store: Arc<dyn ResourceStore>, bootstrap_admin_token: bool) -> anyhow::Result<()> {
+pub async fn start(
+    store: Arc<dyn ResourceStore>,
+    bootstrap_admin_token: bool,
+    api_address: std::net::SocketAddr,
+) -> anyhow::Result<()> {
     let tokens = Tokens::new(store.clone());
     if bootstrap_admin_token {
-        tokens.ensure_admin_token().await.map_err(|e| anyhow::anyhow!("cannot create the admin user token: {e}"))?;
+        tokens
+            .ensure_admin_token(api_address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the admin user token: {e}"))?;
     }
     let meshes = store.list(&kodiak_store::ListQuery::all(kodiak_api::ResourceType::Mesh, usize::MAX)).await?;
     for mesh in meshes.items {
@@ -143,7 +150,7 @@ mod tests {
         let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
         store.create(mesh(&"m".repeat(240))).await.unwrap();
         store.create(mesh("good")).await.unwrap();
-        start(store.clone(), false).await.unwrap();
+        start(store.clone(), false, "127.0.0.1:5681".parse().unwrap()).await.unwrap();
         let keys = store.list(&ListQuery::in_mesh(ResourceType::Secret, "good", 10)).await.unwrap();
         assert_eq!(keys.items.len(), 1, "the good mesh still gets its key");
         let long = store.list(&ListQuery::in_mesh(ResourceType::Secret, &"m".repeat(240), 10)).await.unwrap();
