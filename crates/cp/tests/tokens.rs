@@ -43,8 +43,10 @@ struct Cp {
 /// Who sends a request.
 #[derive(Clone, Copy)]
 enum From<'a> {
-    /// Straight from this host: an admin while localhostIsAdmin is on.
+    /// Straight from this host without a token: an admin while localhostIsAdmin is on.
     Local,
+    /// Straight from this host with this bearer token: that token's user.
+    LocalWith(&'a str),
     /// Through a proxy (`X-Forwarded-For`), with this bearer token if any.
     Remote(Option<&'a str>),
 }
@@ -56,10 +58,14 @@ impl Cp {
 
     async fn request(&self, from: From<'_>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
         let mut request = self.http.request(method, format!("{}{path}", self.cp.api_url()));
-        if let From::Remote(token) = from {
-            request = request.header("x-forwarded-for", "10.0.0.9");
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
+        match from {
+            From::Local => {}
+            From::LocalWith(token) => request = request.bearer_auth(token),
+            From::Remote(token) => {
+                request = request.header("x-forwarded-for", "10.0.0.9");
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
             }
         }
         if let Some(body) = body {
@@ -316,6 +322,25 @@ async fn bad_user_tokens_get_401_with_the_reason() {
     let response = response.header("authorization", format!("Basic {good}")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(cp.get(From::Remote(Some(&good)), "/meshes").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_sent_from_localhost_is_that_tokens_user() {
+    let cp = Cp::start(|_| {});
+    let alice = cp.token("user", json!({"name": "alice", "groups": ["team"], "validFor": "1h"})).await;
+    let (status, text) = cp.get(From::LocalWith("garbage"), "/meshes").await;
+    let (title, detail) = error(status, &text, StatusCode::UNAUTHORIZED);
+    assert_eq!(title, "Invalid authentication data");
+    assert!(detail.contains("the token is not a JWT"), "{detail}");
+    let (status, text) = cp.get(From::LocalWith(&alice), "/meshes/default/secrets").await;
+    let (title, detail) = error(status, &text, StatusCode::FORBIDDEN);
+    assert_eq!(title, "Access Denied");
+    assert!(detail.contains("user \"alice\" cannot access Secret resources"), "{detail}");
+    assert_eq!(cp.get(From::LocalWith(&alice), "/meshes/default").await.0, StatusCode::OK);
+    let admin = cp.admin_token().await;
+    assert_eq!(cp.get(From::LocalWith(&admin), "/meshes/default/secrets").await.0, StatusCode::OK);
+    let (status, text) = cp.get(From::Local, "/meshes/default/secrets").await;
+    assert_eq!(status, StatusCode::OK, "no Authorization header from localhost is an admin: {text}");
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
 //! Who is calling the REST API, and whether they may do what they ask.
 //!
-//! - A request made straight from this host (see [`is_direct_local`]) is an
-//!   admin's when `apiServer.authn.localhostIsAdmin` is on (the default).
-//! - Otherwise `Authorization: Bearer <user token>` names the user; a token
-//!   that does not verify is refused with 401 and the reason.
-//! - Without a token the caller is anonymous.
+//! - A request with an `Authorization` header is authenticated by it alone,
+//!   wherever it comes from: `Bearer <user token>` makes the caller that
+//!   token's user; a token that does not verify is refused with 401 and the
+//!   reason. So a token behaves the same from this host as from anywhere.
+//! - A request without one made straight from this host (see
+//!   [`is_direct_local`]) is an admin's when `apiServer.authn.localhostIsAdmin`
+//!   is on (the default).
+//! - Any other request without one is anonymous.
 //!
 //! Secrets, GlobalSecrets (every method, reads too) and issuing tokens are
 //! for admins only (the user `mesh-system:admin` or its group); everything
@@ -51,7 +54,9 @@ impl Identity {
     }
 }
 
-/// Who sent the request: local admin, a token's user, or anonymous.
+/// Who sent the request: a token's user, local admin, or anonymous. The
+/// token decides whenever there is one, so a bad token is refused even from
+/// this host.
 pub async fn authenticate(
     tokens: &Tokens,
     localhost_is_admin: bool,
@@ -59,10 +64,10 @@ pub async fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Identity, ApiError> {
-    if localhost_is_admin && is_direct_local(peer, uri, headers) {
-        return Ok(Identity::Local);
-    }
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(Identity::Anonymous) };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let local = localhost_is_admin && is_direct_local(peer, uri, headers);
+        return Ok(if local { Identity::Local } else { Identity::Anonymous });
+    };
     let token = value
         .to_str()
         .ok()
@@ -206,5 +211,43 @@ mod tests {
             }
         }
         assert!(authorize(&Identity::Anonymous, &mesh).is_ok());
+    }
+
+    /// Who `authenticate` says sent a request straight from this host, or
+    /// its refusal as "<status> <detail>".
+    async fn caller(
+        tokens: &Tokens,
+        localhost_is_admin: bool,
+        authorization: Option<&str>,
+    ) -> Result<Identity, String> {
+        let mut pairs = vec![("host", "127.0.0.1:5681")];
+        pairs.extend(authorization.map(|value| ("authorization", value)));
+        let peer = "127.0.0.1:40000".parse().ok();
+        let found =
+            authenticate(tokens, localhost_is_admin, peer, &Uri::from_static("/meshes"), &headers(&pairs)).await;
+        found.map_err(|error| {
+            let detail = error.to_string();
+            format!("{} {detail}", axum::response::IntoResponse::into_response(error).status().as_u16())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_token_from_this_host_decides_who_the_caller_is() {
+        let tokens = Tokens::new(std::sync::Arc::new(kodiak_store::MemoryStore::new()));
+        let alice =
+            tokens.issue_user("alice", vec!["team".into()], std::time::Duration::from_secs(3600)).await.unwrap();
+        let bearer = format!("Bearer {alice}");
+        let user = Identity::User { name: "alice".into(), groups: vec!["team".into(), AUTHENTICATED.into()] };
+        for localhost_is_admin in [true, false] {
+            assert_eq!(caller(&tokens, localhost_is_admin, Some(&bearer)).await, Ok(user.clone()));
+            let garbage = caller(&tokens, localhost_is_admin, Some("Bearer garbage")).await.unwrap_err();
+            assert!(garbage.starts_with("401 ") && garbage.contains("not a JWT"), "{garbage}");
+            let basic = caller(&tokens, localhost_is_admin, Some("Basic YTpi")).await.unwrap_err();
+            assert!(basic.starts_with("401 ") && basic.contains("Bearer <user token>"), "{basic}");
+        }
+        let secrets = Route::List { kind: ResourceType::Secret, mesh: Some("default".into()) };
+        assert!(authorize(&user, &secrets).unwrap_err().to_string().contains("user \"alice\" cannot access"));
+        assert_eq!(caller(&tokens, true, None).await, Ok(Identity::Local), "no header: local admin");
+        assert_eq!(caller(&tokens, false, None).await, Ok(Identity::Anonymous));
     }
 }
