@@ -47,6 +47,15 @@ impl DataplaneRefusal {
             Self::Store(_) => "Store error",
         }
     }
+
+    /// What follows the title (the HTTP error's `detail`): the reason
+    /// without the words the title already says.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Invalid(reason) | Self::Mismatch(reason) => reason.clone(),
+            Self::Missing { .. } | Self::Store(_) => self.to_string(),
+        }
+    }
 }
 
 impl Tokens {
@@ -105,5 +114,16 @@ mod tests {
             ]
         );
         assert!(!DataplaneRefusal::Store(StoreError::Backend("down".into())).is_authn());
+    }
+
+    #[test]
+    fn the_detail_does_not_repeat_the_title() {
+        let missing = DataplaneRefusal::Missing { mesh: "default".into(), name: "web-1".into() };
+        assert!(missing.detail().starts_with("no dataplane token: issue one (kodiakctl generate dataplane-token"));
+        let invalid = DataplaneRefusal::Invalid("token expired at 2026-01-01T00:00:00Z".into());
+        assert_eq!(invalid.detail(), "token expired at 2026-01-01T00:00:00Z");
+        assert_eq!(invalid.to_string(), "invalid dataplane token: token expired at 2026-01-01T00:00:00Z");
+        let mismatch = DataplaneRefusal::Mismatch("proxy name from requestor: web-1 is different".into());
+        assert_eq!(mismatch.detail(), "proxy name from requestor: web-1 is different");
     }
 }

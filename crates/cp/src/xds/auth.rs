@@ -144,9 +144,8 @@ async fn check_request(
         Err(DataplaneRefusal::Store(error)) => Err(error.into()),
         Err(refusal) => {
             let status = if refusal.is_authn() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-            let reason = refusal.to_string();
-            tracing::warn!(dataplane = %proxy, %reason, "refused a {request}");
-            Err(ApiError::new(status, refusal.title(), reason))
+            tracing::warn!(dataplane = %proxy, reason = %refusal, "refused a {request}");
+            Err(ApiError::new(status, refusal.title(), refusal.detail()))
         }
     }
 }
