@@ -119,7 +119,7 @@ fn valid_for(text: &str, bad: &mut impl FnMut(&str, String)) -> Option<Duration>
             None
         }
         Err(reason) => {
-            bad("validFor", format!("{reason} (hours at most: 720h, not 30d)"));
+            bad("validFor", format!("{reason}; use hours, minutes or seconds (720h, not 30d)"));
             None
         }
     }

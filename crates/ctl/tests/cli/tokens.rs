@@ -50,7 +50,10 @@ fn bad_requests_are_explained() {
     let cp = start_memory();
     let ctl = Kodiakctl::against(cp.api_url());
     let stderr = ctl.run("generate dataplane-token --mesh default --valid-for 30d").fails();
-    assert!(stderr.contains("validFor") && stderr.contains("720h, not 30d"), "{stderr}");
+    assert!(
+        stderr.contains("validFor") && stderr.contains("use hours, minutes or seconds (720h, not 30d)"),
+        "{stderr}"
+    );
     let stderr = ctl.run("generate dataplane-token --mesh nowhere --valid-for 1h").fails();
     assert!(stderr.contains("no Mesh named \"nowhere\""), "{stderr}");
     let stderr = ctl.run("generate dataplane-token --tag kuma.io/service --valid-for 1h").fails();
