@@ -592,6 +592,35 @@ async fn a_drain_is_refused_unless_its_token_matches_the_dataplane() {
 }
 
 #[tokio::test]
+async fn a_drain_checks_the_token_before_saying_whether_the_dataplane_exists() {
+    let cp = Cp::start(|_| {});
+    let key = cp.signing_key("/meshes/default/secrets/dataplane-token-signing-key-default-1").await;
+    let revoked = cp.token("dataplane", json!({"mesh": "default", "name": "ghost"})).await;
+    let jti = claims(&revoked)["jti"].as_str().unwrap().to_owned();
+    let list = json!({"type": "Secret", "mesh": "default", "name": "dataplane-token-revocations-default", "data": STANDARD.encode(&jti)});
+    cp.put("/meshes/default/secrets/dataplane-token-revocations-default", list).await;
+    let foreign = kodiak_tokens::issue(&dp_claims("ghost", valid()), "1", &SigningKey::generate().unwrap()).unwrap();
+    let expired = kodiak_tokens::issue(&dp_claims("ghost", expired()), "1", &key).unwrap();
+    let unauthorized = [
+        (None, "no dataplane token"),
+        (Some("garbage"), "not a JWT"),
+        (Some(foreign.as_str()), "does not match the signing key with KID 1"),
+        (Some(expired.as_str()), "token expired at"),
+        (Some(revoked.as_str()), "token is revoked"),
+    ];
+    for (token, reason) in unauthorized {
+        let (status, text) = cp.drain("ghost", token).await;
+        let (_, detail) = error(status, &text, StatusCode::UNAUTHORIZED);
+        assert!(detail.contains(reason) && !detail.contains("ghost does not exist"), "{detail}");
+    }
+    // Only a valid token learns that the Dataplane does not exist.
+    let for_ghost = cp.token("dataplane", json!({"mesh": "default", "name": "ghost"})).await;
+    let (status, text) = cp.drain("ghost", Some(&for_ghost)).await;
+    let (_, detail) = error(status, &text, StatusCode::NOT_FOUND);
+    assert!(detail.contains("Dataplane default/ghost does not exist"), "{detail}");
+}
+
+#[tokio::test]
 async fn drains_need_no_token_when_dataplane_authentication_is_off() {
     let cp = Cp::start(|config| config.dp_server.authn.dp_proxy.kind = kodiak_cp::config::DpProxyAuthn::None);
     cp.put("/meshes/default/dataplanes/web-1", dataplane("web-1", "web")).await;

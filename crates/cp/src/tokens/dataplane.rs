@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kodiak_api::Resource;
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_store::StoreError;
-use kodiak_tokens::{DataplaneIdentity, check_dataplane};
+use kodiak_tokens::{DataplaneClaims, DataplaneIdentity, check_dataplane};
 
 use super::{Refusal, Tokens};
 
@@ -66,17 +66,33 @@ impl Tokens {
         token: Option<&str>,
         dataplane: &Resource,
     ) -> Result<(), DataplaneRefusal> {
-        let mesh = dataplane.key.mesh.clone().unwrap_or_default();
+        let mesh = dataplane.key.mesh.as_deref().unwrap_or_default();
+        let claims = self.verify_dataplane_token(token, mesh, &dataplane.key.name).await?;
+        allows_dataplane(&claims, dataplane)
+    }
+
+    /// Checks that `token` is there and verifies with `mesh`'s signing keys
+    /// and revocations, before anything about Dataplane `name` is looked at.
+    pub async fn verify_dataplane_token(
+        &self,
+        token: Option<&str>,
+        mesh: &str,
+        name: &str,
+    ) -> Result<DataplaneClaims, DataplaneRefusal> {
         let token = token.map(str::trim).filter(|token| !token.is_empty());
         let Some(token) = token else {
-            return Err(DataplaneRefusal::Missing { mesh, name: dataplane.key.name.clone() });
+            return Err(DataplaneRefusal::Missing { mesh: mesh.to_owned(), name: name.to_owned() });
         };
-        let claims = self.verify_dataplane(token, &mesh).await.map_err(|refusal| match refusal {
+        self.verify_dataplane(token, mesh).await.map_err(|refusal| match refusal {
             Refusal::Token(reason) => DataplaneRefusal::Invalid(reason),
             Refusal::Store(error) => DataplaneRefusal::Store(error),
-        })?;
-        check_dataplane(&claims, &identity(dataplane)).map_err(DataplaneRefusal::Mismatch)
+        })
     }
+}
+
+/// Whether verified `claims` allow `dataplane` (name, mesh, tags, workload).
+pub fn allows_dataplane(claims: &DataplaneClaims, dataplane: &Resource) -> Result<(), DataplaneRefusal> {
+    check_dataplane(claims, &identity(dataplane)).map_err(DataplaneRefusal::Mismatch)
 }
 
 /// What a token is checked against: name, mesh, every inbound's tags, the workload label.

@@ -12,7 +12,7 @@ use super::proxy_id::ProxyId;
 use crate::api::ApiError;
 use crate::config::DpProxyAuthn;
 use crate::tokens::Tokens;
-use crate::tokens::dataplane::DataplaneRefusal;
+use crate::tokens::dataplane::{DataplaneRefusal, allows_dataplane};
 
 /// The metadata key Envoy sends the token under (`initial_metadata`).
 const AUTHORIZATION: &str = "authorization";
@@ -118,20 +118,24 @@ pub async fn authenticate_bootstrap(
 }
 
 /// Checks a drain request's token against the stored Dataplane: only the
-/// sidecar serving a Dataplane may take it out of load balancing.
+/// sidecar serving a Dataplane may take it out of load balancing. The token
+/// is verified (401) before the Dataplane is looked up (404), so callers
+/// without a valid token learn nothing about which Dataplanes exist.
 pub async fn authenticate_drain(xds: &Xds, proxy: &ProxyId, token: Option<&str>) -> Result<(), ApiError> {
     if xds.dp_authn == DpProxyAuthn::None {
         return Ok(());
     }
+    let tokens = Tokens::new(xds.store.clone());
+    let claims = tokens.verify_dataplane_token(token, &proxy.mesh, &proxy.name).await;
+    let claims = claims.map_err(|refusal| refused_request(proxy, refusal, "drain"))?;
     let Some(dataplane) = xds.store.get(&proxy.resource_key()).await? else {
         tracing::warn!(dataplane = %proxy, "refused a drain for a Dataplane that does not exist");
         return Err(ApiError::not_found(format!("Dataplane {proxy} does not exist")));
     };
-    check_request(xds, proxy, token, &dataplane, "drain").await
+    allows_dataplane(&claims, &dataplane).map_err(|refusal| refused_request(proxy, refusal, "drain"))
 }
 
-/// Checks a dp-server HTTP request's token against `dataplane`: 401 for a
-/// missing or invalid token, 403 for a token of another Dataplane.
+/// Checks a dp-server HTTP request's token against `dataplane`.
 async fn check_request(
     xds: &Xds,
     proxy: &ProxyId,
@@ -139,15 +143,19 @@ async fn check_request(
     dataplane: &Resource,
     request: &str,
 ) -> Result<(), ApiError> {
-    match Tokens::new(xds.store.clone()).authenticate_dataplane(token, dataplane).await {
-        Ok(()) => Ok(()),
-        Err(DataplaneRefusal::Store(error)) => Err(error.into()),
-        Err(refusal) => {
-            let status = if refusal.is_authn() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-            tracing::warn!(dataplane = %proxy, reason = %refusal, "refused a {request}");
-            Err(ApiError::new(status, refusal.title(), refusal.detail()))
-        }
+    let checked = Tokens::new(xds.store.clone()).authenticate_dataplane(token, dataplane).await;
+    checked.map_err(|refusal| refused_request(proxy, refusal, request))
+}
+
+/// The answer to a refused dp-server HTTP request: 401 for a missing or
+/// invalid token, 403 for a token of another Dataplane.
+fn refused_request(proxy: &ProxyId, refusal: DataplaneRefusal, request: &str) -> ApiError {
+    if let DataplaneRefusal::Store(error) = refusal {
+        return error.into();
     }
+    let status = if refusal.is_authn() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+    tracing::warn!(dataplane = %proxy, reason = %refusal, "refused a {request}");
+    ApiError::new(status, refusal.title(), refusal.detail())
 }
 
 /// The Dataplane a sidecar carries, read but not stored.
