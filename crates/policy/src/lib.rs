@@ -2,4 +2,7 @@
 //! 2.x's targetRef semantics: matching, ordering from least to most
 //! specific, and merging. Pure: resources in, effective configuration out.
 
+mod fields;
+mod order;
+mod target;
 pub mod traffic_permission;

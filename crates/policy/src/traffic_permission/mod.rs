@@ -34,17 +34,17 @@
 
 mod partition;
 mod policy;
-mod selection;
 #[cfg(test)]
 mod tests;
 
 use kodiak_api::Resource;
 
+pub use crate::order::EFFECT_LABEL;
 pub use partition::MAX_STEPS;
-pub use policy::{EFFECT_LABEL, MeshTrafficPermission};
+pub use policy::MeshTrafficPermission;
 
+use crate::target::Proxy;
 use partition::{Entry, disjoint_rules};
-use selection::Proxy;
 
 /// What a permission decides for the callers it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
