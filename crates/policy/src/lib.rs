@@ -3,6 +3,7 @@
 //! specific, and merging. Pure: resources in, effective configuration out.
 
 mod fields;
+pub mod merge;
 mod order;
 mod target;
 pub mod traffic_permission;
