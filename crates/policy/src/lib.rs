@@ -6,4 +6,7 @@ mod fields;
 pub mod merge;
 mod order;
 mod target;
+#[cfg(test)]
+mod test_support;
+pub mod to_rules;
 pub mod traffic_permission;

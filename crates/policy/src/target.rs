@@ -206,6 +206,22 @@ impl<'a> Proxy<'a> {
         }
     }
 
+    /// Whether `target` selects this proxy as a whole, for policies that
+    /// shape its outgoing traffic: Mesh and Dataplane targets without
+    /// sectionName pick the proxy itself; the others pick it when they pick
+    /// one of its inbounds or a gateway's tags match.
+    pub fn selects_proxy(&self, target: &Target) -> bool {
+        match target {
+            Target::Tags { selector, .. } if selector.is_empty() => self.of_type(target),
+            Target::Dataplane { section_name: None, .. } => self.picked(target),
+            Target::Tags { selector, .. } => {
+                let gateway = self.gateway.as_ref().is_some_and(|tags| tags_match(selector, tags));
+                gateway && self.of_type(target) || self.inbounds.iter().any(|inbound| self.selects(target, inbound))
+            }
+            Target::Dataplane { .. } => self.inbounds.iter().any(|inbound| self.selects(target, inbound)),
+        }
+    }
+
     /// Whether a tag target applies to this kind of proxy (its proxyTypes).
     fn of_type(&self, target: &Target) -> bool {
         match target {

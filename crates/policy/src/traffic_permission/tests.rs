@@ -3,15 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kodiak_api::{Resource, parse_documents};
+use kodiak_api::Resource;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn resources(yaml: &str) -> Vec<Resource> {
-    parse_documents(yaml).unwrap().iter().map(|doc| Resource::from_document(doc).unwrap()).collect()
-}
+use crate::test_support::{resources, shuffled};
 
 fn policies(yaml: &str) -> Vec<MeshTrafficPermission> {
     resources(yaml).iter().map(|r| MeshTrafficPermission::from_resource(r).unwrap()).collect()
@@ -645,15 +642,7 @@ proptest! {
     #[test]
     fn the_order_of_the_policy_list_does_not_matter(policies in policy_set(), seed in any::<u64>()) {
         let dataplane = resources(PROPERTY_DATAPLANE).remove(0);
-        let mut shuffled = policies.clone();
-        // A seeded Fisher-Yates shuffle.
-        let mut state = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        let shuffled = shuffled(&policies, seed);
         prop_assert_eq!(proxy_permissions(&policies, &dataplane), proxy_permissions(&shuffled, &dataplane));
     }
 
