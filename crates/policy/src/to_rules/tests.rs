@@ -164,11 +164,11 @@ spec:
     assert!(rules.services.is_empty(), "{:?}", rules.services);
 }
 
-#[test]
-fn dataplane_targets_pick_by_name_labels_and_section_name() {
-    let policy = |name: &str, target: &str| {
-        format!(
-            "
+/// A policy with `target` that sets a conf toward the service named like
+/// the policy, so that the services in the result name the applying policies.
+fn named_after_itself(name: &str, target: &str) -> String {
+    format!(
+        "
 type: MeshTimeout
 mesh: default
 name: {name}
@@ -178,15 +178,18 @@ spec:
   - targetRef: {{kind: MeshService, name: {name}}}
     default: {{idleTimeout: 1s}}
 ---"
-        )
-    };
+    )
+}
+
+#[test]
+fn dataplane_targets_pick_by_name_labels_and_section_name() {
     let yaml = [
-        policy("by-name", "{kind: Dataplane, name: web-1}"),
-        policy("by-other-name", "{kind: Dataplane, name: web-2}"),
-        policy("by-labels", "{kind: Dataplane, labels: {team: core}}"),
-        policy("by-section", "{kind: Dataplane, name: web-1, sectionName: '10001'}"),
-        policy("by-missing-section", "{kind: Dataplane, sectionName: admin}"),
-        policy("gateways-only", "{kind: Mesh, proxyTypes: [Gateway]}"),
+        named_after_itself("by-name", "{kind: Dataplane, name: web-1}"),
+        named_after_itself("by-other-name", "{kind: Dataplane, name: web-2}"),
+        named_after_itself("by-labels", "{kind: Dataplane, labels: {team: core}}"),
+        named_after_itself("by-section", "{kind: Dataplane, name: web-1, sectionName: '10001'}"),
+        named_after_itself("by-missing-section", "{kind: Dataplane, sectionName: admin}"),
+        named_after_itself("gateways-only", "{kind: Mesh, proxyTypes: [Gateway]}"),
     ]
     .concat();
     let rules = rules(yaml.trim_end_matches("---"));
@@ -309,4 +312,34 @@ proptest! {
             prop_assert_eq!(got, expected, "service {}", service);
         }
     }
+}
+
+#[test]
+fn a_gateway_is_selected_by_its_own_tags_and_by_proxy_type() {
+    let gateway = resources(
+        "
+type: Dataplane
+mesh: default
+name: edge-1
+networking:
+  address: 10.0.0.9
+  gateway:
+    type: DELEGATED
+    tags: {kuma.io/service: edge}
+",
+    )
+    .remove(0);
+    let yaml = [
+        named_after_itself("edge-service", "{kind: MeshService, name: edge}"),
+        named_after_itself("web-service", "{kind: MeshService, name: web}"),
+        named_after_itself("gateways", "{kind: Mesh, proxyTypes: [Gateway]}"),
+        named_after_itself("sidecars", "{kind: Mesh, proxyTypes: [Sidecar]}"),
+        named_after_itself(
+            "edge-subset-for-sidecars",
+            "{kind: MeshSubset, tags: {kuma.io/service: edge}, proxyTypes: [Sidecar]}",
+        ),
+    ]
+    .concat();
+    let rules = to_rules(&gateway, &resources(yaml.trim_end_matches("---")));
+    assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["edge-service", "gateways"]);
 }
