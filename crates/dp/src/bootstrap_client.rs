@@ -243,9 +243,8 @@ mod tests {
         let no_scheme = control_plane("127.0.0.1:5678").unwrap_err().to_string();
         assert!(no_scheme.contains("https://127.0.0.1:5678"), "{no_scheme}");
         assert!(control_plane("ftp://cp").unwrap_err().to_string().contains("https"));
-        let trust = Trust::CaFile { path: "/ca.crt".into(), pem: String::new() };
-        let plaintext = ControlPlane::new("http://cp:5678", trust).unwrap_err().to_string();
-        assert!(plaintext.contains("/ca.crt") && plaintext.contains("use https://"), "{plaintext}");
+        let plaintext = ControlPlane::new("http://cp:5678", crate::tls::tests::ca_file()).unwrap_err().to_string();
+        assert!(plaintext.contains("/etc/kodiak/ca.crt") && plaintext.contains("use https://"), "{plaintext}");
     }
 
     #[test]

@@ -3,18 +3,16 @@
 //! failure is told to the user.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use anyhow::Context;
+use kodiak_client::tls::CaCerts;
+use rustls::ClientConfig;
 
 /// Where the trusted certificates came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
     /// `--ca-cert-file`: these certificates and nothing else.
-    CaFile { path: PathBuf, pem: String },
+    CaFile { path: PathBuf, certs: CaCerts },
     /// The operating system's trusted roots.
     SystemRoots,
 }
@@ -25,15 +23,15 @@ impl Trust {
     pub fn ca_file(path: &Path) -> anyhow::Result<Trust> {
         let pem =
             std::fs::read_to_string(path).with_context(|| format!("cannot read --ca-cert-file {}", path.display()))?;
-        certificates(&pem, path)?;
-        Ok(Trust::CaFile { path: path.to_owned(), pem })
+        let certs = CaCerts::from_pem(&pem).with_context(|| format!("--ca-cert-file {}", path.display()))?;
+        Ok(Trust::CaFile { path: path.to_owned(), certs })
     }
 
     /// The CA certificates (PEM) Envoy is to trust for the control plane,
     /// when the user named them.
     pub fn ca_pem(&self) -> Option<&str> {
         match self {
-            Trust::CaFile { pem, .. } => Some(pem),
+            Trust::CaFile { certs, .. } => Some(certs.pem()),
             Trust::SystemRoots => None,
         }
     }
@@ -42,21 +40,9 @@ impl Trust {
     /// trusts exactly the `--ca-cert-file` certificates; `None` for the
     /// system's roots, which the HTTP client checks by itself.
     pub fn client_config(&self) -> anyhow::Result<Option<ClientConfig>> {
-        let Trust::CaFile { path, pem } = self else { return Ok(None) };
-        let mut roots = RootCertStore::empty();
-        for cert in certificates(pem, path)? {
-            roots.add(cert).with_context(|| {
-                format!("--ca-cert-file {}: a certificate in it cannot be used as a trust anchor", path.display())
-            })?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        Ok(Some(
-            ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .context("TLS 1.2 and 1.3 are available")?
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        ))
+        let Trust::CaFile { path, certs } = self else { return Ok(None) };
+        let config = certs.client_config().with_context(|| format!("--ca-cert-file {}", path.display()))?;
+        Ok(Some(config))
     }
 
     /// What to tell the user when the control plane's certificate (or its
@@ -94,26 +80,18 @@ impl Trust {
     }
 }
 
-/// The PEM certificates of a `--ca-cert-file`, at least one.
-fn certificates(pem: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("--ca-cert-file {} is not a PEM file", path.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "--ca-cert-file {} holds no certificate (expected PEM blocks \"BEGIN CERTIFICATE\", such as the control plane's kodiak-cp.crt)",
-            path.display()
-        );
-    }
-    Ok(certs)
-}
-
 /// The TLS failure behind a request error (shared with kodiakctl's client).
 pub use kodiak_client::tls::tls_failure;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `--ca-cert-file` read from `/etc/kodiak/ca.crt`, holding one certificate.
+    pub(crate) fn ca_file() -> Trust {
+        let cert = rcgen::generate_simple_self_signed(vec!["cp".to_owned()]).unwrap().cert.pem();
+        Trust::CaFile { path: "/etc/kodiak/ca.crt".into(), certs: CaCerts::from_pem(&cert).unwrap() }
+    }
 
     #[test]
     fn a_ca_file_must_be_readable_and_hold_a_certificate() {
@@ -130,7 +108,7 @@ mod tests {
     #[test]
     fn explanations_name_the_trusted_file_or_the_system_roots() {
         let failure = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let file = Trust::CaFile { path: "/etc/kodiak/ca.crt".into(), pem: String::new() };
+        let file = ca_file();
         let text = file.explain(&failure);
         assert!(text.contains("/etc/kodiak/ca.crt") && text.contains("UnknownIssuer"), "{text}");
         assert!(text.contains("not signed by a CA kodiak-dp trusts"), "{text}");
