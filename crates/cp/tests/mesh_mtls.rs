@@ -2,48 +2,21 @@
 //! swapped under live mTLS, a provided CA that is missing or unusable, a
 //! Secret still read by a backend) and the policies a new mesh starts with.
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kodiak_ca::{KeyKind, RootCa, WorkloadRequest};
-use kodiak_cp::testing::{TestControlPlane, start_memory};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::Api;
 
-struct Api {
-    cp: TestControlPlane,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new() -> Api {
-        Api { cp: start_memory(), http: reqwest::Client::new() }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.cp.api_url())
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self.http.put(self.url(path)).body(body.to_string()).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.http.delete(self.url(path)).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn secret(&self, mesh: &str, name: &str, text: &str) {
-        let body = json!({"type": "Secret", "mesh": mesh, "name": name, "data": STANDARD.encode(text)});
-        assert_eq!(self.put(&format!("/meshes/{mesh}/secrets/{name}"), body).await.0, StatusCode::CREATED);
-    }
+/// Stores `text` as the Secret `name` of `mesh`.
+async fn put_secret(api: &Api, mesh: &str, name: &str, text: &str) {
+    let body = json!({"type": "Secret", "mesh": mesh, "name": name, "data": STANDARD.encode(text)});
+    assert_eq!(api.put(&format!("/meshes/{mesh}/secrets/{name}"), body).await.0, StatusCode::CREATED);
 }
 
 /// Asserts Kuma's error shape and returns the invalid fields with their reasons.
@@ -80,7 +53,7 @@ fn root(backend: &str) -> kodiak_ca::Ca {
 
 #[tokio::test]
 async fn the_ca_cannot_change_while_mtls_is_on() {
-    let api = Api::new();
+    let api = Api::memory();
     assert_eq!(api.put("/meshes/m", builtin_mesh("m", "ca-1", "ca-1")).await.0, StatusCode::CREATED);
     let (status, body) = api.put("/meshes/m", builtin_mesh("m", "ca-2", "ca-2")).await;
     let found = violations(status, &body);
@@ -100,7 +73,7 @@ async fn the_ca_cannot_change_while_mtls_is_on() {
 
 #[tokio::test]
 async fn a_provided_ca_must_exist_match_its_key_and_be_a_ca() {
-    let api = Api::new();
+    let api = Api::memory();
     let ca = root("ca-1");
     let other = root("other");
     let leaf = ca
@@ -114,11 +87,11 @@ async fn a_provided_ca_must_exist_match_its_key_and_be_a_ca() {
         })
         .unwrap();
     api.put("/meshes/m", json!({"type": "Mesh", "name": "m"})).await;
-    api.secret("m", "ca-cert", ca.cert_pem()).await;
-    api.secret("m", "ca-key", ca.key_pem()).await;
-    api.secret("m", "other-key", other.key_pem()).await;
-    api.secret("m", "leaf-cert", &leaf.cert_pem).await;
-    api.secret("m", "leaf-key", &leaf.key_pem).await;
+    put_secret(&api, "m", "ca-cert", ca.cert_pem()).await;
+    put_secret(&api, "m", "ca-key", ca.key_pem()).await;
+    put_secret(&api, "m", "other-key", other.key_pem()).await;
+    put_secret(&api, "m", "leaf-cert", &leaf.cert_pem).await;
+    put_secret(&api, "m", "leaf-key", &leaf.key_pem).await;
     let secret = |name: &str| json!({"secret": name});
 
     let cases = [
@@ -144,18 +117,18 @@ async fn a_provided_ca_must_exist_match_its_key_and_be_a_ca() {
     let found = violations(status, &body);
     assert!(found[0].1.contains("\"ca-cert\" does not exist in mesh \"p\""), "secrets are the mesh's own: {found:?}");
     api.put("/meshes/p", json!({"type": "Mesh", "name": "p"})).await;
-    api.secret("p", "ca-cert", ca.cert_pem()).await;
+    put_secret(&api, "p", "ca-cert", ca.cert_pem()).await;
     let good = provided_mesh("p", secret("ca-cert"), json!({"inline": STANDARD.encode(ca.key_pem())}));
     assert_eq!(api.put("/meshes/p", good).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn a_secret_a_ca_backend_reads_cannot_be_deleted() {
-    let api = Api::new();
+    let api = Api::memory();
     let ca = root("ca-1");
     api.put("/meshes/m", json!({"type": "Mesh", "name": "m"})).await;
-    api.secret("m", "ca-cert", ca.cert_pem()).await;
-    api.secret("m", "ca-key", ca.key_pem()).await;
+    put_secret(&api, "m", "ca-cert", ca.cert_pem()).await;
+    put_secret(&api, "m", "ca-key", ca.key_pem()).await;
     let mesh = provided_mesh("m", json!({"secret": "ca-cert"}), json!({"secret": "ca-key"}));
     assert_eq!(api.put("/meshes/m", mesh).await.0, StatusCode::OK);
 
@@ -184,7 +157,7 @@ async fn a_secret_a_ca_backend_reads_cannot_be_deleted() {
 
 #[tokio::test]
 async fn a_new_mesh_starts_with_an_allow_all_permission_once() {
-    let api = Api::new();
+    let api = Api::memory();
     let (status, policy) = api.get("/meshes/default/meshtrafficpermissions/allow-all-default").await;
     assert_eq!(status, StatusCode::OK, "the default mesh has one: {policy}");
     assert_eq!(policy["spec"]["from"], json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]));

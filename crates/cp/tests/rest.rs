@@ -1,9 +1,11 @@
 //! The REST API against a real control plane on loopback: every endpoint,
 //! status code and error shape.
 
-use kodiak_cp::testing::{TestControlPlane, start_memory, start_sqlite};
+mod support;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::Api;
 
 /// Every test runs against both stores: the in-memory one and the SQLite
 /// one that `kodiak-cp run` uses by default.
@@ -48,47 +50,6 @@ on_both_stores!(
     unknown_paths_and_methods,
     diagnostics_ready_and_healthy,
 );
-
-struct Api {
-    cp: TestControlPlane,
-    http: reqwest::Client,
-    _data: Option<tempfile::TempDir>,
-}
-
-impl Api {
-    fn memory() -> Api {
-        Api { cp: start_memory(), http: reqwest::Client::new(), _data: None }
-    }
-
-    fn sqlite() -> Api {
-        let data = tempfile::tempdir().unwrap();
-        let cp = start_sqlite(data.path()).unwrap();
-        Api { cp, http: reqwest::Client::new(), _data: Some(data) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.cp.api_url())
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.put_text(path, body.to_string()).await
-    }
-
-    async fn put_text(&self, path: &str, body: String) -> (StatusCode, Value) {
-        let response = self.http.put(self.url(path)).body(body).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.http.delete(self.url(path)).send().await.unwrap();
-        (response.status(), response.json().await.unwrap_or(Value::Null))
-    }
-}
 
 fn secret(mesh: &str, name: &str) -> Value {
     json!({"type": "Secret", "mesh": mesh, "name": name, "data": "c2VjcmV0"})
