@@ -1181,6 +1181,22 @@ mod tests {
         async fn step(&mut self) -> bool {
             self.sync.step(&mut self.events, &mut self.signals, &mut self.stop).await
         }
+
+        /// Steps until nothing gives the loop work for a second of (paused)
+        /// time: everything sent so far is handled, and no wait for an ACK
+        /// (30 s) has been cut short.
+        async fn settle(&mut self) {
+            while tokio::time::timeout(Duration::from_secs(1), self.step()).await.is_ok() {}
+        }
+
+        fn snapshot(&self, name: &str) -> Arc<kodiak_xds_server::Snapshot> {
+            self.xds.cache.get(&format!("default.{name}")).unwrap_or_else(|| panic!("{name} has no snapshot"))
+        }
+
+        fn synced(&self, name: &str) {
+            let generation = self.snapshot(name).generation();
+            self.xds.signals.send(Signal::Synced(ProxyId::new("default", name), generation)).unwrap();
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -1453,7 +1469,7 @@ mod tests {
         assert!(after.generation() > before.generation());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_provided_ca_half_replaced_changes_nothing_until_it_is_whole_again() {
         use base64::Engine;
         let secret = |name: &str, pem: &str| {
@@ -1479,27 +1495,34 @@ mod tests {
                      conf: {cert: {secret: ca-cert}, key: {secret: ca-key}}}]}}";
         store.update(dataplane(mesh), None).await.unwrap();
         store.create(backend("b-1", "b", 10001)).await.unwrap();
-        let xds = started(&store).await;
-        connect(&xds, "b-1");
-        let first = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
+        let mut stepped = Stepped::new(&store).await;
+        connect(&stepped.xds, "b-1");
+        stepped.settle().await;
+        let first = stepped.snapshot("b-1");
+        assert!(identity(&first).is_some());
         assert_eq!(trusted(&first), one.cert_pem());
 
         // The certificate is replaced first: until the key follows, the CA is unusable and nothing moves.
         store.update(secret("ca-cert", two.cert_pem()), None).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(xds.cache.get("default.b-1").unwrap().generation(), first.generation(), "left as it was");
+        stepped.settle().await;
+        assert_eq!(stepped.snapshot("b-1").generation(), first.generation(), "left as it was");
 
         store.update(secret("ca-key", two.key_pem()), None).await.unwrap();
-        let both = snapshot_where(&xds, "default.b-1", |s| trusted(s).contains(two.cert_pem())).await;
+        stepped.settle().await;
+        let both = stepped.snapshot("b-1");
+        assert!(trusted(&both).contains(two.cert_pem()), "the new root is trusted");
         assert!(trusted(&both).contains(one.cert_pem()), "the old root stays trusted meanwhile");
         assert_eq!(identity(&both), identity(&first), "the certificate waits until the new root is trusted");
-        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), both.generation())).unwrap();
-        let moved = snapshot_where(&xds, "default.b-1", |s| identity(s) != identity(&first)).await;
-        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), moved.generation())).unwrap();
-        snapshot_where(&xds, "default.b-1", |s| trusted(s) == two.cert_pem()).await;
+        stepped.synced("b-1");
+        stepped.settle().await;
+        let moved = stepped.snapshot("b-1");
+        assert_ne!(identity(&moved), identity(&first), "the certificate moves once the new root is trusted");
+        stepped.synced("b-1");
+        stepped.settle().await;
+        assert_eq!(trusted(&stepped.snapshot("b-1")), two.cert_pem());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_sidecar_joining_an_mtls_mesh_regenerates_only_what_it_touches() {
         let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
         crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
@@ -1507,18 +1530,20 @@ mod tests {
         for resource in [backend("b-1", "b", 10001), backend("d-1", "d", 10002)] {
             store.create(resource).await.unwrap();
         }
-        let xds = started(&store).await;
-        connect(&xds, "b-1");
-        let b1 = snapshot_where(&xds, "default.b-1", |s| identity(s).is_some()).await;
-        xds.signals.send(Signal::Synced(ProxyId::new("default", "b-1"), b1.generation())).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let settled = xds.cache.get("default.b-1").unwrap().generation();
+        let mut stepped = Stepped::new(&store).await;
+        connect(&stepped.xds, "b-1");
+        stepped.settle().await;
+        assert!(identity(&stepped.snapshot("b-1")).is_some());
+        stepped.synced("b-1");
+        stepped.settle().await;
+        let settled = stepped.snapshot("b-1").generation();
 
-        connect(&xds, "d-1");
-        let d1 = snapshot_where(&xds, "default.d-1", |s| identity(s).is_some()).await;
-        xds.signals.send(Signal::Synced(ProxyId::new("default", "d-1"), d1.generation())).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(xds.cache.get("default.b-1").unwrap().generation(), settled, "b-1 neither calls nor serves d");
+        connect(&stepped.xds, "d-1");
+        stepped.settle().await;
+        assert!(identity(&stepped.snapshot("d-1")).is_some());
+        stepped.synced("d-1");
+        stepped.settle().await;
+        assert_eq!(stepped.snapshot("b-1").generation(), settled, "b-1 neither calls nor serves d");
     }
 
     #[tokio::test]
