@@ -27,8 +27,9 @@ pub struct CertSpec {
 
 impl CertSpec {
     /// The identity of `dataplane`: its services and the union of its
-    /// inbounds' tags (a tag keeps every value its inbounds give it). A Dataplane that serves nothing (outbounds only) still needs
-    /// a certificate to call mTLS services: it is named
+    /// inbounds' tags (a tag keeps every value its inbounds give it). A
+    /// Dataplane that serves nothing (outbounds only) still needs a
+    /// certificate to call mTLS services: it is named
     /// `spiffe://<mesh>/dataplane/<name>`, which no service can be named
     /// (service names hold no `/`), so it matches only `from: Mesh` permissions.
     pub fn of(dataplane: &DataplaneView, backend: &str, root: &Arc<str>, lifetime: Duration, key: KeyKind) -> CertSpec {
