@@ -535,6 +535,9 @@ fn permissive_to_strict_updates_the_inbound_listener_in_place() {
     // builds a new one; the old one drains, its open connections carry on.
     lds.publish(&server_at(Some(&permissive)));
     wait_for_counter(admin, "listener_manager.listener_modified", 1);
+    // The old listener starts draining only once the new one serves on the
+    // worker; until then a new connection may still reach the old one.
+    wait_for_counter(admin, "listener_manager.total_listeners_draining", 1);
     envoy.wait_for(inbound);
     assert_eq!(wait_for_counter(admin, in_place, 0), before, "a new listener filter is no in-place update");
     assert_eq!(echo_on(&mut old, "still"), "still", "a connection of the replaced listener");
@@ -548,6 +551,8 @@ fn permissive_to_strict_updates_the_inbound_listener_in_place() {
     // PERMISSIVE to STRICT: in place; the open mTLS connection is not drained.
     lds.publish(&server_at(Some(&strict)));
     wait_for_counter(admin, in_place, before + 1);
+    // Likewise the replaced chains drain once the updated listener serves.
+    wait_for_counter(admin, "listener_manager.total_filter_chains_draining", 1);
     assert_eq!(echo_on(&mut mtls, "two"), "two", "the open mTLS connection after the switch");
     assert_eq!(talk(inbound, "plain", false), "", "plaintext on STRICT");
     assert_eq!(exchange(outbound, "three"), "three", "a new mTLS connection");
