@@ -28,6 +28,7 @@ mod envoy;
 mod inbound;
 pub mod names;
 mod outbound;
+pub mod policies;
 mod rbac;
 mod refusals;
 mod render;

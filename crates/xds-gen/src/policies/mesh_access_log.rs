@@ -1,0 +1,1 @@
+//! MeshAccessLog: its conf and its effect on Envoy resources.

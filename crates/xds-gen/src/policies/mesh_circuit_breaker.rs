@@ -1,0 +1,1 @@
+//! MeshCircuitBreaker: its conf and its effect on Envoy resources.

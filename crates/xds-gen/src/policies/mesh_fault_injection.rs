@@ -1,0 +1,1 @@
+//! MeshFaultInjection: its conf and its effect on Envoy resources.

@@ -1,0 +1,1 @@
+//! MeshHealthCheck: its conf and its effect on Envoy resources.

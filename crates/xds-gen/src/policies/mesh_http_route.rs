@@ -1,0 +1,1 @@
+//! MeshHTTPRoute: its conf and its effect on Envoy resources.

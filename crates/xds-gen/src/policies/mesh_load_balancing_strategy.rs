@@ -1,0 +1,1 @@
+//! MeshLoadBalancingStrategy: its conf and its effect on Envoy resources.

@@ -1,0 +1,1 @@
+//! MeshProxyPatch: its conf and its effect on Envoy resources.

@@ -1,0 +1,1 @@
+//! MeshRateLimit: its conf and its effect on Envoy resources.

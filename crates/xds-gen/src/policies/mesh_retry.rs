@@ -1,0 +1,1 @@
+//! MeshRetry: its conf and its effect on Envoy resources.

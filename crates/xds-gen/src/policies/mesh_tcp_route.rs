@@ -1,0 +1,1 @@
+//! MeshTCPRoute: its conf and its effect on Envoy resources.

@@ -1,0 +1,1 @@
+//! MeshTimeout: its conf and its effect on Envoy resources.
