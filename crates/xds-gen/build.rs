@@ -27,6 +27,30 @@ const FILES: &[&str] = &[
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto",
+    // What policies add.
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
+    "envoy/extensions/access_loggers/grpc/v3/als.proto",
+    "envoy/extensions/access_loggers/open_telemetry/v3/logs_service.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    "envoy/extensions/retry/host/omit_host_metadata/v3/omit_host_metadata_config.proto",
+    "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
+    "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto",
+    "envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto",
+    "envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.proto",
+    "envoy/extensions/load_balancing_policies/random/v3/random.proto",
+    "envoy/extensions/load_balancing_policies/maglev/v3/maglev.proto",
+];
+
+/// Files whose relative names resolve wrongly beside `FILES` (they name
+/// `common.ratelimit...`, which would find the `envoy.extensions.filters.common`
+/// package of the fault filter first), so they are compiled on their own and
+/// added to the same descriptor set.
+const SEPARATE_FILES: &[&str] = &[
+    "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+    "envoy/extensions/filters/network/local_ratelimit/v3/local_rate_limit.proto",
 ];
 
 /// Include roots inside the package's `proto` folder.
@@ -55,12 +79,22 @@ fn main() {
         }
     };
     let includes: Vec<PathBuf> = ROOTS.iter().map(|root| proto_dir.join(root)).collect();
-    let descriptors = protox::Compiler::new(&includes)
-        .and_then(|mut compiler| {
-            compiler.include_imports(true).open_files(FILES)?;
-            Ok(compiler.encode_file_descriptor_set())
-        })
-        .unwrap_or_else(|error| panic!("compiling Envoy's protos from {}: {error:?}", proto_dir.display()));
+    let compile = |files: &[&str]| {
+        protox::Compiler::new(&includes)
+            .and_then(|mut compiler| {
+                compiler.include_imports(true).open_files(files)?;
+                Ok(compiler.descriptor_pool())
+            })
+            .unwrap_or_else(|error| panic!("compiling Envoy's protos from {}: {error:?}", proto_dir.display()))
+    };
+    let mut pool = compile(FILES);
+    for file in compile(SEPARATE_FILES).files() {
+        if pool.get_file_by_name(file.name()).is_none() {
+            pool.add_file_descriptor_proto(file.file_descriptor_proto().clone())
+                .unwrap_or_else(|error| panic!("adding {}: {error:?}", file.name()));
+        }
+    }
+    let descriptors = pool.encode_to_vec();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("envoy_descriptors.bin");
     std::fs::write(&out, descriptors).unwrap_or_else(|error| panic!("writing {}: {error}", out.display()));
 }

@@ -132,6 +132,21 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_extensions_can_be_rendered() {
+        for name in [
+            "envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+            "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+            "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
+            "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
+        ] {
+            assert!(POOL.get_message_by_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
     fn an_unknown_type_is_shown_not_hidden() {
         let body = Any { type_url: "type.googleapis.com/example.Unknown".into(), value: vec![] };
         let resource = Resource { name: "x".into(), version: "0".into(), body };
