@@ -113,23 +113,49 @@ pub fn cluster_type(kind: cluster::DiscoveryType) -> Option<cluster::ClusterDisc
 }
 
 /// Makes `cluster` speak HTTP/2 (prior knowledge, h2c) to its endpoints,
-/// as gRPC and http2 services need. The map gets exactly one entry, so
-/// the encoded cluster (and its version) stays deterministic.
+/// as gRPC and http2 services need.
 pub fn use_http2(cluster: &mut Cluster) {
-    let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-            http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(
-                    http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    ),
-                ),
-            },
-        )),
-        ..Default::default()
-    };
+    update_http_protocol_options(cluster, |options| {
+        options.upstream_protocol_options =
+            Some(explicit_http(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                Http2ProtocolOptions::default(),
+            )));
+    });
+}
+
+/// Changes `cluster`'s upstream HTTP options, starting from HTTP/1.1 when it
+/// has none. The map keeps exactly one entry, so the encoded cluster (and
+/// its version) stays deterministic.
+pub fn update_http_protocol_options(cluster: &mut Cluster, change: impl FnOnce(&mut HttpProtocolOptions)) {
+    let mut options = cluster
+        .typed_extension_protocol_options
+        .get(names::HTTP_PROTOCOL_OPTIONS)
+        .and_then(|packed| prost::Message::decode(packed.value.as_slice()).ok())
+        .unwrap_or_else(|| HttpProtocolOptions {
+            upstream_protocol_options: Some(explicit_http(
+                http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default()),
+            )),
+            ..Default::default()
+        });
+    change(&mut options);
     cluster.typed_extension_protocol_options =
         HashMap::from([(names::HTTP_PROTOCOL_OPTIONS.to_owned(), any(&options))]);
+}
+
+fn explicit_http(
+    protocol: http_protocol_options::explicit_http_config::ProtocolConfig,
+) -> http_protocol_options::UpstreamProtocolOptions {
+    http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(http_protocol_options::ExplicitHttpConfig {
+        protocol_config: Some(protocol),
+    })
+}
+
+/// A protobuf duration; durations beyond what it holds are cut to its maximum.
+pub fn duration(duration: std::time::Duration) -> Duration {
+    Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or_default(),
+    }
 }
 
 /// A listener on `address:port` with one filter chain, named for stats
