@@ -158,33 +158,20 @@ pub fn duration(duration: std::time::Duration) -> Duration {
     }
 }
 
-/// A listener on `address:port` with one filter chain, named for stats
-/// after `cluster`: an HTTP connection manager when `http_routes` says where
-/// its routes come from, else a TCP proxy to `cluster`.
+/// A listener on `address:port` with one filter chain of `filters`.
 pub fn listener(
     name: String,
     (address, port): (&str, u16),
     direction: TrafficDirection,
-    cluster: &str,
-    http_routes: Option<http_connection_manager::RouteSpecifier>,
+    filters: Vec<Filter>,
 ) -> Listener {
-    let stat_prefix = stat_prefix(cluster);
-    let chain = match http_routes {
-        Some(routes) => filter_chain(names::HTTP_CONNECTION_MANAGER, &http_connection_manager(stat_prefix, routes)),
-        None => filter_chain(names::TCP_PROXY, &tcp_proxy(stat_prefix, cluster)),
-    };
     Listener {
         name,
         address: Some(socket_address(address, port)),
         traffic_direction: direction.into(),
-        filter_chains: vec![chain],
+        filter_chains: vec![FilterChain { filters, ..Default::default() }],
         ..Default::default()
     }
-}
-
-/// A filter chain with one network filter.
-fn filter_chain<M: prost::Message + prost::Name>(name: &str, config: &M) -> FilterChain {
-    FilterChain { filters: vec![filter(name, config)], ..Default::default() }
 }
 
 /// A network filter named `name` configured by `config`.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{
-    FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
@@ -15,8 +15,9 @@ use envoy_types::pb::google::protobuf::Duration;
 use kodiak_api::dataplane_view::InboundView;
 use kodiak_policy::traffic_permission::InboundPermissions;
 
+use crate::policies::{FromPolicies, mesh_timeout};
 use crate::security::{self, MESH_ALPN, MtlsMode};
-use crate::service::route_to_cluster;
+use crate::service::{for_each_action, route_to_cluster};
 use crate::{envoy, names, rbac, refusals};
 
 /// How long an mTLS inbound waits for a caller's first bytes to tell TLS
@@ -33,7 +34,8 @@ pub(crate) struct InboundMtls<'a> {
     pub permissions: &'a InboundPermissions,
 }
 
-/// The inbound listener `inbound:<address>:<port>`.
+/// The inbound listener `inbound:<address>:<port>`, under the policies
+/// toward that inbound.
 ///
 /// With mesh mTLS, a filter chain for mTLS callers (TLS with ALPN
 /// [`MESH_ALPN`], client certificate required, MeshTrafficPermission
@@ -42,22 +44,25 @@ pub(crate) struct InboundMtls<'a> {
 /// share the listener settings, so a PERMISSIVE to STRICT switch changes only
 /// the filter chains and Envoy updates the listener in place, leaving the
 /// connections of the mTLS chain alone.
-pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>) -> Listener {
+pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>, from: &FromPolicies) -> Listener {
     let name = names::inbound_listener(&inbound.address, inbound.port);
-    let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
-    // The route is inline: it is specific to this proxy and changes only
-    // with its own Dataplane, so RDS would add a round trip for nothing.
-    let routes = inbound.protocol.is_http().then(|| {
-        // Envoy needs a virtual host name; an inbound without a service tag
-        // (not valid today, but cheap to survive) is named by its listener.
-        let service = if inbound.service.is_empty() { &name } else { &inbound.service };
-        RouteSpecifier::RouteConfig(route_to_cluster(names::inbound_route(service), service, &cluster))
-    });
-    let stat_prefix = envoy::stat_prefix(&name);
-    let mut listener =
-        envoy::listener(name, (&inbound.address, inbound.port), TrafficDirection::Inbound, &cluster, routes.clone());
+    let mut listener = envoy::listener(
+        name.clone(),
+        (&inbound.address, inbound.port),
+        TrafficDirection::Inbound,
+        filters(inbound, from, None, &name),
+    );
     let Some(mtls) = mtls else { return listener };
-    let chain = mtls_chain(&cluster, routes, mtls, &listener.name, &stat_prefix);
+    let chain = FilterChain {
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "tls".to_owned(),
+            application_protocols: vec![MESH_ALPN.to_owned()],
+            ..Default::default()
+        }),
+        filters: filters(inbound, from, Some(mtls), &name),
+        transport_socket: Some(security::downstream_tls(mtls.mesh)),
+        ..Default::default()
+    };
     match mtls.mode {
         MtlsMode::Permissive => listener.filter_chains.push(chain),
         MtlsMode::Strict => listener.filter_chains = vec![chain],
@@ -73,45 +78,47 @@ pub fn listener(inbound: &InboundView, mtls: Option<InboundMtls<'_>>) -> Listene
     listener
 }
 
-/// The filter chain of mesh mTLS callers to `listener`: the plaintext
-/// chain's filters behind TLS, with MeshTrafficPermission's RBAC in front of
-/// them and denials logged.
-fn mtls_chain(
-    cluster: &str,
-    routes: Option<RouteSpecifier>,
-    mtls: InboundMtls<'_>,
-    listener: &str,
-    stat_prefix: &str,
-) -> FilterChain {
-    let filters = match routes {
-        Some(routes) => {
-            let mut manager = envoy::http_connection_manager(envoy::stat_prefix(cluster), routes);
+/// The network filters of a filter chain of `listener`: an HTTP connection
+/// manager with the inbound's route inline, or a TCP proxy, to the inbound
+/// cluster. On the chain of mesh mTLS callers, MeshTrafficPermission's RBAC
+/// comes first and denials are logged.
+fn filters(inbound: &InboundView, from: &FromPolicies, mtls: Option<InboundMtls<'_>>, listener: &str) -> Vec<Filter> {
+    let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
+    let stat_prefix = envoy::stat_prefix(&cluster);
+    if inbound.protocol.is_http() {
+        // The route is inline: it is specific to this proxy and changes only
+        // with its own Dataplane, so RDS would add a round trip for nothing.
+        // Envoy needs a virtual host name; an inbound without a service tag
+        // (not valid today, but cheap to survive) is named by its listener.
+        let service = if inbound.service.is_empty() { listener } else { &inbound.service };
+        let mut routes = route_to_cluster(names::inbound_route(service), service, &cluster);
+        if let Some(timeout) = &from.timeout {
+            for_each_action(&mut routes, |action| mesh_timeout::apply_to_route(timeout, action));
+        }
+        let mut manager = envoy::http_connection_manager(stat_prefix, RouteSpecifier::RouteConfig(routes));
+        if let Some(timeout) = &from.timeout {
+            mesh_timeout::apply_to_http_manager(timeout, &mut manager);
+        }
+        if let Some(mtls) = mtls {
             rbac::protect_http(&mut manager, mtls.mesh, mtls.permissions, listener);
-            vec![envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)]
         }
-        None => {
-            let mut proxy = envoy::tcp_proxy(envoy::stat_prefix(cluster), cluster);
-            proxy.access_log.extend([refusals::denied_connections(listener), refusals::failed_handshakes(listener)]);
-            vec![
-                rbac::network_filter(mtls.mesh, mtls.permissions, stat_prefix),
-                envoy::filter(envoy::names::TCP_PROXY, &proxy),
-            ]
-        }
-    };
-    FilterChain {
-        filter_chain_match: Some(FilterChainMatch {
-            transport_protocol: "tls".to_owned(),
-            application_protocols: vec![MESH_ALPN.to_owned()],
-            ..Default::default()
-        }),
-        filters,
-        transport_socket: Some(security::downstream_tls(mtls.mesh)),
-        ..Default::default()
+        return vec![envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)];
     }
+    let mut proxy = envoy::tcp_proxy(stat_prefix, &cluster);
+    if let Some(timeout) = &from.timeout {
+        mesh_timeout::apply_to_tcp_proxy(timeout, &mut proxy);
+    }
+    let Some(mtls) = mtls else { return vec![envoy::filter(envoy::names::TCP_PROXY, &proxy)] };
+    proxy.access_log.extend([refusals::denied_connections(listener), refusals::failed_handshakes(listener)]);
+    vec![
+        rbac::network_filter(mtls.mesh, mtls.permissions, &envoy::stat_prefix(listener)),
+        envoy::filter(envoy::names::TCP_PROXY, &proxy),
+    ]
 }
 
 /// The cluster `inbound:<serviceAddress>:<servicePort>` to the application.
-pub fn cluster(inbound: &InboundView) -> Cluster {
+/// Under the policies toward the inbound.
+pub fn cluster(inbound: &InboundView, from: &FromPolicies) -> Cluster {
     let name = names::inbound_cluster(&inbound.service_address, inbound.service_port);
     // A service address is an IP unless it defaulted to a Dataplane address
     // given as a host name; Envoy resolves that one itself.
@@ -129,6 +136,9 @@ pub fn cluster(inbound: &InboundView) -> Cluster {
     if inbound.protocol.is_http2() {
         envoy::use_http2(&mut cluster);
     }
+    if let Some(timeout) = &from.timeout {
+        mesh_timeout::apply_to_cluster(timeout, &mut cluster, inbound.protocol);
+    }
     cluster
 }
 
@@ -143,7 +153,11 @@ mod tests {
 
     fn with_mode(inbound: &InboundView, mode: MtlsMode) -> Listener {
         let permissions = InboundPermissions::default();
-        listener(inbound, Some(InboundMtls { mesh: "default", mode, permissions: &permissions }))
+        listener(
+            inbound,
+            Some(InboundMtls { mesh: "default", mode, permissions: &permissions }),
+            &FromPolicies::default(),
+        )
     }
 
     fn chain_matches(listener: &Listener) -> Vec<Option<(String, Vec<String>)>> {
@@ -155,7 +169,7 @@ mod tests {
     fn permissive_adds_an_mtls_chain_beside_the_unchanged_plaintext_one() {
         for protocol in ["http", "tcp"] {
             let inbound = inbound(protocol);
-            let plain = listener(&inbound, None);
+            let plain = listener(&inbound, None, &FromPolicies::default());
             let permissive = with_mode(&inbound, MtlsMode::Permissive);
             assert_eq!(permissive.filter_chains[0], plain.filter_chains[0], "{protocol}");
             assert_eq!(chain_matches(&permissive), [None, Some(("tls".into(), vec!["kuma".into()]))]);

@@ -9,25 +9,41 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use kodiak_api::dataplane_view::{OutboundView, Protocol};
 
-use crate::envoy;
-use crate::names;
+use crate::policies::{ToPolicies, mesh_retry, mesh_timeout};
+use crate::{envoy, names};
 
 /// The outbound listener `outbound:<address>:<port>` to `outbound.service`,
-/// which speaks `protocol`.
-pub fn listener(outbound: &OutboundView, protocol: Protocol) -> Listener {
-    // The routes come over RDS: they are the service's and shared by every
-    // caller, so one encoded RouteConfiguration serves them all.
-    let routes = protocol.is_http().then(|| {
-        RouteSpecifier::Rds(Rds {
+/// which speaks `protocol`, under the proxy's policies toward it.
+pub fn listener(outbound: &OutboundView, protocol: Protocol, to: &ToPolicies) -> Listener {
+    let cluster = names::service_cluster(&outbound.service);
+    let stat_prefix = envoy::stat_prefix(&cluster);
+    let filter = if protocol.is_http() {
+        // The routes come over RDS: they are the service's and shared by
+        // every caller with the same policies, so one encoded
+        // RouteConfiguration serves them all.
+        let routes = RouteSpecifier::Rds(Rds {
             config_source: Some(envoy::ads()),
             route_config_name: names::outbound_route(&outbound.service),
-        })
-    });
+        });
+        let mut manager = envoy::http_connection_manager(stat_prefix, routes);
+        if let Some(timeout) = &to.timeout {
+            mesh_timeout::apply_to_http_manager(timeout, &mut manager);
+        }
+        envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)
+    } else {
+        let mut proxy = envoy::tcp_proxy(stat_prefix, &cluster);
+        if let Some(timeout) = &to.timeout {
+            mesh_timeout::apply_to_tcp_proxy(timeout, &mut proxy);
+        }
+        if let Some(retry) = &to.retry {
+            mesh_retry::apply_to_tcp_proxy(retry, &mut proxy);
+        }
+        envoy::filter(envoy::names::TCP_PROXY, &proxy)
+    };
     envoy::listener(
         names::outbound_listener(&outbound.address, outbound.port),
         (&outbound.address, outbound.port),
         TrafficDirection::Outbound,
-        &names::service_cluster(&outbound.service),
-        routes,
+        vec![filter],
     )
 }

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use kodiak_api::dataplane_view::Protocol;
 use kodiak_xds_server::Resource;
 
+use crate::policies::{ToPolicies, mesh_retry, mesh_timeout};
 use crate::services::ServiceView;
 use crate::{envoy, names, security};
 
@@ -31,8 +32,31 @@ pub struct ServiceResources {
     pub route: Option<Arc<Resource>>,
 }
 
-/// Builds a service's shared resources.
+/// Builds a service's shared resources, as callers without policies toward
+/// it get them.
 pub fn service_resources(name: &str, service: &ServiceView) -> ServiceResources {
+    let endpoints = service_endpoints(name, service);
+    service_resources_for(name, service, &ToPolicies::default(), endpoints)
+}
+
+/// A service's `ClusterLoadAssignment`: the same for every caller.
+pub fn service_endpoints(name: &str, service: &ServiceView) -> Arc<Resource> {
+    let cluster_name = names::service_cluster(name);
+    let assignment = envoy::load_assignment(
+        &cluster_name,
+        service.endpoints.iter().map(|endpoint| (endpoint.address, endpoint.port)),
+    );
+    Resource::new(cluster_name, &assignment)
+}
+
+/// Builds a service's resources for the callers whose policies toward it
+/// are `to`, around its `endpoints` (see [`service_endpoints`]).
+pub fn service_resources_for(
+    name: &str,
+    service: &ServiceView,
+    to: &ToPolicies,
+    endpoints: Arc<Resource>,
+) -> ServiceResources {
     let cluster_name = names::service_cluster(name);
     let mut cluster = Cluster {
         name: cluster_name.clone(),
@@ -50,20 +74,39 @@ pub fn service_resources(name: &str, service: &ServiceView) -> ServiceResources 
     if let Some(mesh) = &service.mtls {
         cluster.transport_socket = Some(security::upstream_tls(mesh, name));
     }
-    let assignment = envoy::load_assignment(
-        &cluster_name,
-        service.endpoints.iter().map(|endpoint| (endpoint.address, endpoint.port)),
-    );
+    if let Some(timeout) = &to.timeout {
+        mesh_timeout::apply_to_cluster(timeout, &mut cluster, service.protocol);
+    }
     let route = service.protocol.is_http().then(|| {
         let route_name = names::outbound_route(name);
-        Resource::new(route_name.clone(), &route_to_cluster(route_name, name, &cluster_name))
+        let mut routes = route_to_cluster(route_name.clone(), name, &cluster_name);
+        for_each_action(&mut routes, |action| {
+            if let Some(timeout) = &to.timeout {
+                mesh_timeout::apply_to_route(timeout, action);
+            }
+            if let Some(retry) = &to.retry {
+                mesh_retry::apply_to_route(retry, service.protocol, action);
+            }
+        });
+        Resource::new(route_name, &routes)
     });
     ServiceResources {
         protocol: service.protocol,
-        cluster: Resource::new(cluster_name.clone(), &cluster),
+        cluster: Resource::new(cluster_name, &cluster),
         mtls: service.mtls.is_some(),
-        endpoints: Resource::new(cluster_name, &assignment),
+        endpoints,
         route,
+    }
+}
+
+/// Calls `change` on the action of every route that forwards.
+pub(crate) fn for_each_action(routes: &mut RouteConfiguration, mut change: impl FnMut(&mut RouteAction)) {
+    for virtual_host in &mut routes.virtual_hosts {
+        for route in &mut virtual_host.routes {
+            if let Some(route::Action::Route(action)) = &mut route.action {
+                change(action);
+            }
+        }
     }
 }
 

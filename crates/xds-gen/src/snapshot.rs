@@ -9,9 +9,11 @@ use kodiak_policy::traffic_permission::InboundPermissions;
 use kodiak_xds_server::{Resource, Snapshot, type_url};
 
 use crate::inbound::InboundMtls;
+use crate::policies::{ProxyPolicies, ToPolicies};
 use crate::security::{self, ProxySecurity};
 use crate::service::{ServiceResources, service_resources};
 use crate::services::ServiceView;
+use crate::shared::SharedServices;
 use crate::{inbound, names, outbound};
 
 /// Everything one proxy gets, by xDS type, each list sorted by name.
@@ -59,7 +61,20 @@ pub fn proxy_snapshot(
 }
 
 /// Builds the resources of `dataplane`'s proxy from the mesh's shared
-/// service resources (see [`service_resources`]).
+/// service resources (see [`service_resources`]), without policies.
+pub fn proxy_resources(
+    dataplane: &DataplaneView,
+    services: &BTreeMap<String, Arc<ServiceResources>>,
+    security: Option<&ProxySecurity>,
+) -> ProxyResources {
+    build(dataplane, security, &ProxyPolicies::default(), |name, _| {
+        services.get(name).cloned().unwrap_or_else(|| Arc::new(service_resources(name, &ServiceView::default())))
+    })
+}
+
+/// Builds the resources of `dataplane`'s proxy under its `policies`, taking
+/// the services it calls from `services`, where proxies with the same
+/// policies toward a service share its resources.
 ///
 /// Every inbound gets a listener, ready or not: readiness only decides
 /// whether callers are sent there. An outbound to a service `services`
@@ -76,10 +91,20 @@ pub fn proxy_snapshot(
 /// once a resource names it). Whether a cluster uses mTLS is the service's
 /// choice ([`ServiceView::mtls`]); give such services only to proxies that
 /// get `security` too, since nothing else serves the secrets they name.
-pub fn proxy_resources(
+pub fn proxy_resources_with_policies(
     dataplane: &DataplaneView,
-    services: &BTreeMap<String, Arc<ServiceResources>>,
+    services: &mut SharedServices,
     security: Option<&ProxySecurity>,
+    policies: &ProxyPolicies,
+) -> ProxyResources {
+    build(dataplane, security, policies, |name, to| services.get(name, to))
+}
+
+fn build(
+    dataplane: &DataplaneView,
+    security: Option<&ProxySecurity>,
+    policies: &ProxyPolicies,
+    mut service: impl FnMut(&str, &ToPolicies) -> Arc<ServiceResources>,
 ) -> ProxyResources {
     let mut listeners: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut clusters: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
@@ -99,9 +124,10 @@ pub fn proxy_resources(
             permissions: security.permissions.get(i).unwrap_or(&no_permissions),
         });
         uses_secrets |= mtls.is_some();
-        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound, mtls)));
+        let from = policies.from(i);
+        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound, mtls, &from)));
         let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
-        clusters.entry(cluster.clone()).or_insert_with(|| Resource::new(cluster, &inbound::cluster(inbound)));
+        clusters.entry(cluster.clone()).or_insert_with(|| Resource::new(cluster, &inbound::cluster(inbound, &from)));
     }
 
     for outbound in &dataplane.outbounds {
@@ -109,11 +135,9 @@ pub fn proxy_resources(
         if listeners.contains_key(&name) {
             continue;
         }
-        let service = services
-            .get(&outbound.service)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(service_resources(&outbound.service, &ServiceView::default())));
-        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, service.protocol)));
+        let to = policies.to(&outbound.service);
+        let service = service(&outbound.service, to);
+        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, service.protocol, to)));
         uses_secrets |= service.mtls;
         clusters.entry(service.cluster.name.clone()).or_insert_with(|| service.cluster.clone());
         endpoints.entry(service.endpoints.name.clone()).or_insert_with(|| service.endpoints.clone());

@@ -20,9 +20,11 @@ use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_api::mesh::{CaBackendView, CaKind, MtlsMode, MtlsView};
 use kodiak_api::{Resource, ResourceKey, ResourceType};
 use kodiak_ca::{Ca, KeyKind};
+use kodiak_policy::rules::{MeshPolicies, proxy_rules};
 use kodiak_policy::traffic_permission::{MeshTrafficPermission, proxy_permissions};
 use kodiak_store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
-use kodiak_xds_gen::{Identity, ProxySecurity, ServiceResources, ServiceView};
+use kodiak_xds_gen::policies::{ProxyPolicies, proxy_policies};
+use kodiak_xds_gen::{Identity, ProxySecurity, SharedServices, proxy_resources_with_policies};
 use kodiak_xds_server::SnapshotCache;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -115,8 +117,11 @@ struct MeshState {
     dataplanes: BTreeMap<String, Arc<DataplaneView>>,
     /// The stored Dataplanes, which MeshTrafficPermission matching reads.
     documents: BTreeMap<String, Arc<Resource>>,
-    services: BTreeMap<String, ServiceView>,
-    resources: BTreeMap<String, Arc<ServiceResources>>,
+    /// The mesh's services and their resources, shared between callers.
+    services: SharedServices,
+    /// The mesh's policies other than MeshTrafficPermission, read once;
+    /// `None` until they are.
+    policies: Option<MeshPolicies>,
     tls: MeshTls,
 }
 
@@ -228,7 +233,7 @@ struct Batch {
     resync: bool,
     /// Meshes whose Mesh resource changed.
     meshes: BTreeSet<String>,
-    /// Meshes whose MeshTrafficPermissions changed.
+    /// Meshes whose policies changed.
     policies: BTreeSet<String>,
     /// Secrets that changed, by mesh and name.
     secrets: BTreeSet<(String, String)>,
@@ -449,10 +454,23 @@ impl Sync {
         Ok(other_ca)
     }
 
-    /// Reads a mesh's MeshTrafficPermissions again.
+    /// Reads a mesh's policies again.
     async fn load_policies(&mut self, mesh: &str) -> Result<(), StoreError> {
-        let resources = list_in(self.store.as_ref(), ResourceType::MeshTrafficPermission, Some(mesh)).await?;
-        let policies = resources
+        let mut others = Vec::new();
+        let mut permissions = Vec::new();
+        for kind in ResourceType::ALL.iter().copied().filter(|kind| kind.is_policy()) {
+            let resources = list_in(self.store.as_ref(), kind, Some(mesh)).await?;
+            if kind == ResourceType::MeshTrafficPermission {
+                permissions = resources;
+            } else {
+                others.extend(resources);
+            }
+        }
+        let policies = MeshPolicies::new(mesh, &others);
+        for (policy, error) in policies.unreadable() {
+            tracing::error!(%policy, %error, "cannot read a policy; it is left out");
+        }
+        let permissions = permissions
             .iter()
             .filter_map(|resource| match MeshTrafficPermission::from_resource(resource) {
                 Ok(policy) => Some(policy),
@@ -462,7 +480,10 @@ impl Sync {
                 }
             })
             .collect();
-        self.meshes.entry(mesh.to_owned()).or_default().tls.policies = policies;
+        let state = self.meshes.entry(mesh.to_owned()).or_default();
+        state.tls.policies = permissions;
+        state.policies = Some(policies);
+        state.services.forget_built();
         Ok(())
     }
 
@@ -695,21 +716,7 @@ impl Sync {
                 view.mtls = Some(mesh_name.to_owned());
             }
         }
-        let mut changed = BTreeSet::new();
-        for (name, view) in &services {
-            if mesh.services.get(name) != Some(view) {
-                mesh.resources.insert(name.clone(), Arc::new(kodiak_xds_gen::service_resources(name, view)));
-                changed.insert(name.clone());
-            }
-        }
-        for name in mesh.services.keys() {
-            if !services.contains_key(name) {
-                mesh.resources.remove(name);
-                changed.insert(name.clone());
-            }
-        }
-        mesh.services = services;
-        changed
+        mesh.services.update(services)
     }
 
     /// Connected proxies of a mesh with an outbound to one of `services`.
@@ -766,7 +773,8 @@ impl Sync {
                 .outbounds
                 .iter()
                 .map(|outbound| {
-                    (outbound.service.clone(), mesh.resources.get(&outbound.service).is_some_and(|r| r.mtls))
+                    let mtls = mesh.services.views().get(&outbound.service).is_some_and(|view| view.mtls.is_some());
+                    (outbound.service.clone(), mtls)
                 })
                 .collect();
             let tls = &mut mesh.tls;
@@ -787,8 +795,12 @@ impl Sync {
                 // Listen for the ACK before the snapshot can be sent.
                 self.acks.set(&proxy, progress.awaiting());
             }
-            let snapshot = kodiak_xds_gen::proxy_snapshot(&view, &mesh.resources, security.as_ref(), generation);
-            self.cache.set(&proxy.node_id(), Arc::new(snapshot));
+            let policies = match (&document, &mesh.policies) {
+                (Some(document), Some(policies)) => proxy_policies(&proxy_rules(document, policies)),
+                _ => ProxyPolicies::default(),
+            };
+            let resources = proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
+            self.cache.set(&proxy.node_id(), Arc::new(resources.into_snapshot(generation)));
             self.insights.generated(&proxy, generation);
         }
     }
@@ -810,7 +822,7 @@ impl Batch {
                 (ResourceType::Mesh, _) => {
                     self.meshes.insert(event.key.name);
                 }
-                (ResourceType::MeshTrafficPermission, Some(mesh)) => {
+                (kind, Some(mesh)) if kind.is_policy() => {
                     self.policies.insert(mesh);
                 }
                 (ResourceType::Secret, Some(mesh)) => {
