@@ -30,6 +30,7 @@ const FILES: &[&str] = &[
     // What policies add.
     "envoy/extensions/filters/http/fault/v3/fault.proto",
     "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
     "envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto",
     "envoy/extensions/access_loggers/file/v3/file.proto",
     "envoy/extensions/access_loggers/grpc/v3/als.proto",
