@@ -5,8 +5,8 @@
 mod fields;
 pub mod merge;
 mod order;
+pub mod rules;
 mod target;
 #[cfg(test)]
 mod test_support;
-pub mod to_rules;
 pub mod traffic_permission;

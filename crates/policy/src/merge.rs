@@ -1,19 +1,26 @@
 //! How the `default` confs of several policies add up: each is a JSON merge
-//! patch (RFC 7396) laid over the result of the ones before it. Objects
-//! merge key by key, `null` deletes a key, and every other value (strings,
-//! numbers, booleans and lists) replaces what was there: lists are never
-//! concatenated.
+//! patch (RFC 7396) laid over the result of the ones before it, with the
+//! changes that make Kuma-compatible policies keep their meaning. Objects
+//! merge key by key; strings, numbers, booleans and lists replace what was
+//! there, with one exception: a list under a key named `append…`
+//! (`appendModifications`) is appended to the list already there. A `null`
+//! counts as absent, as it does when a policy is validated: it leaves the
+//! value below it in place rather than deleting it.
+//!
+//! Route policies add their rules up differently; see `rules::merge_rules`.
 
 use serde_json::{Map, Value};
 
-/// Lays `patch` over `target`, as an RFC 7396 merge patch.
+/// Lays `patch` over `target`.
 ///
 /// An object patch turns a non-object target into an empty object first;
-/// any other patch replaces the target. Nulls inside an object patch delete
-/// the key; they never appear in the result.
+/// any other non-null patch replaces the target. Nulls never appear in the
+/// result unless `target` held them.
 pub fn merge(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
-        *target = patch.clone();
+        if !patch.is_null() {
+            *target = patch.clone();
+        }
         return;
     };
     if !target.is_object() {
@@ -21,12 +28,25 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
     let Value::Object(target) = target else { unreachable!("made an object above") };
     for (key, value) in patch {
-        if value.is_null() {
-            target.remove(key);
-        } else {
-            merge(target.entry(key.clone()).or_insert(Value::Null), value);
+        match (value, target.get_mut(key)) {
+            (Value::Null, _) => {}
+            (Value::Array(items), Some(Value::Array(existing))) if appends(key) => {
+                existing.extend(items.iter().cloned())
+            }
+            (value, Some(existing)) => merge(existing, value),
+            (value, None) => {
+                let mut fresh = Value::Null;
+                merge(&mut fresh, value);
+                target.insert(key.clone(), fresh);
+            }
         }
     }
+}
+
+/// Whether lists under `key` are appended rather than replaced: keys named
+/// `append` followed by a capitalised word.
+pub fn appends(key: &str) -> bool {
+    key.strip_prefix("append").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
 }
 
 /// Lays `patches` over an empty object, first to last: the later a patch,
@@ -53,13 +73,28 @@ mod tests {
     }
 
     #[test]
-    fn objects_merge_key_by_key_and_null_deletes() {
+    fn objects_merge_key_by_key_and_null_leaves_the_value_below() {
         let target = json!({"connectionTimeout": "5s", "http": {"requestTimeout": "15s", "maxStreamDuration": "0s"}});
-        let patch = json!({"http": {"requestTimeout": "2s", "maxStreamDuration": null}, "idleTimeout": "1h"});
+        let patch =
+            json!({"http": {"requestTimeout": "2s", "maxStreamDuration": null}, "idleTimeout": "1h", "x": null});
         assert_eq!(
             merged(target, patch),
-            json!({"connectionTimeout": "5s", "idleTimeout": "1h", "http": {"requestTimeout": "2s"}})
+            json!({"connectionTimeout": "5s", "idleTimeout": "1h", "http": {"requestTimeout": "2s", "maxStreamDuration": "0s"}})
         );
+        assert_eq!(merged(json!({"a": 1}), Value::Null), json!({"a": 1}));
+        assert_eq!(merged(json!({}), json!({"a": {"b": null}})), json!({"a": {}}));
+    }
+
+    #[test]
+    fn lists_under_append_keys_are_appended_at_any_depth() {
+        let target = json!({"appendModifications": [{"a": 1}], "nested": {"appendMatch": ["x"]}, "append": [1]});
+        let patch = json!({"appendModifications": [{"b": 2}], "nested": {"appendMatch": ["y"]}, "append": [2]});
+        assert_eq!(
+            merged(target, patch),
+            json!({"appendModifications": [{"a": 1}, {"b": 2}], "nested": {"appendMatch": ["x", "y"]}, "append": [2]})
+        );
+        assert_eq!(merged(json!({}), json!({"appendModifications": [1]})), json!({"appendModifications": [1]}));
+        assert!(appends("appendProfiles") && !appends("append") && !appends("appendix") && !appends("backends"));
     }
 
     #[test]
@@ -80,7 +115,7 @@ mod tests {
     #[test]
     fn merge_all_applies_in_order_starting_from_an_empty_object() {
         let patches = [json!({"a": 1, "b": 1}), json!({"b": 2, "c": 3}), json!({"c": null})];
-        assert_eq!(merge_all(&patches), json!({"a": 1, "b": 2}));
+        assert_eq!(merge_all(&patches), json!({"a": 1, "b": 2, "c": 3}));
         assert_eq!(merge_all(&[]), json!({}));
     }
 
@@ -139,6 +174,15 @@ mod tests {
         }
     }
 
+    fn without_nulls(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn has_null(value: &Value) -> bool {
         match value {
             Value::Null => true,
@@ -163,13 +207,34 @@ mod tests {
             let result = merged(target, patch.clone());
             let mut set = Vec::new();
             leaves(&patch, String::new(), &mut set);
-            for (path, value) in set {
-                if value.is_null() {
-                    prop_assert!(result.pointer(&path).is_none(), "{} should be deleted", path);
-                } else {
-                    prop_assert_eq!(result.pointer(&path), Some(&value), "{}", path);
-                }
+            for (path, value) in set.into_iter().filter(|(_, value)| !value.is_null()) {
+                prop_assert_eq!(result.pointer(&path), Some(&value), "{}", path);
             }
+        }
+
+        /// A null in a patch changes nothing: the patch merges as if the key
+        /// were absent.
+        #[test]
+        fn nulls_count_as_absent(target in conf(false), patch in conf(true)) {
+            prop_assert_eq!(merged(target.clone(), patch.clone()), merged(target, without_nulls(&patch)));
+        }
+
+        /// Lists under `append…` keys hold every patch's items, first patch
+        /// first; other lists hold the last patch's.
+        #[test]
+        fn append_lists_concatenate_and_other_lists_are_replaced(
+            lists in prop::collection::vec((prop::option::of(prop::collection::vec(0..9u8, 0..3)),
+                prop::option::of(prop::collection::vec(0..9u8, 0..3))), 1..5),
+        ) {
+            let patches: Vec<Value> = lists.iter().map(|(append, replace)| {
+                json!({"default": {"appendModifications": append, "modifications": replace}})
+            }).collect();
+            let result = merge_all(&patches);
+            let appended: Vec<u8> = lists.iter().filter_map(|(append, _)| append.clone()).flatten().collect();
+            let expected = lists.iter().any(|(append, _)| append.is_some()).then(|| json!(appended));
+            prop_assert_eq!(result.pointer("/default/appendModifications"), expected.as_ref());
+            let last = lists.iter().rev().find_map(|(_, replace)| replace.clone()).map(|last| json!(last));
+            prop_assert_eq!(result.pointer("/default/modifications"), last.as_ref());
         }
 
         #[test]
@@ -184,12 +249,10 @@ mod tests {
 
         /// For confs of one shape, merging patches one after the other gives
         /// what merging their pre-merged combination gives: policies can be
-        /// merged in groups as long as the order is kept. (Only the first
-        /// patch may hold nulls: a null in a later patch deletes from the
-        /// combination, not from what it is laid over.)
+        /// merged in groups as long as the order is kept.
         #[test]
         fn successive_patches_of_one_shape_merge_associatively(
-            base in shaped(false), first in shaped(true), second in shaped(false), third in shaped(false),
+            base in shaped(false), first in shaped(true), second in shaped(true), third in shaped(true),
         ) {
             let step_by_step = merge_all([&base, &first, &second, &third]);
             let mut combined = second.clone();

@@ -60,12 +60,17 @@ impl Rank {
 /// none; zone-made over global policies; and last by name, the smaller name
 /// being the more specific.
 pub(crate) fn specificity(a: (&Target, &Rank), b: (&Target, &Rank)) -> Ordering {
+    let (a_rank, b_rank) = (a.1, b.1);
+    class(a, b).then_with(|| b_rank.display_name.cmp(&a_rank.display_name)).then_with(|| b_rank.name.cmp(&a_rank.name))
+}
+
+/// [`specificity`] without the names: policies it finds equal differ only
+/// by name.
+pub(crate) fn class(a: (&Target, &Rank), b: (&Target, &Rank)) -> Ordering {
     let ((a_target, a), (b_target, b)) = (a, b);
     a_target
         .kind()
         .cmp(&b_target.kind())
         .then(a_target.dataplane_detail().cmp(&b_target.dataplane_detail()))
         .then(a.origin.cmp(&b.origin))
-        .then_with(|| b.display_name.cmp(&a.display_name))
-        .then_with(|| b.name.cmp(&a.name))
 }

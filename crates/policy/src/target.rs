@@ -37,6 +37,7 @@ pub(crate) enum TopKind {
     MeshSubset,
     MeshService,
     MeshServiceSubset,
+    MeshHTTPRoute,
 }
 
 /// How a `Dataplane` targetRef picks Dataplanes.
@@ -66,7 +67,34 @@ impl Target {
     pub(crate) fn read(reference: Option<&Value>, policy_type: &str, path: &FieldPath, out: &mut Violations) -> Target {
         match reference {
             None | Some(Value::Null) => Target::mesh(),
-            Some(reference) => read_target(reference, policy_type, path, out),
+            Some(reference) => read_target(reference, policy_type, path, out, false),
+        }
+    }
+
+    /// Like [`Target::read`], and also reads `MeshGateway` targets (which
+    /// select nothing: Kodiak runs no built-in gateways) and `MeshHTTPRoute`
+    /// ones, returned with the route's name: such a target ranks as the
+    /// most specific kind but selects nothing by itself (a tag target on no
+    /// proxy type); which proxies it reaches is up to the route.
+    pub(crate) fn read_with_routes(
+        reference: Option<&Value>,
+        policy_type: &str,
+        path: &FieldPath,
+        out: &mut Violations,
+    ) -> (Target, Option<String>) {
+        match reference {
+            Some(reference) if string(reference, "kind") == Some("MeshHTTPRoute") => {
+                let name = string(reference, "name").unwrap_or_default().to_owned();
+                let target = Target::Tags {
+                    kind: TopKind::MeshHTTPRoute,
+                    selector: BTreeMap::new(),
+                    sidecars: false,
+                    gateways: false,
+                };
+                (target, Some(name))
+            }
+            None | Some(Value::Null) => (Target::mesh(), None),
+            Some(reference) => (read_target(reference, policy_type, path, out, true), None),
         }
     }
 
@@ -94,7 +122,7 @@ impl Target {
     }
 }
 
-fn read_target(reference: &Value, policy_type: &str, path: &FieldPath, out: &mut Violations) -> Target {
+fn read_target(reference: &Value, policy_type: &str, path: &FieldPath, out: &mut Violations, gateways: bool) -> Target {
     let kind = string(reference, "kind").unwrap_or_default();
     let name = || string(reference, "name").unwrap_or_default().to_owned();
     let tags = |out: &mut Violations| string_map(reference, "tags", &path.field("tags"), out).unwrap_or_default();
@@ -128,6 +156,7 @@ fn read_target(reference: &Value, policy_type: &str, path: &FieldPath, out: &mut
             let section_name = string(reference, "sectionName").filter(|s| !s.is_empty()).map(str::to_owned);
             Target::Dataplane { by, section_name }
         }
+        "MeshGateway" if gateways => Target::Dataplane { by: DataplaneRef::Nothing, section_name: None },
         other => {
             out.add(
                 &path.field("kind"),
@@ -149,11 +178,12 @@ pub(crate) struct Proxy<'a> {
     pub inbounds: Vec<Inbound>,
 }
 
-/// One inbound: its tags and the name a `sectionName` refers to it by.
+/// One inbound: its port, tags and the name a `sectionName` refers to it by.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    section_name: String,
-    tags: BTreeMap<String, String>,
+    pub port: u16,
+    pub section_name: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The string values of a `tags` object.
@@ -178,6 +208,7 @@ impl<'a> Proxy<'a> {
             .map(|inbound| {
                 let port = inbound.get("port").and_then(Value::as_u64).unwrap_or_default();
                 Inbound {
+                    port: u16::try_from(port).unwrap_or_default(),
                     section_name: inbound
                         .get("name")
                         .and_then(Value::as_str)
@@ -194,6 +225,13 @@ impl<'a> Proxy<'a> {
             gateway: networking.and_then(|n| n.get("gateway")).filter(|g| !g.is_null()).map(read_tags),
             inbounds,
         }
+    }
+
+    /// The `kuma.io/service` values of its inbounds and gateway: the only
+    /// services a service-specific target can pick it by.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        let gateway = self.gateway.as_ref().and_then(|tags| tags.get(SERVICE_TAG));
+        self.inbounds.iter().filter_map(|inbound| inbound.tags.get(SERVICE_TAG)).chain(gateway).map(String::as_str)
     }
 
     /// Whether `target` selects this proxy's `inbound`.

@@ -1,32 +1,11 @@
-//! Scenario tests (YAML policies and a Dataplane in, merged confs out) and
-//! property tests against a plain re-reading of the rules.
+//! `to` confs toward the mesh and toward services.
 
-use kodiak_api::Resource;
-use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
-use crate::test_support::{resources, shuffled};
-
-/// A sidecar of service `web`, version v1, labelled `team: core`.
-const WEB: &str = "
-type: Dataplane
-mesh: default
-name: web-1
-labels: {team: core}
-networking:
-  address: 10.0.0.1
-  inbound:
-  - port: 10001
-    tags: {kuma.io/service: web, version: v1}
-";
 
 fn rules(policies: &str) -> ToRules {
-    to_rules(&resources(WEB).remove(0), &resources(policies))
-}
-
-fn conf(conf: Value, origins: &[&str]) -> Option<ToConf> {
-    Some(ToConf { conf, origins: origins.iter().map(|name| (*name).to_owned()).collect() })
+    type_rules(ResourceType::MeshTimeout, policies).to
 }
 
 const TIMEOUT_ALL: &str = "
@@ -64,7 +43,6 @@ spec:
     assert_eq!(rules.for_service("backend").cloned(), conf(backend, &["timeout-all", "web-to-backend"]));
     assert_eq!(rules.for_service("db").cloned(), conf(mesh_wide, &["timeout-all"]));
     assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["backend"]);
-    assert!(rules.unreadable.is_empty());
 }
 
 #[test]
@@ -188,16 +166,17 @@ fn dataplane_targets_pick_by_name_labels_and_section_name() {
         named_after_itself("by-other-name", "{kind: Dataplane, name: web-2}"),
         named_after_itself("by-labels", "{kind: Dataplane, labels: {team: core}}"),
         named_after_itself("by-section", "{kind: Dataplane, name: web-1, sectionName: '10001'}"),
-        named_after_itself("by-missing-section", "{kind: Dataplane, sectionName: admin}"),
+        named_after_itself("by-missing-section", "{kind: Dataplane, sectionName: metrics}"),
+        named_after_itself("by-second-section", "{kind: Dataplane, sectionName: admin}"),
         named_after_itself("gateways-only", "{kind: Mesh, proxyTypes: [Gateway]}"),
     ]
     .concat();
     let rules = rules(yaml.trim_end_matches("---"));
-    assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["by-labels", "by-name", "by-section"]);
+    assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["by-labels", "by-name", "by-second-section", "by-section"]);
 }
 
 #[test]
-fn routes_and_external_destinations_are_skipped_and_bad_policies_are_reported() {
+fn unknown_routes_and_external_destinations_are_skipped_and_bad_policies_are_reported() {
     let rules = rules(&format!(
         "{TIMEOUT_ALL}
 ---
@@ -214,104 +193,17 @@ spec:
 "
     ));
     assert_eq!(rules.mesh.map(|mesh| mesh.origins), Some(vec!["timeout-all".to_owned()]));
-    assert!(rules.services.is_empty() && rules.unreadable.is_empty());
+    assert!(rules.services.is_empty() && rules.routes.is_empty());
 
     let mut broken = resources(TIMEOUT_ALL);
     broken[0].body["spec"]["to"][0]["targetRef"] = json!({"kind": "MeshGateway"});
     broken[0].body["spec"]["to"][0]["default"] = json!("5s");
-    let rules = to_rules(&resources(WEB).remove(0), &broken);
-    assert_eq!(rules.mesh, None);
-    let (name, violations) = &rules.unreadable[0];
-    assert_eq!(name, "timeout-all");
+    let policies = MeshPolicies::new("default", &broken);
+    assert_eq!(proxy_rules(&web(), &policies), ProxyRules::default());
+    let (key, violations) = &policies.unreadable()[0];
+    assert_eq!((key.kind, key.name.as_str()), (ResourceType::MeshTimeout, "timeout-all"));
     let fields: Vec<String> = violations.iter().map(|v| v.field.clone()).collect();
     assert_eq!(fields, ["spec.to[0].targetRef.kind", "spec.to[0].default"]);
-}
-
-/// A generated policy: its name, top-level targetRef and `to` entries.
-fn policy() -> impl Strategy<Value = (String, Value, Vec<Value>)> {
-    let target = prop_oneof![
-        Just(json!({"kind": "Mesh"})),
-        Just(json!({"kind": "MeshSubset", "tags": {"version": "v1"}})),
-        Just(json!({"kind": "MeshSubset", "tags": {"version": "v2"}})),
-        Just(json!({"kind": "MeshService", "name": "web"})),
-        Just(json!({"kind": "MeshServiceSubset", "name": "web", "tags": {"version": "v1"}})),
-        Just(json!({"kind": "Dataplane", "name": "web-1"})),
-        Just(json!({"kind": "Dataplane", "labels": {"team": "core"}})),
-    ];
-    let to = (
-        prop_oneof![Just(None), Just(Some("a")), Just(Some("b"))],
-        prop_oneof![Just("connectionTimeout"), Just("idleTimeout")],
-        1..5u8,
-    )
-        .prop_map(|(service, key, value)| {
-            let target = match service {
-                None => json!({"kind": "Mesh"}),
-                Some(name) => json!({"kind": "MeshService", "name": name}),
-            };
-            json!({"targetRef": target, "default": {key: format!("{value}s")}})
-        });
-    ("[a-d]{1,2}", target, prop::collection::vec(to, 1..3))
-}
-
-fn policy_set() -> impl Strategy<Value = Vec<Resource>> {
-    prop::collection::btree_map("[a-d]{1,2}", policy().prop_map(|(_, target, to)| (target, to)), 0..6).prop_map(|set| {
-        set.into_iter()
-            .map(|(name, (target, to))| {
-                let document = json!({"type": "MeshTimeout", "mesh": "default", "name": name,
-                    "spec": {"targetRef": target, "to": to}});
-                Resource::from_document(&document).unwrap()
-            })
-            .collect()
-    })
-}
-
-/// How specific a generated policy is, written out for the generated shapes.
-fn rank(policy: &Resource) -> u8 {
-    let target = &policy.body["spec"]["targetRef"];
-    match (target["kind"].as_str().unwrap(), target.get("labels").is_some()) {
-        ("Mesh", _) => 1,
-        ("Dataplane", true) => 2,
-        ("Dataplane", false) => 3,
-        ("MeshSubset", _) => 4,
-        ("MeshService", _) => 5,
-        _ => 6,
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
-
-    #[test]
-    fn the_order_of_the_policy_list_does_not_matter(policies in policy_set(), seed in any::<u64>()) {
-        let dataplane = resources(WEB).remove(0);
-        let shuffled = shuffled(&policies, seed);
-        prop_assert_eq!(to_rules(&dataplane, &policies), to_rules(&dataplane, &shuffled));
-    }
-
-    #[test]
-    fn each_key_toward_a_service_comes_from_the_most_specific_covering_entry(policies in policy_set()) {
-        let dataplane = resources(WEB).remove(0);
-        let rules = to_rules(&dataplane, &policies);
-        let selects = |policy: &&Resource| {
-            policy.body["spec"]["targetRef"]["tags"]["version"].as_str().is_none_or(|version| version == "v1")
-        };
-        let mut ordered: Vec<&Resource> = policies.iter().filter(selects).collect();
-        ordered.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.key.name.cmp(&a.key.name)));
-        for service in ["a", "b", "c"] {
-            let mut expected = serde_json::Map::new();
-            for policy in &ordered {
-                for entry in policy.body["spec"]["to"].as_array().unwrap() {
-                    let name = entry["targetRef"]["name"].as_str();
-                    if name.is_none_or(|name| name == service) {
-                        expected.extend(entry["default"].as_object().unwrap().clone());
-                    }
-                }
-            }
-            let got = rules.for_service(service).map(|to| to.conf.clone());
-            let expected = (!expected.is_empty()).then_some(Value::Object(expected));
-            prop_assert_eq!(got, expected, "service {}", service);
-        }
-    }
 }
 
 #[test]
@@ -340,6 +232,6 @@ networking:
         ),
     ]
     .concat();
-    let rules = to_rules(&gateway, &resources(yaml.trim_end_matches("---")));
+    let rules = rules_for(&gateway, yaml.trim_end_matches("---")).types.remove(&ResourceType::MeshTimeout).unwrap().to;
     assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["edge-service", "gateways"]);
 }
