@@ -1,7 +1,8 @@
 //! Golden tests: a mesh's Dataplanes in, one proxy's Envoy resources out.
 //!
-//! `golden/<case>.input.yaml` holds Kodiak resource documents; its first
-//! line `# proxy: <name>` names the Dataplane whose proxy is generated.
+//! `golden/<case>.input.yaml` holds Kodiak resource documents (Dataplanes
+//! and policies); its first line `# proxy: <name>` names the Dataplane whose
+//! proxy is generated, under the policies that apply to it.
 //! `golden/<case>.golden.yaml` holds that proxy's resources rendered as
 //! Envoy's JSON (in YAML), by type, sorted by name. `UPDATE_GOLDEN=1`
 //! rewrites the golden files; a golden diff is a behaviour change.
@@ -13,14 +14,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_api::{Resource, ResourceType};
+use kodiak_policy::rules::{MeshPolicies, proxy_rules};
 use kodiak_policy::traffic_permission::{Action, Callers, InboundPermissions, PermissionRule, TagCondition};
+use kodiak_xds_gen::policies::proxy_policies;
 use kodiak_xds_gen::{
-    BootstrapParams, Identity, MtlsMode, ProxyResources, ProxySecurity, bootstrap, proxy_resources, render,
-    service_resources, services,
+    BootstrapParams, Identity, MtlsMode, ProxyResources, ProxySecurity, SharedServices, bootstrap,
+    proxy_resources_with_policies, render, services,
 };
 use serde_json::{Map, Value};
 
@@ -103,22 +105,29 @@ fn proxy_of(case: &str, input: &str) -> Result<ProxyResources, String> {
         .ok_or("the first line must be `# proxy: <dataplane name>`")?;
     let documents = kodiak_api::parse_documents(input).map_err(|error| error.to_string())?;
     let mut dataplanes = Vec::new();
+    let mut documents_by_name = BTreeMap::new();
+    let mut policies = Vec::new();
     for document in &documents {
         let resource = Resource::from_document(document).map_err(|error| format!("invalid input: {error}"))?;
         if resource.key.kind == ResourceType::Dataplane {
             dataplanes.push(DataplaneView::from_resource(&resource));
+            documents_by_name.insert(resource.key.name.clone(), resource);
+        } else if resource.key.kind.is_policy() {
+            policies.push(resource);
         }
     }
     let dataplane = dataplanes.iter().find(|dp| dp.name == proxy).ok_or(format!("no Dataplane named {proxy:?}"))?;
+    let rules = proxy_rules(&documents_by_name[proxy], &MeshPolicies::new(&dataplane.mesh, &policies));
     let security = security_of(case)?;
     let mut views = services(&dataplanes);
     for service in security.iter().flat_map(|(_, mtls_services)| mtls_services) {
         let view = views.get_mut(service).ok_or(format!("mtlsServices: no Dataplane serves {service:?}"))?;
         view.mtls = Some(dataplane.mesh.clone());
     }
-    let shared: BTreeMap<String, Arc<_>> =
-        views.iter().map(|(name, service)| (name.clone(), Arc::new(service_resources(name, service)))).collect();
-    Ok(proxy_resources(dataplane, &shared, security.as_ref().map(|(security, _)| security)))
+    let mut shared = SharedServices::default();
+    shared.update(views);
+    let security = security.as_ref().map(|(security, _)| security);
+    Ok(proxy_resources_with_policies(dataplane, &mut shared, security, &proxy_policies(&rules)))
 }
 
 /// The rendered resources of the proxy the input names.
@@ -328,4 +337,5 @@ golden! {
     mtls_strict_http_inbound_with_permissions => "mtls-strict-http",
     mtls_permissive_tcp_inbound_with_shadow_deny => "mtls-permissive-tcp",
     mtls_and_plaintext_outbounds => "mtls-outbounds",
+    timeouts_and_retries => "timeout-retry",
 }
