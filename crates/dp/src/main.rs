@@ -3,6 +3,7 @@
 //! with the bootstrap it gets back, and drains Envoy on shutdown. See
 //! `kodiak-dp run --help`.
 
+mod access_logs;
 mod bootstrap_client;
 mod cli;
 mod dataplane_file;
@@ -147,6 +148,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     ports::check(&listens)?;
 
     let work_dir = WorkDir::create(args.work_dir, &mesh, &name)?;
+    access_logs::start(work_dir.path())?;
     let envoy = supervisor::Envoy {
         binary,
         setpriv,
