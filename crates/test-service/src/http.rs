@@ -1,7 +1,7 @@
 //! The HTTP side: one handler for every method and path.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,18 +12,52 @@ use tokio::net::TcpListener;
 
 /// The response header that names the instance.
 pub const INSTANCE_HEADER: &str = "x-kodiak-instance";
+/// The response header of `/fail-first/N` that numbers the attempt.
+pub const ATTEMPT_HEADER: &str = "x-kodiak-attempt";
+
+/// How many requests each `/fail-first/N` path and query got so far.
+type Attempts = Arc<Mutex<HashMap<String, u32>>>;
+
+/// The most `/fail-first` paths remembered; past it, counting starts over.
+const MAX_REMEMBERED: usize = 10_000;
 
 pub async fn serve(listener: TcpListener, name: Arc<str>) -> anyhow::Result<()> {
-    let router =
-        Router::new().fallback(move |method, uri, headers, body| answer(name.clone(), method, uri, headers, body));
+    let attempts = Attempts::default();
+    let router = Router::new()
+        .fallback(move |method, uri, headers, body| answer(name.clone(), attempts.clone(), method, uri, headers, body));
     axum::serve(listener, router).await?;
     Ok(())
 }
 
 /// The body is taken (and dropped) so a request with one is read whole
 /// and the connection stays usable for the next request.
-async fn answer(name: Arc<str>, method: Method, uri: Uri, headers: HeaderMap, _body: Bytes) -> Response {
+async fn answer(
+    name: Arc<str>,
+    attempts: Attempts,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> Response {
     let path = uri.path();
+    if let Some(count) = path.strip_prefix("/fail-first/") {
+        let Ok(failures) = count.parse::<u32>() else {
+            return with_instance(&name, (StatusCode::BAD_REQUEST, format!("{path}: expected /fail-first/COUNT\n")));
+        };
+        let attempt = {
+            let mut seen = attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+            let attempt = seen.entry(uri.to_string()).or_default();
+            *attempt += 1;
+            *attempt
+        };
+        let status = if attempt <= failures { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        let mut response = with_instance(&name, (status, format!("attempt {attempt}\n")));
+        response.headers_mut().insert(ATTEMPT_HEADER, HeaderValue::from(attempt));
+        return response;
+    }
     let status = match path.strip_prefix("/status/").map(str::parse::<u16>) {
         // 1xx are not final answers; a request for one gets a 400 saying so.
         Some(Ok(code)) if code >= 200 => StatusCode::from_u16(code).ok(),

@@ -5,7 +5,10 @@
 //! HTTP (HTTP/1.1 with keep-alive, and HTTP/2 with prior knowledge): any
 //! method and path answers `200` with the header `x-kodiak-instance: NAME`
 //! and a JSON body `{"instance", "method", "path", "headers"}`;
-//! `/status/CODE` answers CODE, `/delay/MS` waits MS milliseconds first.
+//! `/status/CODE` answers CODE, `/delay/MS` waits MS milliseconds first,
+//! `/fail-first/N` answers 503 to the first N requests for that path and
+//! query (add `?key=...` to count apart) and 200 after, numbering each
+//! attempt in `x-kodiak-attempt`.
 //! TCP: on connect it writes `NAME\n`, then echoes every byte back.
 //!
 //! Once every socket is bound it prints one line on stdout,

@@ -133,6 +133,21 @@ fn delay_waits_before_answering() {
 }
 
 #[test]
+fn fail_first_fails_as_often_as_asked_per_path_and_query() {
+    let service = start(&["--name", "flaky-1", "--http", "127.0.0.1:0"]);
+    let mut connection = BufReader::new(connect(service.http.unwrap()));
+    let mut get = |target: &str| exchange(&mut connection, &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for attempt in 1..=2 {
+        let response = get("/fail-first/2?key=a");
+        assert_eq!((response.status, response.header("x-kodiak-attempt")), (503, Some(&*attempt.to_string())));
+    }
+    assert_eq!(get("/fail-first/2?key=a").status, 200);
+    assert_eq!(get("/fail-first/2?key=b").status, 503, "another key counts apart");
+    assert_eq!(get("/fail-first/0").status, 200);
+    assert_eq!(get("/fail-first/x").status, 400);
+}
+
+#[test]
 fn tcp_greets_with_the_name_then_echoes() {
     let service = start(&["--name", "db-2", "--tcp", "127.0.0.1:0"]);
     assert!(service.http.is_none());
