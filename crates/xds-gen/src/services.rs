@@ -6,11 +6,14 @@ use std::net::IpAddr;
 
 use kodiak_api::dataplane_view::{DataplaneView, Protocol};
 
-/// Where one instance of a service is reached.
+/// Where one instance of a service is reached, and its tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
     pub address: IpAddr,
     pub port: u16,
+    /// The tags of the instance's inbound (`kuma.io/service` among them),
+    /// which route subsets select instances by.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One service of a mesh. Comparable, so the caller can tell which services
@@ -18,12 +21,21 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServiceView {
     pub protocol: Protocol,
-    /// Sorted and without duplicates.
+    /// Sorted, and each address and port once.
     pub endpoints: Vec<Endpoint>,
     /// `Some(mesh)` when callers reach the service over mesh `mesh`'s mTLS:
     /// its mesh has mTLS on and every instance accepts mTLS callers. The
     /// caller of [`services`] decides; [`services`] leaves it `None`.
     pub mtls: Option<String>,
+}
+
+impl ServiceView {
+    /// The same service with only the endpoints whose tags include all of
+    /// `tags` (a route's subset backend).
+    pub fn subset(&self, tags: &BTreeMap<String, String>) -> ServiceView {
+        let selected = |endpoint: &&Endpoint| tags.iter().all(|(key, value)| endpoint.tags.get(key) == Some(value));
+        ServiceView { endpoints: self.endpoints.iter().filter(selected).cloned().collect(), ..self.clone() }
+    }
 }
 
 /// Every service of a mesh from its Dataplanes' ready inbounds, by name.
@@ -56,7 +68,7 @@ pub fn services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneView>) -> 
                 continue;
             }
             if let Ok(address) = dataplane.endpoint_address(inbound).parse() {
-                list.push(Endpoint { address, port: inbound.port });
+                list.push(Endpoint { address, port: inbound.port, tags: inbound.tags.clone() });
             }
         }
     }
@@ -64,7 +76,7 @@ pub fn services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneView>) -> 
         .into_iter()
         .map(|(name, mut endpoints)| {
             endpoints.sort_unstable();
-            endpoints.dedup();
+            endpoints.dedup_by(|a, b| (a.address, a.port) == (b.address, b.port));
             (name.to_owned(), ServiceView { protocol: protocols[name], endpoints, mtls: None })
         })
         .collect()
@@ -75,9 +87,12 @@ mod tests {
     use super::*;
     use crate::test_support::{dataplane, instance};
 
-    fn endpoint(address: &str, port: u16) -> Endpoint {
-        Endpoint { address: address.parse().unwrap(), port }
+    fn endpoint(address: &str, port: u16, tags: &[(&str, &str)]) -> Endpoint {
+        let tags = tags.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        Endpoint { address: address.parse().unwrap(), port, tags }
     }
+
+    const BACKEND_HTTP: &[(&str, &str)] = &[("kuma.io/service", "backend"), ("kuma.io/protocol", "http")];
 
     #[test]
     fn endpoints_are_sorted_and_deduplicated() {
@@ -88,7 +103,7 @@ mod tests {
             services["backend"],
             ServiceView {
                 protocol: Protocol::Http,
-                endpoints: vec![endpoint("127.0.0.3", 10001), endpoint("127.0.0.4", 10001)],
+                endpoints: vec![endpoint("127.0.0.3", 10001, BACKEND_HTTP), endpoint("127.0.0.4", 10001, BACKEND_HTTP)],
                 mtls: None,
             }
         );
@@ -142,6 +157,47 @@ mod tests {
             "{type: Dataplane, mesh: default, name: b-2, networking: {address: b-2.internal,
                 inbound: [{port: 10001, tags: {kuma.io/service: b}}]}}",
         );
-        assert_eq!(services([&advertised, &named])["b"].endpoints, [endpoint("192.168.1.3", 10001)]);
+        assert_eq!(
+            services([&advertised, &named])["b"].endpoints,
+            [endpoint("192.168.1.3", 10001, &[("kuma.io/service", "b")])]
+        );
+    }
+
+    #[test]
+    fn an_address_serving_twice_is_one_endpoint() {
+        let twice = dataplane(
+            "{type: Dataplane, mesh: default, name: b-1, networking: {address: 127.0.0.3, inbound: [
+                {port: 10001, tags: {kuma.io/service: b, version: v2}},
+                {port: 10001, tags: {kuma.io/service: b, version: v1}}]}}",
+        );
+        let endpoints = &services([&twice])["b"].endpoints;
+        assert_eq!(endpoints, &[endpoint("127.0.0.3", 10001, &[("kuma.io/service", "b"), ("version", "v1")])]);
+    }
+
+    #[test]
+    fn a_subset_keeps_the_endpoints_carrying_all_its_tags() {
+        let tagged = |name: &str, address: &str, tags: &str| {
+            dataplane(&format!(
+                "{{type: Dataplane, mesh: default, name: {name}, networking: {{address: {address}, inbound: [
+                    {{port: 10001, tags: {{kuma.io/service: b, kuma.io/protocol: http, {tags}}}}}]}}}}"
+            ))
+        };
+        let dataplanes = [
+            tagged("b-1", "127.0.0.3", "version: v1, zone: a"),
+            tagged("b-2", "127.0.0.4", "version: v1, zone: b"),
+            tagged("b-3", "127.0.0.5", "version: v2, zone: a"),
+        ];
+        let mut view = services(&dataplanes)["b"].clone();
+        view.mtls = Some("default".into());
+        let addresses = |tags: &[(&str, &str)]| {
+            let tags = tags.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            let subset = view.subset(&tags);
+            assert_eq!((subset.protocol, &subset.mtls), (view.protocol, &view.mtls));
+            subset.endpoints.iter().map(|endpoint| endpoint.address.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(addresses(&[("version", "v1")]), ["127.0.0.3", "127.0.0.4"]);
+        assert_eq!(addresses(&[("version", "v1"), ("zone", "a")]), ["127.0.0.3"]);
+        assert_eq!(addresses(&[("version", "v3")]), Vec::<String>::new());
+        assert_eq!(addresses(&[]).len(), 3);
     }
 }

@@ -1,1 +1,0 @@
-//! MeshHTTPRoute: its conf and its effect on Envoy resources.
