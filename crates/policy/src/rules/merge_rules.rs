@@ -11,7 +11,9 @@
 //!   replaced); rules with new matches are added. In the result the more
 //!   specific policy's rules come first, each policy's in its own order, and
 //!   a merged rule sits where its most specific contributor put it: the
-//!   first matching rule wins, as in Gateway API.
+//!   first matching rule wins, as in Gateway API. (`hostnames`, which only
+//!   gateway routes carry, are not part of the conf: Kodiak runs no built-in
+//!   gateways.)
 //! - MeshTCPRoute: each entry's single rule (or, without one, a rule that
 //!   sends everything to the entry's destination) merges as a patch; the
 //!   result is `{"rules": [that rule]}`.

@@ -20,8 +20,9 @@
 //!    by name over labels over all and sectionName over none, zone-made over
 //!    global policies, and last by name (the smaller name is the more
 //!    specific). Each policy's entries keep their order.
-//! 3. Confs add up in that order (see [`merge_rules`] for how each type
-//!    merges), so the most specific policy has the last word:
+//! 3. Confs add up in that order (patches as [`crate::merge`] lays them;
+//!    MeshHTTPRoute rules by their matches, MeshTCPRoute's single rule as a
+//!    patch), so the most specific policy has the last word:
 //!    - `proxy`: the `default` of policies without `to`/`from`/`rules`.
 //!    - `to`: toward a service, the entries of kind `Mesh` and those naming
 //!      the service (kind `MeshService` by name); the kind of an entry does
@@ -33,7 +34,9 @@
 //!      policy's `rules` take the place of its `from` entries.
 //!
 //! Destinations Kodiak does not model (MeshExternalService,
-//! MeshMultiZoneService, MeshService picked by labels) are skipped.
+//! MeshMultiZoneService, MeshService picked by labels) are skipped; a
+//! MeshService entry's `sectionName` is not told apart from the whole
+//! service.
 
 mod from;
 mod merge_rules;

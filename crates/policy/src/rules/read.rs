@@ -107,10 +107,6 @@ impl Policy {
         let mut out = Violations::new();
         let spec_path = FieldPath::root().field("spec");
         let kind = resource.key.kind;
-        if !kind.is_policy() {
-            out.add(&FieldPath::root().field("type"), format!("{kind} is not a policy type"));
-            return Err(out);
-        }
         let empty = Map::new();
         let spec = match resource.body.get("spec") {
             Some(Value::Object(spec)) => spec,

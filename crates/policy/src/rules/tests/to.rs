@@ -235,3 +235,30 @@ networking:
     let rules = rules_for(&gateway, yaml.trim_end_matches("---")).types.remove(&ResourceType::MeshTimeout).unwrap().to;
     assert_eq!(rules.services.keys().collect::<Vec<_>>(), ["edge-service", "gateways"]);
 }
+
+#[test]
+fn gateway_targets_select_nothing_and_other_resources_are_left_out() {
+    let gateway = TIMEOUT_ALL
+        .replace("name: timeout-all", "name: on-gateway")
+        .replace("{kind: Mesh}\n  to", "{kind: MeshGateway, name: edge}\n  to");
+    let mut given =
+        resources(&format!("{gateway}---{}", named_after_itself("on-mesh", "{kind: Mesh}").trim_end_matches("---")));
+    assert_eq!(given[0].body["spec"]["targetRef"]["kind"], "MeshGateway");
+    given.push(web());
+    let policies = MeshPolicies::new("default", &given);
+    assert!(policies.unreadable().is_empty());
+    let rules = proxy_rules(&web(), &policies);
+    assert_eq!(rules.types.keys().collect::<Vec<_>>(), [&ResourceType::MeshTimeout]);
+    let timeouts = &rules.types[&ResourceType::MeshTimeout];
+    assert_eq!(timeouts.to.services.keys().collect::<Vec<_>>(), ["on-mesh"]);
+    assert_eq!(timeouts.to.mesh, None);
+}
+
+#[test]
+fn a_spec_that_is_not_an_object_is_reported_with_its_path() {
+    let mut broken = resources(TIMEOUT_ALL);
+    broken[0].body["spec"] = json!(["not", "an", "object"]);
+    let policies = MeshPolicies::new("default", &broken);
+    let (_, violations) = &policies.unreadable()[0];
+    assert_eq!(violations.to_string(), "spec: must be an object");
+}
