@@ -11,8 +11,12 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().and_then(Path::parent).expect("crates/e2e sits two levels down")
 }
 
+/// Set (to anything) when the workspace's binaries are built already, e.g.
+/// by `cargo build --workspace --bins` while other targets do not compile.
+const PREBUILT: &str = "KODIAK_E2E_PREBUILT";
+
 /// A workspace binary (`kodiak-dp`, `kodiak-test-service`, `kodiakctl`), built once per
-/// test process with the profile of the test itself.
+/// test process with the profile of the test itself, unless [`PREBUILT`] is set.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let directory = BUILT.get_or_init(|| {
@@ -24,6 +28,9 @@ pub fn binary(name: &str) -> PathBuf {
             if exe_dir.file_name().is_some_and(|name| name == "deps") { exe_dir.parent() } else { Some(exe_dir) }
                 .expect("target dir")
                 .to_owned();
+        if std::env::var_os(PREBUILT).is_some() {
+            return profile_dir;
+        }
         let mut build = Command::new(env!("CARGO"));
         build.current_dir(repository()).args(["build", "--quiet", "--workspace"]);
         if profile_dir.file_name().is_some_and(|name| name == "release") {
