@@ -24,11 +24,10 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> anyhow::Result<()
     Ok(())
 }
 
-/// Creates the policies a new mesh starts with, unless the Mesh's
-/// `skipCreatingInitialPolicies` names their type or `*`: the
-/// MeshTrafficPermission `allow-all-<mesh>`, which lets every proxy of the
-/// mesh call every other once mTLS is on. Called once, when the Mesh is
-/// created, so a user who deletes it does not see it come back.
+/// Creates the policies a new mesh starts with, each unless the Mesh's
+/// `skipCreatingInitialPolicies` names its type or `*`: see
+/// [`initial_policies`]. Called once, when the Mesh is created, so a user who
+/// deletes one does not see it come back.
 pub async fn create_initial_policies(store: &dyn ResourceStore, mesh: &Resource) -> Result<(), StoreError> {
     let skipped: Vec<&str> = mesh
         .body
@@ -38,29 +37,83 @@ pub async fn create_initial_policies(store: &dyn ResourceStore, mesh: &Resource)
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let kind = ResourceType::MeshTrafficPermission;
-    if skipped.iter().any(|name| *name == "*" || *name == kind.name()) {
-        return Ok(());
-    }
-    let name = format!("allow-all-{}", mesh.key.name);
-    let document = json!({
-        "type": kind.name(),
-        "mesh": mesh.key.name,
-        "name": name,
-        "spec": {
-            "targetRef": {"kind": "Mesh"},
-            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
-        },
-    });
-    let policy = Resource::from_document(&document)
-        .map_err(|e| StoreError::Backend(format!("the default MeshTrafficPermission is invalid: {e}")))?;
-    match store.create(policy).await {
-        Ok(_) => {
-            tracing::info!(mesh = %mesh.key.name, policy = %name, "created the mesh's default MeshTrafficPermission")
+    for (kind, name, spec) in initial_policies(&mesh.key.name) {
+        if skipped.iter().any(|skip| *skip == "*" || *skip == kind.name()) {
+            continue;
         }
-        // Created meanwhile by another control plane, or already there.
-        Err(StoreError::AlreadyExists(_)) => {}
-        Err(other) => return Err(other),
+        let document = json!({"type": kind.name(), "mesh": mesh.key.name, "name": name, "spec": spec});
+        let policy = Resource::from_document(&document)
+            .map_err(|e| StoreError::Backend(format!("the default {} is invalid: {e}", kind.name())))?;
+        match store.create(policy).await {
+            Ok(_) => tracing::info!(mesh = %mesh.key.name, policy = %name, "created a default {}", kind.name()),
+            // Created meanwhile by another control plane, or already there.
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(other) => return Err(other),
+        }
     }
     Ok(())
+}
+
+/// The policies every new mesh starts with, by type, name and spec:
+/// - `allow-all-<mesh>` (MeshTrafficPermission): every proxy may call every
+///   other once mTLS is on;
+/// - `mesh-timeout-all-<mesh>` (MeshTimeout): calls time out after 15 s, connecting
+///   after 5 s, idle connections after 1 h; inbounds are more patient, so the
+///   caller's timeout decides;
+/// - `mesh-circuit-breaker-all-<mesh>` (MeshCircuitBreaker): at most 1024
+///   connections, pending and active requests per service, and 3 retries at once;
+/// - `mesh-retry-all-<mesh>` (MeshRetry): 5 connect attempts for TCP and up to 5
+///   retries of failed HTTP and gRPC requests, with a back-off of 25-250 ms.
+pub fn initial_policies(mesh: &str) -> [(ResourceType, String, Value); 4] {
+    let retries =
+        json!({"numRetries": 5, "perTryTimeout": "16s", "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}});
+    [
+        (
+            ResourceType::MeshTrafficPermission,
+            format!("allow-all-{mesh}"),
+            json!({
+                "targetRef": {"kind": "Mesh"},
+                "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
+            }),
+        ),
+        (
+            ResourceType::MeshTimeout,
+            format!("mesh-timeout-all-{mesh}"),
+            json!({
+                "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+                "from": [{"targetRef": {"kind": "Mesh"}, "default": {
+                    "connectionTimeout": "10s",
+                    "idleTimeout": "2h",
+                    "http": {"requestTimeout": "0s", "streamIdleTimeout": "1h", "maxStreamDuration": "0s"},
+                }}],
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {
+                    "connectionTimeout": "5s",
+                    "idleTimeout": "1h",
+                    "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"},
+                }}],
+            }),
+        ),
+        (
+            ResourceType::MeshCircuitBreaker,
+            format!("mesh-circuit-breaker-all-{mesh}"),
+            json!({
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {
+                    "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024, "maxRetries": 3,
+                }}}],
+            }),
+        ),
+        (
+            ResourceType::MeshRetry,
+            format!("mesh-retry-all-{mesh}"),
+            json!({
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {
+                    "tcp": {"maxConnectAttempt": 5},
+                    "http": retries,
+                    "grpc": retries,
+                }}],
+            }),
+        ),
+    ]
 }

@@ -177,3 +177,28 @@ async fn a_new_mesh_starts_with_an_allow_all_permission_once() {
         assert_eq!(list["total"], 0, "{skip}: {list}");
     }
 }
+
+#[tokio::test]
+async fn a_new_mesh_starts_with_timeout_circuit_breaker_and_retry_defaults_unless_skipped() {
+    let api = Api::memory();
+    let defaults = [
+        ("meshtimeouts", "mesh-timeout-all"),
+        ("meshcircuitbreakers", "mesh-circuit-breaker-all"),
+        ("meshretries", "mesh-retry-all"),
+    ];
+    for (plural, prefix) in defaults {
+        let (status, policy) = api.get(&format!("/meshes/default/{plural}/{prefix}-default")).await;
+        assert_eq!(status, StatusCode::OK, "{plural}: {policy}");
+        assert_eq!(policy["spec"]["to"][0]["targetRef"], json!({"kind": "Mesh"}), "{policy}");
+    }
+    let (_, timeout) = api.get("/meshes/default/meshtimeouts/mesh-timeout-all-default").await;
+    assert_eq!(timeout["spec"]["to"][0]["default"]["http"]["requestTimeout"], "15s");
+
+    let mesh = json!({"type": "Mesh", "name": "lean", "skipCreatingInitialPolicies": ["MeshRetry", "MeshTimeout"]});
+    assert_eq!(api.put("/meshes/lean", mesh).await.0, StatusCode::CREATED);
+    for (plural, prefix) in defaults {
+        let (status, _) = api.get(&format!("/meshes/lean/{plural}/{prefix}-lean")).await;
+        let expected = if plural == "meshcircuitbreakers" { StatusCode::OK } else { StatusCode::NOT_FOUND };
+        assert_eq!(status, expected, "{plural}");
+    }
+}
