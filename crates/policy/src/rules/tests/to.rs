@@ -262,3 +262,43 @@ fn a_spec_that_is_not_an_object_is_reported_with_its_path() {
     let (_, violations) = &policies.unreadable()[0];
     assert_eq!(violations.to_string(), "spec: must be an object");
 }
+
+#[test]
+fn service_subsets_select_by_service_and_tags_and_outrank_services_and_subsets() {
+    let yaml = [
+        named_after_itself("v1-of-web", "{kind: MeshServiceSubset, name: web, tags: {version: v1}}"),
+        named_after_itself("v2-of-web", "{kind: MeshServiceSubset, name: web, tags: {version: v2}}"),
+        named_after_itself("v1-of-db", "{kind: MeshServiceSubset, name: db, tags: {version: v1}}"),
+    ]
+    .concat();
+    let selected = rules(yaml.trim_end_matches("---"));
+    assert_eq!(selected.services.keys().collect::<Vec<_>>(), ["v1-of-web"]);
+
+    // Toward one service, a MeshServiceSubset policy's entry beats a
+    // MeshService one's, which beats a MeshSubset one's, whatever the names.
+    let entry = |name: &str, target: &str, seconds: u8| {
+        format!(
+            "
+type: MeshTimeout
+mesh: default
+name: {name}
+spec:
+  targetRef: {target}
+  to:
+  - targetRef: {{kind: MeshService, name: backend}}
+    default: {{connectionTimeout: {seconds}s}}
+---"
+        )
+    };
+    let yaml = [
+        entry("a-service-subset", "{kind: MeshServiceSubset, name: web, tags: {version: v1}}", 3),
+        entry("a-service", "{kind: MeshService, name: web}", 2),
+        entry("a-subset", "{kind: MeshSubset, tags: {version: v1}}", 1),
+    ]
+    .concat();
+    let ranked = rules(yaml.trim_end_matches("---"));
+    assert_eq!(
+        ranked.services.get("backend").cloned(),
+        conf(json!({"connectionTimeout": "3s"}), &["a-subset", "a-service", "a-service-subset"])
+    );
+}
