@@ -15,12 +15,14 @@
 //! caller has no MeshHTTPRoute toward it: the outbound listener is then a
 //! TCP proxy (see [`replaces_http_routes`]).
 
+use std::collections::BTreeSet;
+
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use serde_json::Value;
 
 use super::mesh_http_route::{BackendRef, read_backend_ref, resolves, split};
 
-pub use super::mesh_http_route::{BackendCluster, backend_cluster};
+pub use super::mesh_http_route::{BackendCluster, subset_resources};
 
 /// A merged MeshTCPRoute conf toward one destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -28,6 +30,14 @@ pub struct Conf {
     /// The backends of the conf's rule (the last one, should the merge
     /// leave several); empty: the destination itself.
     pub backend_refs: Vec<BackendRef>,
+}
+
+impl Conf {
+    /// The services the conf sends to, besides the destination: what the
+    /// outbound depends on beyond its own service.
+    pub fn backend_services(&self) -> BTreeSet<&str> {
+        self.backend_refs.iter().filter_map(|backend| Some(backend.cluster.as_ref()?.service.as_str())).collect()
+    }
 }
 
 /// Reads a merged MeshTCPRoute `default` (`{"rules": [{"default":
@@ -112,6 +122,7 @@ mod tests {
                 BackendRef { cluster: Some(v2), weight: 1 }
             ]
         );
+        assert_eq!(read.backend_services(), BTreeSet::from(["db"]));
         assert_eq!(super::read(&json!({})), Conf::default());
         assert_eq!(super::read(&json!({"rules": [{"default": {}}]})), Conf::default());
     }

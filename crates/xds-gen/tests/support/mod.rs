@@ -102,3 +102,57 @@ pub fn static_config(resources: &ProxyResources) -> Value {
     let secrets: Vec<Value> = resources.secrets.iter().map(|resource| render(resource)).collect();
     json!({"static_resources": {"secrets": secrets, "clusters": clusters, "listeners": listeners}})
 }
+
+/// A running Envoy on a static configuration, stopped when dropped.
+pub struct Envoy {
+    child: std::process::Child,
+    /// Its standard error (the log), for failure messages.
+    pub log: PathBuf,
+}
+
+impl Envoy {
+    /// Starts Envoy on `config` (kept with its log in a temporary folder
+    /// named after `name`) and waits, up to 30 s, until it accepts on each
+    /// of `ports`; panics with its log if it exits first (a configuration
+    /// it rejects).
+    pub fn start(name: &str, config: &Value, ports: &[u16]) -> Envoy {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("kodiak-envoy-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, log) = (dir.join("envoy.json"), dir.join("envoy.log"));
+        std::fs::write(&file, serde_json::to_string_pretty(config).unwrap()).unwrap();
+        let child = std::process::Command::new(envoy_bin())
+            .args(["--disable-hot-restart", "--concurrency", "1", "-c"])
+            .arg(&file)
+            .arg("--log-level")
+            .arg(std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for &port in ports {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Ok(Some(status)) = envoy.child.try_wait() {
+                    panic!("Envoy {name} exited ({status}):\n{}", envoy.log_text());
+                }
+                assert!(Instant::now() < deadline, "Envoy {name} does not listen on {port}:\n{}", envoy.log_text());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        envoy
+    }
+
+    /// What Envoy wrote on its standard error so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

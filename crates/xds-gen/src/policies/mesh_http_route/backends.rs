@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use std::sync::Arc;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use kodiak_xds_server::Resource;
 use prost::Message;
 use serde_json::Value;
 
-use crate::names;
 use crate::services::ServiceView;
+use crate::{envoy, names};
 
 /// The tag that names an instance's service.
 const SERVICE_TAG: &str = "kuma.io/service";
@@ -126,24 +128,27 @@ pub(crate) fn resolves(refs: &[BackendRef]) -> bool {
     refs.iter().any(|backend| backend.cluster.is_some())
 }
 
-/// The cluster and endpoint assignment of `backend`, a subset of the
-/// service `service` describes: the service's own cluster (same protocol,
-/// mesh mTLS toward the service's identity, endpoints over EDS), named
-/// [`BackendCluster::name`] and holding only the instances whose tags
-/// include the subset's. For the whole service it is the service's cluster.
-///
-/// The caller adds both to every proxy whose routes use the subset, and
-/// applies to the cluster what it applies to the service's cluster (the
-/// `to` policies toward the service).
-pub fn backend_cluster(backend: &BackendCluster, service: &ServiceView) -> (Cluster, ClusterLoadAssignment) {
-    // Built as the service's cluster, then renamed: a subset cluster must
-    // differ from it in nothing but its name and endpoints.
-    let resources = crate::service_resources(&backend.service, &service.subset(&backend.tags));
-    let mut cluster = Cluster::decode(resources.cluster.body.value.as_slice()).unwrap_or_default();
-    let mut assignment = ClusterLoadAssignment::decode(resources.endpoints.body.value.as_slice()).unwrap_or_default();
-    cluster.name = backend.name();
-    assignment.cluster_name = backend.name();
-    (cluster, assignment)
+/// The cluster and endpoint assignment of `backend`, a subset of a
+/// service: `service_cluster` (the service's own cluster, as built for the
+/// caller's policies toward the service) named [`BackendCluster::name`],
+/// and an assignment of the instances of `service` (the service's view)
+/// whose tags include the subset's. The caller adds both to every proxy
+/// whose routes use the subset. For the whole service it is the service's
+/// own cluster and assignment.
+pub fn subset_resources(
+    backend: &BackendCluster,
+    service_cluster: &Resource,
+    service: &ServiceView,
+) -> (Arc<Resource>, Arc<Resource>) {
+    let name = backend.name();
+    // A copy of the service's cluster but for its name, whatever settings
+    // and policies it carries (mTLS toward the service's identity among them).
+    let mut cluster = Cluster::decode(service_cluster.body.value.as_slice()).unwrap_or_default();
+    cluster.name = name.clone();
+    let subset = service.subset(&backend.tags);
+    let assignment =
+        envoy::load_assignment(&name, subset.endpoints.iter().map(|endpoint| (endpoint.address, endpoint.port)));
+    (Resource::new(name.clone(), &cluster), Resource::new(name, &assignment))
 }
 
 /// A route name from the JSON of a rule's matches, as Kuma names routes:
@@ -222,20 +227,23 @@ mod tests {
         );
         let mut view = crate::services([&v1, &v2])["backend"].clone();
         view.mtls = Some("default".into());
-        let backend = subset("backend", &[("version", "v2")]);
-        let (cluster, assignment) = backend_cluster(&backend, &view);
         let shared = crate::service_resources("backend", &view);
+        let backend = subset("backend", &[("version", "v2")]);
+        let (cluster, assignment) = subset_resources(&backend, &shared.cluster, &view);
         let mut expected = crate::render(&shared.cluster);
         expected["name"] = json!(backend.name());
-        let rendered = crate::render(&kodiak_xds_server::Resource::new(backend.name(), &cluster));
-        assert_eq!(rendered, expected, "same settings, mTLS toward the service's identity");
-        let rendered = crate::render(&kodiak_xds_server::Resource::new(backend.name(), &assignment));
+        assert_eq!(crate::render(&cluster), expected, "same settings, mTLS toward the service's identity");
         assert_eq!(
-            rendered,
+            (cluster.name.as_str(), assignment.name.as_str()),
+            (backend.name().as_str(), backend.name().as_str())
+        );
+        assert_eq!(
+            crate::render(&assignment),
             json!({"clusterName": backend.name(), "endpoints": [{"lbEndpoints": [{"endpoint": {"address":
                 {"socketAddress": {"address": "127.0.0.4", "portValue": 10001}}}}]}]})
         );
-        let (whole, _) = backend_cluster(&BackendCluster::service("backend"), &view);
-        assert_eq!(whole.name, "backend");
+        let (whole, endpoints) = subset_resources(&BackendCluster::service("backend"), &shared.cluster, &view);
+        assert_eq!((whole.version.as_str(), whole.name.as_str()), (shared.cluster.version.as_str(), "backend"));
+        assert_eq!(endpoints.version, shared.endpoints.version, "the whole service: all its endpoints");
     }
 }

@@ -1,5 +1,7 @@
 //! The typed reading of a merged MeshHTTPRoute `default`.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::backends::{BackendRef, read_backend_ref};
@@ -10,6 +12,21 @@ use super::backends::{BackendRef, read_backend_ref};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Conf {
     pub rules: Vec<Rule>,
+}
+
+impl Conf {
+    /// The services the rules send or mirror to, besides the destination:
+    /// what the routes depend on beyond their own service (a change of one
+    /// of them, in protocol or instances, changes the routes or the
+    /// subset clusters).
+    pub fn backend_services(&self) -> BTreeSet<&str> {
+        let mirrors = self.rules.iter().flat_map(|rule| &rule.filters).filter_map(|filter| match filter {
+            Filter::RequestMirror(mirror) => Some(&mirror.backend),
+            _ => None,
+        });
+        let backends = self.rules.iter().flat_map(|rule| &rule.backend_refs);
+        backends.chain(mirrors).filter_map(|backend| Some(backend.cluster.as_ref()?.service.as_str())).collect()
+    }
 }
 
 /// One rule: requests that fit any of `matches` get the filters and go to
@@ -373,6 +390,7 @@ mod tests {
             backend_refs: vec![service("backend", 90), service("backend-next", 10)],
         };
         assert_eq!(conf, Conf { rules: vec![expected] });
+        assert_eq!(conf.backend_services(), BTreeSet::from(["backend", "backend-next", "shadow"]));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! - A MeshService backend is the service's shared cluster; a
 //!   MeshServiceSubset (or a MeshService with `tags`) is a cluster of the
 //!   service's instances carrying those tags ([`BackendCluster`],
-//!   [`backend_cluster`]).
+//!   [`subset_resources`]).
 //! - Filters: `RequestHeaderModifier` and `ResponseHeaderModifier` set
 //!   (overwrite), add (append) and remove headers; `URLRewrite` replaces the
 //!   Host header (`hostname`) and the path (`ReplaceFullPath`, or
@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 
-pub use backends::{BackendCluster, BackendRef, backend_cluster};
+pub use backends::{BackendCluster, BackendRef, subset_resources};
 pub(crate) use backends::{read_backend_ref, resolves, split};
 pub use conf::{
     Conf, Filter, HeaderMatch, HeaderMatchKind, HeaderModifier, Match, Mirror, PathMatch, PathMatchKind, PathRewrite,
