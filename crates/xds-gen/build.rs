@@ -43,6 +43,7 @@ const FILES: &[&str] = &[
     "envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.proto",
     "envoy/extensions/load_balancing_policies/random/v3/random.proto",
     "envoy/extensions/load_balancing_policies/maglev/v3/maglev.proto",
+    "envoy/extensions/health_check/event_sinks/file/v3/file.proto",
 ];
 
 /// Files whose relative names resolve wrongly beside `FILES` (they name
