@@ -1,1 +1,0 @@
-//! MeshProxyPatch: its conf and its effect on Envoy resources.
