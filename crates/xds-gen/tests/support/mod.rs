@@ -3,6 +3,8 @@
 //! Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
