@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route};
 use kodiak_api::Resource as ApiResource;
-use kodiak_api::dataplane_view::{DataplaneView, Protocol};
+use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_xds_gen::policies::{mesh_circuit_breaker, mesh_health_check, mesh_load_balancing_strategy};
 use kodiak_xds_gen::{proxy_resources, service_resources, services};
 use kodiak_xds_server::Resource;
@@ -40,15 +40,21 @@ struct Behaviour {
     delay_ms: AtomicU64,
 }
 
-/// An instance of `backend`: an HTTP/1.1 application answering with its name.
+/// An instance of `backend`: an HTTP/1.1 application answering with its
+/// name, or, when `protocol` is tcp, a line application (see [`serve_lines`]).
 struct App {
     name: &'static str,
     port: u16,
+    protocol: &'static str,
     behaviour: Arc<Behaviour>,
 }
 
 impl App {
     fn start(name: &'static str) -> App {
+        App::start_speaking(name, "http")
+    }
+
+    fn start_speaking(name: &'static str, protocol: &'static str) -> App {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let behaviour = Arc::new(Behaviour::default());
@@ -56,10 +62,13 @@ impl App {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let behaviour = shared.clone();
-                std::thread::spawn(move || serve(name, stream, &behaviour));
+                match protocol {
+                    "tcp" => std::thread::spawn(move || serve_lines(name, stream, &behaviour)),
+                    _ => std::thread::spawn(move || serve(name, stream, &behaviour)),
+                };
             }
         });
-        App { name, port, behaviour }
+        App { name, port, protocol, behaviour }
     }
 }
 
@@ -93,6 +102,26 @@ fn serve(name: &str, stream: TcpStream, behaviour: &Behaviour) {
         if writer.write_all(response.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// A line application: answers `ping` with `pong` (its health check; when
+/// unhealthy it closes the connection instead) and any other line with its
+/// name, until the caller closes the connection.
+fn serve_lines(name: &str, stream: TcpStream, behaviour: &Behaviour) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        let answer = match line.trim_end() {
+            "ping" if behaviour.unhealthy.load(Ordering::SeqCst) => return,
+            "ping" => "pong\n".to_owned(),
+            _ => format!("{name}\n"),
+        };
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        line.clear();
     }
 }
 
@@ -142,33 +171,33 @@ fn client(test: &str, apps: &[&App], policies: &Policies) -> Client {
         .map(|app| {
             dataplane(&format!(
                 "{{type: Dataplane, mesh: default, name: backend-{}, networking: {{address: 127.0.0.1, inbound: [
-                    {{port: {}, tags: {{kuma.io/service: backend, kuma.io/protocol: http}}}}]}}}}",
-                app.name, app.port
+                    {{port: {}, tags: {{kuma.io/service: backend, kuma.io/protocol: {}}}}}]}}}}",
+                app.name, app.port, app.protocol
             ))
         })
         .collect();
     let mut backend = service_resources("backend", &services(&instances)["backend"]);
 
     let mut cluster = Cluster::decode(backend.cluster.body.value.as_slice()).unwrap();
-    let route = backend.route.as_ref().expect("backend speaks http");
-    let mut routes = RouteConfiguration::decode(route.body.value.as_slice()).unwrap();
+    let mut routes =
+        backend.route.as_ref().map(|route| RouteConfiguration::decode(route.body.value.as_slice()).unwrap());
     if let Some(conf) = &policies.load_balancing {
         let conf = mesh_load_balancing_strategy::read(conf);
         mesh_load_balancing_strategy::apply_to_cluster(&conf, &mut cluster);
-        for route in routes.virtual_hosts.iter_mut().flat_map(|host| host.routes.iter_mut()) {
+        for route in routes.iter_mut().flat_map(|routes| &mut routes.virtual_hosts).flat_map(|host| &mut host.routes) {
             if let Some(route::Action::Route(action)) = &mut route.action {
                 mesh_load_balancing_strategy::apply_to_route(&conf, action);
             }
         }
     }
     if let Some(conf) = &policies.health_check {
-        mesh_health_check::apply_to_cluster(&mesh_health_check::read(conf), Protocol::Http, &mut cluster);
+        mesh_health_check::apply_to_cluster(&mesh_health_check::read(conf), backend.protocol, &mut cluster);
     }
     if let Some(conf) = &policies.circuit_breaker {
         mesh_circuit_breaker::apply_to_cluster(&mesh_circuit_breaker::read(conf), &mut cluster);
     }
     backend.cluster = Resource::new(cluster.name.clone(), &cluster);
-    backend.route = Some(Resource::new(routes.name.clone(), &routes));
+    backend.route = routes.map(|routes| Resource::new(routes.name.clone(), &routes));
 
     let resources = proxy_resources(&web, &BTreeMap::from([("backend".to_owned(), Arc::new(backend))]), None);
     let config = support::static_config(&resources);
@@ -237,6 +266,16 @@ impl Client {
         let overloaded = head.lines().any(|line| line.to_ascii_lowercase().starts_with("x-envoy-overloaded: true"));
         let body = if status == 200 || head.contains("content-length") { body.to_owned() } else { String::new() };
         Answer { status, overloaded, body }
+    }
+
+    /// Who answers a line sent over TCP (a line application, see [`serve_lines`]).
+    fn ask(&self) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream.write_all(b"who\n").unwrap();
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer).unwrap_or_else(|e| panic!("reading the answer: {e}"));
+        answer.trim_end().to_owned()
     }
 
     /// Who answers `count` plain requests, in order.
@@ -430,4 +469,36 @@ fn least_request_and_random_serve_every_instance() {
         let names: Vec<String> = answers.into_iter().map(|answer| answer.body).collect();
         assert!(distinct(&names).len() >= 2, "{name} sent 30 requests to one instance: {names:?}");
     }
+}
+
+#[test]
+fn tcp_health_check_sends_and_expects_its_bytes() {
+    let (a, b) = (App::start_speaking("a", "tcp"), App::start_speaking("b", "tcp"));
+    // The http section is for HTTP services; a tcp service uses the tcp one.
+    let policies = Policies {
+        health_check: Some(json!({"interval": "200ms", "timeout": "1s", "unhealthyThreshold": 1,
+            "healthyThreshold": 1, "noTrafficInterval": "200ms", "healthyPanicThreshold": 0,
+            "http": {"path": "/health"}, "tcp": {"send": "ping\n", "receive": ["pong"]}})),
+        ..Default::default()
+    };
+    let web = client("tcp-health", &[&a, &b], &policies);
+    let asked = |count: usize| -> Vec<String> { (0..count).map(|_| web.ask()).collect() };
+    let serves = |expected: BTreeSet<&str>, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answers = asked(6);
+            if distinct(&answers) == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 15 s; last answers {answers:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    serves(BTreeSet::from(["a", "b"]), "both instances pass the TCP check");
+    b.behaviour.unhealthy.store(true, Ordering::SeqCst);
+    serves(BTreeSet::from(["a"]), "b is taken out");
+    let answers = asked(10);
+    assert_eq!(distinct(&answers), BTreeSet::from(["a"]), "b stays out: {answers:?}");
+    b.behaviour.unhealthy.store(false, Ordering::SeqCst);
+    serves(BTreeSet::from(["a", "b"]), "b comes back");
 }
