@@ -318,7 +318,7 @@ fn filters_modify_redirect_and_mirror() {
         json!([{"path": {"type": "PathPrefix", "value": "/headers"}}]),
         json!({"backendRefs": [subset("v1", 1)], "filters": [
             {"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                "set": [{"name": "x-set", "value": "by-route"}],
+                "set": [{"name": "x-set", "value": "by-route"}, {"name": "host", "value": "set-by-route"}],
                 "add": [{"name": "x-add", "value": "by-route"}],
                 "remove": ["x-drop"]}},
             {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
@@ -363,6 +363,7 @@ fn filters_modify_redirect_and_mirror() {
     added.sort();
     assert_eq!(added, ["by-client", "by-route"], "add appends: {response:?}");
     assert!(response.request_header("x-drop").is_empty(), "remove drops: {response:?}");
+    assert_eq!(response.request_header("host"), ["set-by-route"], "Host is rewritten: {response:?}");
     assert_eq!(response.header("x-resp"), Some("by-route"), "{response:?}");
     assert_eq!(response.header("x-app"), None, "the response header is removed: {response:?}");
 

@@ -23,7 +23,9 @@
 //!   service's instances carrying those tags ([`BackendCluster`],
 //!   [`subset_resources`]).
 //! - Filters: `RequestHeaderModifier` and `ResponseHeaderModifier` set
-//!   (overwrite), add (append) and remove headers; `URLRewrite` replaces the
+//!   (overwrite), add (append) and remove headers (a request's `host` set
+//!   or added is a Host rewrite; pseudo-headers such as `:path`, and
+//!   removing `host`, are left out, as Envoy refuses them); `URLRewrite` replaces the
 //!   Host header (`hostname`) and the path (`ReplaceFullPath`, or
 //!   `ReplacePrefixMatch`, which replaces the matched segments: `/api` to
 //!   `/v2` turns `/api/x` into `/v2/x`); `RequestRedirect` answers with a

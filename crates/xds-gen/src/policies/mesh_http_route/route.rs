@@ -61,11 +61,11 @@ pub(super) fn envoy_routes(name: &str, m: &Match, action: &Action) -> Vec<Route>
                 match filter {
                     Filter::RequestHeaderModifier(modifier) => {
                         route.request_headers_to_add.extend(header_options(modifier));
-                        route.request_headers_to_remove.extend(modifier.remove.iter().cloned());
+                        route.request_headers_to_remove.extend(removed(modifier));
                     }
                     Filter::ResponseHeaderModifier(modifier) => {
                         route.response_headers_to_add.extend(header_options(modifier));
-                        route.response_headers_to_remove.extend(modifier.remove.iter().cloned());
+                        route.response_headers_to_remove.extend(removed(modifier));
                     }
                     Filter::RequestRedirect(redirect) => {
                         route.action = Some(route::Action::Redirect(redirect_action(redirect, prefix)));
@@ -177,8 +177,17 @@ fn route_action(action: &Action, prefix: Prefix) -> RouteAction {
     let mut route_action =
         RouteAction { cluster_specifier: Some(cluster_specifier(action.split)), ..Default::default() };
     for filter in action.filters {
-        if let Filter::UrlRewrite(rewrite) = filter {
-            apply_rewrite(rewrite, prefix, &mut route_action);
+        match filter {
+            Filter::UrlRewrite(rewrite) => apply_rewrite(rewrite, prefix, &mut route_action),
+            // Envoy changes Host only as a host rewrite.
+            Filter::RequestHeaderModifier(modifier) => {
+                let host = modifier.set.iter().chain(&modifier.add).find(|(name, _)| name.eq_ignore_ascii_case("host"));
+                if let Some((_, host)) = host {
+                    route_action.host_rewrite_specifier =
+                        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone()));
+                }
+            }
+            _ => {}
         }
     }
     route_action.request_mirror_policies = action
@@ -283,6 +292,17 @@ fn redirect_action(redirect: &Redirect, prefix: Prefix) -> RedirectAction {
     }
 }
 
+/// Whether Envoy lets routes add or remove the header: not pseudo-headers
+/// (`:path`), nor Host (a request's Host changes by a host rewrite instead),
+/// which would make it refuse the whole route configuration.
+fn modifiable(name: &str) -> bool {
+    !name.starts_with(':') && !name.eq_ignore_ascii_case("host")
+}
+
+fn removed(modifier: &HeaderModifier) -> impl Iterator<Item = String> + '_ {
+    modifier.remove.iter().filter(|name| modifiable(name)).cloned()
+}
+
 /// `set` overwrites a header, `add` appends a value to it.
 fn header_options(modifier: &HeaderModifier) -> Vec<HeaderValueOption> {
     let option = |(name, value): &(String, String), action: HeaderAppendAction| HeaderValueOption {
@@ -290,7 +310,7 @@ fn header_options(modifier: &HeaderModifier) -> Vec<HeaderValueOption> {
         append_action: action.into(),
         ..Default::default()
     };
-    let set = modifier.set.iter().map(|pair| option(pair, HeaderAppendAction::OverwriteIfExistsOrAdd));
-    let add = modifier.add.iter().map(|pair| option(pair, HeaderAppendAction::AppendIfExistsOrAdd));
-    set.chain(add).collect()
+    let set = modifier.set.iter().map(|pair| (pair, HeaderAppendAction::OverwriteIfExistsOrAdd));
+    let add = modifier.add.iter().map(|pair| (pair, HeaderAppendAction::AppendIfExistsOrAdd));
+    set.chain(add).filter(|((name, _), _)| modifiable(name)).map(|(pair, action)| option(pair, action)).collect()
 }

@@ -303,3 +303,28 @@ fn routes_of_a_rule_share_its_name() {
     assert_eq!(names[..3], [expected.as_str(); 3]);
     assert_ne!(names[3], expected, "the catch-all has a name of its own");
 }
+
+#[test]
+fn host_is_set_by_a_host_rewrite_and_pseudo_headers_are_left_alone() {
+    let (routes, _) = build(json!([{
+        "matches": [{"path": {"type": "Exact", "value": "/h"}}],
+        "default": {"filters": [
+            {"type": "RequestHeaderModifier", "requestHeaderModifier":
+                {"set": [{"name": "Host", "value": "set.example"}, {"name": ":path", "value": "/x"}], "remove": ["host"]}},
+            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "host", "value": "x"}]}}
+        ]}
+    }, {
+        "matches": [{"path": {"type": "Exact", "value": "/both"}}],
+        "default": {"filters": [
+            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"add": [{"name": "host", "value": "added.example"}]}},
+            {"type": "URLRewrite", "urlRewrite": {"hostname": "rewrite.example"}}
+        ]}
+    }]));
+    assert_eq!(
+        unnamed(routes)[..2],
+        [
+            json!({"match": {"path": "/h"}, "route": {"cluster": "backend", "hostRewriteLiteral": "set.example"}}),
+            json!({"match": {"path": "/both"}, "route": {"cluster": "backend", "hostRewriteLiteral": "rewrite.example"}}),
+        ]
+    );
+}
