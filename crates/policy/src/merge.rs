@@ -17,29 +17,44 @@ use serde_json::{Map, Value};
 /// any other non-null patch replaces the target. Nulls never appear in the
 /// result unless `target` held them.
 pub fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
+    let Value::Object(fields) = patch else {
         if !patch.is_null() {
             *target = patch.clone();
         }
         return;
     };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(target) = target else { unreachable!("made an object above") };
-    for (key, value) in patch {
-        match (value, target.get_mut(key)) {
-            (Value::Null, _) => {}
-            (Value::Array(items), Some(Value::Array(existing))) if appends(key) => {
-                existing.extend(items.iter().cloned())
-            }
-            (value, Some(existing)) => merge(existing, value),
-            (value, None) => {
-                let mut fresh = Value::Null;
-                merge(&mut fresh, value);
-                target.insert(key.clone(), fresh);
+    match target {
+        Value::Object(target) if !target.is_empty() => {
+            for (key, value) in fields {
+                match (value, target.get_mut(key)) {
+                    (Value::Null, _) => {}
+                    (Value::Array(items), Some(Value::Array(existing))) if appends(key) => {
+                        existing.extend(items.iter().cloned())
+                    }
+                    (value, Some(existing)) => merge(existing, value),
+                    (value, None) => {
+                        target.insert(key.clone(), without_nulls(value));
+                    }
+                }
             }
         }
+        // Nothing to merge with: the patch itself, cloned in one go.
+        _ => *target = without_nulls(patch),
+    }
+}
+
+/// `value` without the null fields of its objects, at any depth outside
+/// lists.
+fn without_nulls(value: &Value) -> Value {
+    let mut value = value.clone();
+    drop_nulls(&mut value);
+    value
+}
+
+fn drop_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, field| !field.is_null());
+        map.values_mut().for_each(drop_nulls);
     }
 }
 
@@ -83,6 +98,10 @@ mod tests {
         );
         assert_eq!(merged(json!({"a": 1}), Value::Null), json!({"a": 1}));
         assert_eq!(merged(json!({}), json!({"a": {"b": null}})), json!({"a": {}}));
+        assert_eq!(
+            merged(json!({"a": 1}), json!({"n": {"m": null, "k": [null]}})),
+            json!({"a": 1, "n": {"k": [null]}})
+        );
     }
 
     #[test]
