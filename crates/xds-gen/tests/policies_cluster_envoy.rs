@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route};
 use kodiak_api::Resource as ApiResource;
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_xds_gen::policies::{mesh_circuit_breaker, mesh_health_check, mesh_load_balancing_strategy};
-use kodiak_xds_gen::{proxy_resources, service_resources, services};
+use kodiak_xds_gen::{ServiceResources, ServiceView, proxy_resources, service_resources, services};
 use kodiak_xds_server::Resource;
 use prost::Message;
 use serde_json::{Value, json};
@@ -157,27 +157,11 @@ impl Drop for Client {
     }
 }
 
-/// Starts the client proxy of `web`, calling `backend` served by `apps`,
-/// with the policies laid on the `backend` cluster and route in the order
-/// generation applies them (load balancing, health check, circuit breaker).
-fn client(test: &str, apps: &[&App], policies: &Policies) -> Client {
-    let port = free_port();
-    let web = dataplane(&format!(
-        "{{type: Dataplane, mesh: default, name: web, networking: {{address: 127.0.0.1, inbound: [],
-            outbound: [{{port: {port}, tags: {{kuma.io/service: backend}}}}]}}}}"
-    ));
-    let instances: Vec<DataplaneView> = apps
-        .iter()
-        .map(|app| {
-            dataplane(&format!(
-                "{{type: Dataplane, mesh: default, name: backend-{}, networking: {{address: 127.0.0.1, inbound: [
-                    {{port: {}, tags: {{kuma.io/service: backend, kuma.io/protocol: {}}}}}]}}}}",
-                app.name, app.port, app.protocol
-            ))
-        })
-        .collect();
-    let mut backend = service_resources("backend", &services(&instances)["backend"]);
-
+/// The shared resources of `service` for a caller with `policies` toward
+/// it, laid on in the order generation applies them (load balancing,
+/// health check, circuit breaker).
+fn with_policies(name: &str, view: &ServiceView, policies: &Policies) -> ServiceResources {
+    let mut backend = service_resources(name, view);
     let mut cluster = Cluster::decode(backend.cluster.body.value.as_slice()).unwrap();
     let mut routes =
         backend.route.as_ref().map(|route| RouteConfiguration::decode(route.body.value.as_slice()).unwrap());
@@ -198,7 +182,28 @@ fn client(test: &str, apps: &[&App], policies: &Policies) -> Client {
     }
     backend.cluster = Resource::new(cluster.name.clone(), &cluster);
     backend.route = routes.map(|routes| Resource::new(routes.name.clone(), &routes));
+    backend
+}
 
+/// Starts the client proxy of `web`, calling `backend` served by `apps`,
+/// with `policies` toward it.
+fn client(test: &str, apps: &[&App], policies: &Policies) -> Client {
+    let port = free_port();
+    let web = dataplane(&format!(
+        "{{type: Dataplane, mesh: default, name: web, networking: {{address: 127.0.0.1, inbound: [],
+            outbound: [{{port: {port}, tags: {{kuma.io/service: backend}}}}]}}}}"
+    ));
+    let instances: Vec<DataplaneView> = apps
+        .iter()
+        .map(|app| {
+            dataplane(&format!(
+                "{{type: Dataplane, mesh: default, name: backend-{}, networking: {{address: 127.0.0.1, inbound: [
+                    {{port: {}, tags: {{kuma.io/service: backend, kuma.io/protocol: {}}}}}]}}}}",
+                app.name, app.port, app.protocol
+            ))
+        })
+        .collect();
+    let backend = with_policies("backend", &services(&instances)["backend"], policies);
     let resources = proxy_resources(&web, &BTreeMap::from([("backend".to_owned(), Arc::new(backend))]), None);
     let config = support::static_config(&resources);
     let dir = work_dir(test);
@@ -501,4 +506,109 @@ fn tcp_health_check_sends_and_expects_its_bytes() {
     assert_eq!(distinct(&answers), BTreeSet::from(["a"]), "b stays out: {answers:?}");
     b.behaviour.unhealthy.store(false, Ordering::SeqCst);
     serves(BTreeSet::from(["a", "b"]), "b comes back");
+}
+
+/// Every field of the three policies, on an http, a gRPC and a tcp service:
+/// Envoy accepts the configuration (`--mode validate`).
+#[test]
+fn envoy_accepts_every_field() {
+    let dir = work_dir("validate");
+    let circuit_breaker = json!({
+        "connectionLimits": {"maxConnections": 2, "maxConnectionPools": 3, "maxPendingRequests": 4,
+            "maxRequests": 5, "maxRetries": 6},
+        "outlierDetection": {"interval": "5s", "baseEjectionTime": "30s", "maxEjectionPercent": 20,
+            "splitExternalAndLocalErrors": true, "healthyPanicThreshold": "12.5",
+            "detectors": {"totalFailures": {"consecutive": 10}, "gatewayFailures": {"consecutive": 7},
+                "localOriginFailures": {"consecutive": 3},
+                "successRate": {"minimumHosts": 5, "requestVolume": 100, "standardDeviationFactor": "1.9"},
+                "failurePercentage": {"minimumHosts": 6, "requestVolume": 50, "threshold": 85}}}});
+    let health_check = json!({
+        "interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 2,
+        "initialJitter": "1s", "intervalJitter": "500ms", "intervalJitterPercent": 10,
+        "healthyPanicThreshold": 60, "failTrafficOnPanic": true,
+        "eventLogPath": dir.join("events.log"), "alwaysLogHealthCheckFailures": true,
+        "noTrafficInterval": "3s", "reuseConnection": false,
+        "tcp": {"send": "ping", "receive": ["po", "ng"]},
+        "http": {"path": "/health", "expectedStatuses": [200, 204],
+            "requestHeadersToAdd": {"add": [{"name": "x-a", "value": "1,2"}], "set": [{"name": "x-s", "value": "3"}]}},
+        "grpc": {"serviceName": "health", "authority": "orders.mesh"}});
+    let hash_policies = json!([
+        {"type": "Header", "header": {"name": "x-user"}, "terminal": true},
+        {"type": "Cookie", "cookie": {"name": "session", "ttl": "1h", "path": "/app"}},
+        {"type": "Connection", "connection": {"sourceIP": true}},
+        {"type": "QueryParameter", "queryParameter": {"name": "user"}},
+        {"type": "FilterState", "filterState": {"key": "io.example.key"}}]);
+    let load_balancers = [
+        json!({"loadBalancer": {"type": "RingHash", "ringHash": {"hashFunction": "MurmurHash2", "minRingSize": 64,
+            "maxRingSize": 1024}}, "hashPolicies": hash_policies}),
+        json!({"loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 3, "activeRequestBias": "0.5"}}}),
+        json!({"loadBalancer": {"type": "Maglev", "maglev": {"tableSize": 1031, "hashPolicies": hash_policies}}}),
+    ];
+    let ports = [free_port(), free_port(), free_port()];
+    let services_of = [("backend", "http"), ("orders", "grpc"), ("postgres", "tcp")];
+    let outbounds: Vec<String> = services_of
+        .iter()
+        .zip(ports)
+        .map(|((service, _), port)| format!("{{port: {port}, tags: {{kuma.io/service: {service}}}}}"))
+        .collect();
+    let web = dataplane(&format!(
+        "{{type: Dataplane, mesh: default, name: web, networking: {{address: 127.0.0.1, inbound: [
+            {{port: {}, servicePort: {}, tags: {{kuma.io/service: web}}}}], outbound: [{}]}}}}",
+        free_port(),
+        free_port(),
+        outbounds.join(", ")
+    ));
+    let instances: Vec<DataplaneView> = services_of
+        .iter()
+        .map(|(service, protocol)| {
+            dataplane(&format!(
+                "{{type: Dataplane, mesh: default, name: {service}-1, networking: {{address: 127.0.0.1, inbound: [
+                    {{port: {}, tags: {{kuma.io/service: {service}, kuma.io/protocol: {protocol}}}}}]}}}}",
+                free_port()
+            ))
+        })
+        .collect();
+    let views = services(&instances);
+    let shared: BTreeMap<String, Arc<ServiceResources>> = services_of
+        .iter()
+        .zip(load_balancers)
+        .map(|((service, _), load_balancing)| {
+            let policies = Policies {
+                load_balancing: Some(load_balancing),
+                health_check: Some(health_check.clone()),
+                circuit_breaker: Some(circuit_breaker.clone()),
+            };
+            (service.to_string(), Arc::new(with_policies(service, &views[*service], &policies)))
+        })
+        .collect();
+    // The inbound cluster under a `rules` conf of the circuit breaker.
+    let mut resources = proxy_resources(&web, &shared, None);
+    for resource in resources.clusters.iter_mut().filter(|resource| resource.name.starts_with("inbound:")) {
+        let mut cluster = Cluster::decode(resource.body.value.as_slice()).unwrap();
+        mesh_circuit_breaker::apply_to_cluster(&mesh_circuit_breaker::read(&circuit_breaker), &mut cluster);
+        *resource = Resource::new(resource.name.clone(), &cluster);
+    }
+    let config = support::static_config(&resources);
+    let rendered = config.to_string();
+    for field in [
+        "healthChecks",
+        "outlierDetection",
+        "ringHashLbConfig",
+        "leastRequestLbConfig",
+        "maglevLbConfig",
+        "grpcHealthCheck",
+        "tcpHealthCheck",
+        "httpHealthCheck",
+        "hashPolicy",
+        "eventLogger",
+    ] {
+        assert!(rendered.contains(field), "{field} missing from the configuration");
+    }
+    let file = dir.join("validate.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let validated = Command::new(support::envoy_bin()).args(["--mode", "validate", "-c"]).arg(&file).output().unwrap();
+    let output =
+        format!("{}{}", String::from_utf8_lossy(&validated.stdout), String::from_utf8_lossy(&validated.stderr));
+    assert!(validated.status.success(), "Envoy rejects the configuration:\n{output}");
+    std::fs::remove_dir_all(dir).ok();
 }
