@@ -338,4 +338,5 @@ golden! {
     mtls_permissive_tcp_inbound_with_shadow_deny => "mtls-permissive-tcp",
     mtls_and_plaintext_outbounds => "mtls-outbounds",
     timeouts_and_retries => "timeout-retry",
+    circuit_breaker_health_check_and_load_balancing => "cluster-policies",
 }
