@@ -47,6 +47,17 @@ impl<'p> Acc<'p> {
         }
     }
 
+    /// Lays `run`, the patches of several entries merged together, over
+    /// this conf (for patch-shaped confs only).
+    pub fn absorb(&mut self, run: &Acc<'p>) {
+        merge(&mut self.conf, &run.conf);
+        for origin in &run.origins {
+            if !self.origins.contains(origin) {
+                self.origins.push(origin);
+            }
+        }
+    }
+
     /// The added-up conf in its final shape.
     pub fn finish(self, shape: Shape) -> Conf {
         let conf = match shape {

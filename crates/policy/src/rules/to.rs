@@ -1,33 +1,50 @@
 //! The `to` half of a policy type: the conf toward any destination, each
 //! named service and each named route.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::ToRules;
+use serde_json::Value;
+
 use super::merge_rules::Acc;
 use super::read::{Destination, Policy, Shape};
+use super::{Conf, ToRules};
+
+/// A service's conf being added up, and how many of the `Mesh` entries met
+/// so far it holds: the others are laid over it when its own next entry
+/// comes, or at the end.
+struct Open<'p> {
+    acc: Acc<'p>,
+    seen: usize,
+}
 
 /// The `to` confs of the `applying` policies (least specific first, each
 /// with its class number); `route_applies` tells which routes reach the
 /// proxy.
 pub(super) fn to_rules(shape: Shape, applying: &[(&Policy, u32)], route_applies: impl Fn(&str) -> bool) -> ToRules {
     let mut mesh: Option<Acc> = None;
-    let mut services: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut mesh_entries: Vec<(&str, &Value)> = Vec::new();
+    let mut services: BTreeMap<&str, Open> = BTreeMap::new();
     let mut route_entries = Vec::new();
     for (position, (policy, class)) in applying.iter().enumerate() {
         for entry in &policy.to {
             match &entry.destination {
                 Destination::Mesh => {
-                    // Toward any destination, so toward every named service too.
+                    // Toward any destination, so toward every named service
+                    // too, which catch up later.
                     mesh.get_or_insert_with(Acc::new).add(shape, &entry.conf, &policy.name);
-                    for acc in services.values_mut() {
-                        acc.add(shape, &entry.conf, &policy.name);
-                    }
+                    mesh_entries.push((&policy.name, &entry.conf));
                     route_entries.push((*class, entry.kind, position, None, entry));
                 }
                 Destination::Service(service) => {
-                    let acc = services.entry(service).or_insert_with(|| mesh.clone().unwrap_or_else(Acc::new));
-                    acc.add(shape, &entry.conf, &policy.name);
+                    let open = services.entry(service).or_insert_with(|| Open {
+                        acc: mesh.clone().unwrap_or_else(Acc::new),
+                        seen: mesh_entries.len(),
+                    });
+                    for (name, conf) in &mesh_entries[open.seen..] {
+                        open.acc.add(shape, conf, name);
+                    }
+                    open.seen = mesh_entries.len();
+                    open.acc.add(shape, &entry.conf, &policy.name);
                 }
                 Destination::Route(route) if route_applies(route) => {
                     route_entries.push((*class, entry.kind, position, Some(route.as_str()), entry));
@@ -36,6 +53,7 @@ pub(super) fn to_rules(shape: Shape, applying: &[(&Policy, u32)], route_applies:
             }
         }
     }
+    let services = catch_up(shape, services, &mesh_entries);
     // Entries toward routes rank by policy class, then entry kind, then
     // policy position; a stable sort keeps each policy's entries in order.
     route_entries.sort_by_key(|(class, kind, position, ..)| (*class, *kind, *position));
@@ -52,9 +70,42 @@ pub(super) fn to_rules(shape: Shape, applying: &[(&Policy, u32)], route_applies:
             (route.to_owned(), acc.finish(shape))
         })
         .collect();
-    ToRules {
-        mesh: mesh.map(|acc| acc.finish(shape)),
-        services: services.into_iter().map(|(service, acc)| (service.to_owned(), acc.finish(shape))).collect(),
-        routes,
-    }
+    ToRules { mesh: mesh.map(|acc| acc.finish(shape)), services, routes }
+}
+
+/// Lays over each service's conf the `Mesh` entries that came after its own
+/// last entry, and finishes them. Patches merge associatively, so services
+/// that missed the same run of entries share one merge of that run; route
+/// rules, which merge by matches, take the entries one by one.
+fn catch_up<'p>(
+    shape: Shape,
+    services: BTreeMap<&'p str, Open<'p>>,
+    mesh_entries: &[(&'p str, &Value)],
+) -> BTreeMap<String, Conf> {
+    let mut runs: HashMap<usize, Acc> = HashMap::new();
+    services
+        .into_iter()
+        .map(|(service, mut open)| {
+            let missed = &mesh_entries[open.seen..];
+            match shape {
+                _ if missed.is_empty() => {}
+                Shape::HttpRoute => {
+                    for (name, conf) in missed {
+                        open.acc.add(shape, conf, name);
+                    }
+                }
+                Shape::Default | Shape::TcpRoute => {
+                    let run = runs.entry(open.seen).or_insert_with(|| {
+                        let mut run = Acc::new();
+                        for (name, conf) in missed {
+                            run.add(shape, conf, name);
+                        }
+                        run
+                    });
+                    open.acc.absorb(run);
+                }
+            }
+            (service.to_owned(), open.acc.finish(shape))
+        })
+        .collect()
 }

@@ -36,7 +36,14 @@ const TARGETS: &[&str] = &[
 ];
 
 fn generated() -> impl Strategy<Value = Vec<Generated>> {
-    let key = || prop_oneof![Just("connectionTimeout"), Just("idleTimeout")];
+    let key = || {
+        prop_oneof![
+            Just("connectionTimeout"),
+            Just("idleTimeout"),
+            Just("http.requestTimeout"),
+            Just("http.streamIdleTimeout")
+        ]
+    };
     let body = (
         (0..TARGETS.len(), prop::bool::weighted(0.2)),
         prop::collection::vec((prop_oneof![Just(None), Just(Some("a")), Just(Some("b"))], key(), 1..5u8), 1..3),
@@ -82,13 +89,13 @@ fn documents(set: &[Generated]) -> Vec<Resource> {
             .map(|(service, key, seconds)| {
                 let target =
                     service.map_or(json!({"kind": "Mesh"}), |name| json!({"kind": "MeshService", "name": name}));
-                json!({"targetRef": target, "default": {*key: format!("{seconds}s")}})
+                json!({"targetRef": target, "default": timeout(key, *seconds)})
             })
             .collect();
         let from: Vec<Value> = policy
             .from
             .iter()
-            .map(|(key, seconds)| json!({"targetRef": {"kind": "Mesh"}, "default": {*key: format!("{seconds}s")}}))
+            .map(|(key, seconds)| json!({"targetRef": {"kind": "Mesh"}, "default": timeout(key, *seconds)}))
             .collect();
         let modifications: Vec<Value> = policy
             .clusters
@@ -143,13 +150,20 @@ fn in_force<'a>(set: &'a [Generated], service: &str) -> Vec<&'a Generated> {
     ordered
 }
 
-/// The last value each key gets, in order, as an object; None for no keys.
-fn last_values<'a>(pairs: impl Iterator<Item = (&'a str, u8)>) -> Option<Value> {
-    let mut out = Map::new();
-    for (key, seconds) in pairs {
-        out.insert(key.to_owned(), json!(format!("{seconds}s")));
+/// A MeshTimeout conf setting one timeout; `http.x` sets `x` under `http`.
+fn timeout(key: &str, seconds: u8) -> Value {
+    let value = json!(format!("{seconds}s"));
+    match key.split_once('.') {
+        Some((outer, inner)) => json!({outer: {inner: value}}),
+        None => json!({key: value}),
     }
-    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+/// The confs of `pairs` merged one after the other, as the rules say they
+/// add up; None for no pairs.
+fn merged_in_order<'a>(pairs: impl Iterator<Item = (&'a str, u8)>) -> Option<Value> {
+    let confs: Vec<Value> = pairs.map(|(key, seconds)| timeout(key, seconds)).collect();
+    (!confs.is_empty()).then(|| crate::merge::merge_all(&confs))
 }
 
 fn rules_of(set: &[Generated], shadow: bool) -> ProxyRules {
@@ -172,7 +186,7 @@ proptest! {
     }
 
     #[test]
-    fn each_key_comes_from_the_most_specific_covering_entry(set in generated()) {
+    fn confs_are_the_covering_entries_merged_least_specific_first(set in generated()) {
         let rules = rules_of(&set, false);
         let timeouts = rules.types.get(&ResourceType::MeshTimeout).cloned().unwrap_or_default();
         let ordered = in_force(&set, "web");
@@ -181,10 +195,10 @@ proptest! {
                 .filter(|(name, ..)| name.is_none_or(|name| name == service))
                 .map(|(_, key, seconds)| (*key, *seconds));
             let got = timeouts.to.for_service(service).map(|conf| conf.conf.clone());
-            prop_assert_eq!(got, last_values(covering), "service {}", service);
+            prop_assert_eq!(got, merged_in_order(covering), "service {}", service);
         }
         for (i, service) in ["web", "web-admin"].into_iter().enumerate() {
-            let expected = last_values(in_force(&set, service).iter().flat_map(|p| p.from.iter().copied()));
+            let expected = merged_in_order(in_force(&set, service).iter().flat_map(|p| p.from.iter().copied()));
             let got = timeouts.from.get(i).and_then(|inbound| inbound.conf.as_ref()).map(|conf| conf.conf.clone());
             prop_assert_eq!(got, expected, "inbound {}", service);
         }
