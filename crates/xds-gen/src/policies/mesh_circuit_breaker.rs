@@ -16,8 +16,10 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 use envoy_types::pb::envoy::r#type::v3::Percent;
-use envoy_types::pb::google::protobuf::{self as pb, UInt32Value};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use serde_json::Value;
+
+use crate::envoy;
 
 /// The typed reading of a merged MeshCircuitBreaker `default`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -183,8 +185,8 @@ fn outlier_detection(outlier: &OutlierDetection) -> EnvoyOutlierDetection {
     let uint = |value: Option<u32>| value.map(|value| UInt32Value { value });
     let detectors = &outlier.detectors;
     let mut envoy = EnvoyOutlierDetection {
-        interval: outlier.interval.map(proto_duration),
-        base_ejection_time: outlier.base_ejection_time.map(proto_duration),
+        interval: outlier.interval.map(envoy::duration),
+        base_ejection_time: outlier.base_ejection_time.map(envoy::duration),
         max_ejection_percent: uint(outlier.max_ejection_percent),
         split_external_local_origin_errors: outlier.split_external_and_local_errors.unwrap_or(false),
         enforcing_consecutive_5xx: if detectors.total_failures.is_some() { ON } else { OFF },
@@ -224,13 +226,6 @@ fn outlier_detection(outlier: &OutlierDetection) -> EnvoyOutlierDetection {
 pub(crate) fn set_healthy_panic_threshold(cluster: &mut Cluster, threshold: &Decimal) {
     let common = cluster.common_lb_config.get_or_insert_with(Default::default);
     common.healthy_panic_threshold = Some(Percent { value: threshold.as_f64() });
-}
-
-pub(crate) fn proto_duration(duration: Duration) -> pb::Duration {
-    pb::Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
-    }
 }
 
 /// A non-negative decimal from a manifest (`12.5`, `"12.5"`, `50`), kept

@@ -22,9 +22,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use kodiak_api::dataplane_view::Protocol;
 use serde_json::Value;
 
-use super::mesh_circuit_breaker::{
-    Decimal, boolean, duration, object, proto_duration, set_healthy_panic_threshold, string, uint32,
-};
+use super::mesh_circuit_breaker::{Decimal, boolean, duration, object, set_healthy_panic_threshold, string, uint32};
 use crate::envoy;
 
 /// The name Envoy registers the file event sink under.
@@ -250,12 +248,12 @@ fn health_check(conf: &Conf, checker: Checker, protocol: Protocol) -> HealthChec
         }
     };
     HealthCheck {
-        interval: Some(proto_duration(conf.interval)),
-        timeout: Some(proto_duration(conf.timeout)),
+        interval: Some(envoy::duration(conf.interval)),
+        timeout: Some(envoy::duration(conf.timeout)),
         unhealthy_threshold: Some(UInt32Value { value: conf.unhealthy_threshold }),
         healthy_threshold: Some(UInt32Value { value: conf.healthy_threshold }),
-        initial_jitter: conf.initial_jitter.map(proto_duration),
-        interval_jitter: conf.interval_jitter.map(proto_duration),
+        initial_jitter: conf.initial_jitter.map(envoy::duration),
+        interval_jitter: conf.interval_jitter.map(envoy::duration),
         interval_jitter_percent: conf.interval_jitter_percent.unwrap_or(0),
         event_logger: conf
             .event_log_path
@@ -266,7 +264,7 @@ fn health_check(conf: &Conf, checker: Checker, protocol: Protocol) -> HealthChec
             })
             .collect(),
         always_log_health_check_failures: conf.always_log_health_check_failures.unwrap_or(false),
-        no_traffic_interval: conf.no_traffic_interval.map(proto_duration),
+        no_traffic_interval: conf.no_traffic_interval.map(envoy::duration),
         reuse_connection: conf.reuse_connection.map(|value| BoolValue { value }),
         health_checker: Some(health_checker),
         ..Default::default()

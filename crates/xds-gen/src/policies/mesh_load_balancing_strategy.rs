@@ -19,7 +19,8 @@ use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::{self,
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 use serde_json::Value;
 
-use super::mesh_circuit_breaker::{Decimal, boolean, duration, object, proto_duration, string, uint32};
+use super::mesh_circuit_breaker::{Decimal, boolean, duration, object, string, uint32};
+use crate::envoy;
 
 /// The typed reading of a merged MeshLoadBalancingStrategy `default`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -246,7 +247,7 @@ fn envoy_hash_policy(policy: &HashPolicy) -> EnvoyHashPolicy {
         }
         HashKey::Cookie { name, ttl, path } => PolicySpecifier::Cookie(hash_policy::Cookie {
             name: name.clone(),
-            ttl: ttl.map(proto_duration),
+            ttl: ttl.map(envoy::duration),
             path: path.clone().unwrap_or_default(),
             ..Default::default()
         }),
