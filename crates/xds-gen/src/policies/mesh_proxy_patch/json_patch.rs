@@ -26,6 +26,31 @@ pub(super) fn apply(doc: &mut Value, patches: &[JsonPatch]) -> Result<(), Failur
     Ok(())
 }
 
+/// What can be checked of `patch` without a document: its op, its
+/// pointers, and that it has what its op needs.
+pub(super) fn check(patch: &JsonPatch) -> Result<(), String> {
+    let path = tokens(&patch.path)?;
+    let (needs_value, needs_from) = match patch.op.as_str() {
+        "add" | "replace" | "test" => (true, false),
+        "move" | "copy" => (false, true),
+        "remove" if path.is_empty() => return Err("the root cannot be removed".to_owned()),
+        "remove" => (false, false),
+        other => return Err(unknown_op(other)),
+    };
+    if needs_value && patch.value.is_none() {
+        return Err(format!("op {} needs a value", patch.op));
+    }
+    match (&patch.from, needs_from) {
+        (Some(from), true) => tokens(from).map(drop),
+        (None, true) => Err(format!("op {} needs from", patch.op)),
+        _ => Ok(()),
+    }
+}
+
+fn unknown_op(op: &str) -> String {
+    format!("unknown op {op:?} (expected add, remove, replace, move, copy or test)")
+}
+
 fn apply_one(doc: &mut Value, patch: &JsonPatch) -> Result<(), String> {
     let path = tokens(&patch.path)?;
     let from = || {
@@ -68,7 +93,7 @@ fn apply_one(doc: &mut Value, patch: &JsonPatch) -> Result<(), String> {
                 Err(format!("test failed: {} is {actual}, not {expected}", pointer_text(&patch.path)))
             }
         }
-        other => Err(format!("unknown op {other:?} (expected add, remove, replace, move, copy or test)")),
+        other => Err(unknown_op(other)),
     }
 }
 
@@ -340,6 +365,18 @@ mod tests {
         assert!(
             fails(json!({"s": "x"}), &[op("add", "/s/k", Some(json!(1)), None)]).reason.contains("neither an object")
         );
+    }
+
+    #[test]
+    fn check_looks_at_what_needs_no_document() {
+        assert_eq!(check(&op("test", "/a/0", Some(json!(1)), None)), Ok(()));
+        assert_eq!(check(&op("copy", "/a", None, Some("/b"))), Ok(()));
+        assert_eq!(check(&op("remove", "", None, None)), Err("the root cannot be removed".into()));
+        assert_eq!(check(&op("replace", "/a", None, None)), Err("op replace needs a value".into()));
+        assert_eq!(check(&op("move", "/a", None, None)), Err("op move needs from".into()));
+        assert!(check(&op("move", "/a", None, Some("b"))).unwrap_err().contains("must start with /"));
+        assert!(check(&op("add", "/a~x", Some(json!(1)), None)).unwrap_err().contains("~ must be followed"));
+        assert!(check(&op("merge", "/a", None, None)).unwrap_err().contains("unknown op \"merge\""));
     }
 
     #[test]

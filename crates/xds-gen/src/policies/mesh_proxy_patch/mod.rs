@@ -30,10 +30,12 @@ mod json_patch;
 mod message;
 mod modify;
 mod resources;
+mod validate;
 
 use std::fmt;
 
 pub use conf::{Conf, JsonPatch, Match, Modification, Operation, Source, Target, read, read_policies};
+pub use validate::validate;
 
 use crate::ProxyResources;
 
