@@ -478,3 +478,63 @@ fn wrong_modifications_are_reported_once() {
     );
     only_changed(&proxy(), &after, &[]);
 }
+
+/// The example of the user documentation, as a user applies it.
+const EXAMPLE: &str = r#"
+type: MeshProxyPatch
+mesh: default
+name: web-tuning
+spec:
+  targetRef:
+    kind: MeshService
+    name: web
+  default:
+    appendModifications:
+      - cluster:
+          operation: Patch
+          match:
+            name: backend
+            origin: outbound
+          value: |
+            connectTimeout: 2s
+      - virtualHost:
+          operation: Patch
+          match:
+            routeConfigurationName: "outbound:backend"
+          jsonPatches:
+            - op: add
+              path: /responseHeadersToAdd
+              value:
+                - header: {key: x-served-through, value: kodiak}
+      - httpFilter:
+          operation: AddBefore
+          match:
+            name: envoy.filters.http.router
+            origin: inbound
+          value: |
+            name: deny-everyone
+            typedConfig:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules: {}
+      - listener:
+          operation: Remove
+          match:
+            name: "outbound:127.0.0.1:20002"
+"#;
+
+#[test]
+fn the_documented_example_is_accepted_and_applies() {
+    let document = kodiak_api::parse_document(EXAMPLE).unwrap();
+    let resource = kodiak_api::Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}"));
+    let default = &resource.body["spec"]["default"];
+    let mut violations = kodiak_api::Violations::new();
+    validate(default, &kodiak_api::FieldPath::root().field("spec").field("default"), &mut violations);
+    assert!(violations.is_empty(), "{violations}");
+    let mut after = proxy();
+    assert_eq!(apply(&read_policies([("web-tuning", default)]), &mut after), []);
+    assert_eq!(render(get(&after.clusters, "backend"))["connectTimeout"], "2s");
+    let route = render(get(&after.routes, "outbound:backend"));
+    assert_eq!(route["virtualHosts"][0]["responseHeadersToAdd"][0]["header"]["key"], "x-served-through");
+    assert_eq!(http_filter_names(&render(get(&after.listeners, INBOUND_LISTENER)))[0], "deny-everyone");
+    assert_eq!(names(&after.listeners), [INBOUND_LISTENER, BACKEND_LISTENER]);
+}
