@@ -182,6 +182,17 @@ impl Client {
         self.collect(paths::overview_url(&self.base, mesh, Page::LARGEST)).await
     }
 
+    /// `GET` of any API path below the base (each segment percent-encoded)
+    /// with query parameters, as JSON: for endpoints without a typed method
+    /// (the inspect endpoints).
+    pub async fn get_path(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Value, Error> {
+        let mut url = paths::root_url(&self.base, segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.get_json(&url).await
+    }
+
     fn resource_url(&self, key: &ResourceKey) -> Result<Url, Error> {
         paths::resource_url(&self.base, key).ok_or(Error::MeshRequired { kind: key.kind })
     }

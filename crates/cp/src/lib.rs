@@ -150,6 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningControlPlane> {
         instance_id,
         hostname: hostname(),
         insights: xds.insights.clone(),
+        cache: xds.cache.clone(),
     });
     let dp_tls = tls.as_ref().filter(|_| config.dp_server.tls_enabled);
     let dp_state = Arc::new(dp_server::DpServerState {

@@ -54,7 +54,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
+pub enum Output {
     Table,
     Yaml,
     Json,

@@ -25,6 +25,8 @@ Examples:
   kodiakctl get meshes
   kodiakctl get meshtimeouts -m default -o yaml
   kodiakctl inspect dataplanes
+  kodiakctl inspect dataplane web-1 --type rules
+  kodiakctl inspect meshtimeout mesh-timeout-all-default
   kodiakctl validate -f policies.yaml
   kodiakctl generate dataplane-token --mesh default --name web-1 --valid-for 720h > web-1.token
   kodiakctl --cp-address http://10.0.0.5:5681 get dataplanes -A";

@@ -9,8 +9,8 @@
 //!   is on (the default).
 //! - Any other request without one is anonymous.
 //!
-//! Secrets, GlobalSecrets (every method, reads too) and issuing tokens are
-//! for admins only (the user `mesh-system:admin` or its group); everything
+//! Secrets, GlobalSecrets (every method, reads too), issuing tokens and
+//! sidecars' Envoy config dumps are for admins only (the user `mesh-system:admin` or its group); everything
 //! else is open to any caller, anonymous included, as in Kuma.
 
 use std::net::{IpAddr, SocketAddr};
@@ -98,6 +98,9 @@ pub fn authorize(identity: &Identity, route: &Route) -> Result<(), ApiError> {
         Route::One(key) if is_secret(key.kind) => format!("{} resources", key.kind),
         Route::DataplaneToken => "dataplane token generation".to_owned(),
         Route::UserToken => "user token generation".to_owned(),
+        Route::InspectDataplane { view: super::route::InspectView::ConfigDump, .. } => {
+            "sidecars' Envoy config dumps".to_owned()
+        }
         _ => return Ok(()),
     };
     if identity.is_admin() {
@@ -211,6 +214,19 @@ mod tests {
             }
         }
         assert!(authorize(&Identity::Anonymous, &mesh).is_ok());
+    }
+
+    #[test]
+    fn config_dumps_are_for_admins_and_generated_config_is_not() {
+        use super::super::route::InspectView;
+        let inspect = |view| Route::InspectDataplane { mesh: "default".into(), name: "web-1".into(), view };
+        let user = Identity::User { name: "alice".into(), groups: vec![AUTHENTICATED.into()] };
+        let error = authorize(&user, &inspect(InspectView::ConfigDump)).unwrap_err().to_string();
+        assert!(error.contains("cannot access sidecars' Envoy config dumps"), "{error}");
+        assert!(authorize(&Identity::Local, &inspect(InspectView::ConfigDump)).is_ok());
+        for view in [InspectView::Rules, InspectView::Config] {
+            assert!(authorize(&Identity::Anonymous, &inspect(view)).is_ok(), "{view:?}");
+        }
     }
 
     /// Who `authenticate` says sent a request straight from this host, or

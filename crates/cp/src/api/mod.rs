@@ -3,6 +3,7 @@
 mod authn;
 mod error;
 mod index;
+mod inspect;
 mod overview;
 mod paging;
 mod resources;
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub hostname: String,
     /// What the xDS layer knows about each sidecar's streams.
     pub insights: Arc<crate::xds::insights::Insights>,
+    /// The snapshot each connected sidecar was last given.
+    pub cache: Arc<kodiak_xds_server::SnapshotCache>,
 }
 
 /// The API router. Every path goes through one dispatcher so unknown paths
@@ -86,6 +89,8 @@ async fn handle(
         (Route::List { kind, mesh }, _) => resources::list(state, kind, mesh, page()?, uri, headers).await,
         (Route::Overview { mesh, name: None }, _) => overview::list(state, &mesh, page()?, uri, headers).await,
         (Route::Overview { mesh, name: Some(name) }, _) => overview::one(state, &mesh, &name).await,
+        (Route::InspectDataplane { mesh, name, view }, _) => inspect::dataplane(state, &mesh, &name, view, uri).await,
+        (Route::PolicyDataplanes(key), _) => inspect::policy_dataplanes(state, &key, uri, headers).await,
         (Route::One(key), &Method::GET) => resources::get(state, &key).await,
         (Route::One(key), &Method::PUT) => resources::put(state, key, headers, body, limit).await,
         (Route::One(key), _) => resources::delete(state, &key).await,

@@ -4,6 +4,7 @@
 use kodiak_api::{ResourceKey, ResourceType, Scope};
 
 use super::error::ApiError;
+pub use super::inspect::InspectView;
 
 /// What a path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,15 @@ pub enum Route {
         mesh: String,
         name: Option<String>,
     },
+    /// `/meshes/{mesh}/dataplanes/{name}/_rules`, `.../_config` or `.../xds`.
+    InspectDataplane {
+        mesh: String,
+        name: String,
+        view: InspectView,
+    },
+    /// `/meshes/{mesh}/{policy-plural}/{name}/_resources/dataplanes`: the
+    /// Dataplanes the policy shapes.
+    PolicyDataplanes(ResourceKey),
     /// `POST /tokens/dataplane`: issue a dataplane token.
     DataplaneToken,
     /// `POST /tokens/user`: issue a user token.
@@ -64,6 +74,23 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
         ["meshes", mesh, "dataplanes", "_overview"] => Ok(Route::Overview { mesh: (*mesh).into(), name: None }),
         ["meshes", mesh, "dataplanes", name, "_overview"] => {
             Ok(Route::Overview { mesh: (*mesh).into(), name: Some((*name).into()) })
+        }
+        ["meshes", mesh, "dataplanes", name, view @ ("_rules" | "_config" | "xds")] => {
+            let view = match *view {
+                "_rules" => InspectView::Rules,
+                "_config" => InspectView::Config,
+                _ => InspectView::ConfigDump,
+            };
+            Ok(Route::InspectDataplane { mesh: (*mesh).into(), name: (*name).into(), view })
+        }
+        ["meshes", mesh, plural, name, "_resources", "dataplanes"] => {
+            let kind = mesh_type(plural)?;
+            if !kind.is_policy() {
+                return Err(ApiError::not_found(format!(
+                    "{kind} is not a policy: only policies list the Dataplanes they affect"
+                )));
+            }
+            Ok(Route::PolicyDataplanes(ResourceKey::new(kind, Some(mesh), name)))
         }
         ["meshes", mesh, plural] => Ok(Route::List { kind: mesh_type(plural)?, mesh: Some((*mesh).into()) }),
         ["meshes", mesh, plural, name] => Ok(Route::One(ResourceKey::new(mesh_type(plural)?, Some(mesh), name))),
@@ -113,6 +140,20 @@ mod tests {
             route("/meshes/default/dataplanes/web-1/_overview").unwrap(),
             Route::Overview { mesh: "default".into(), name: Some("web-1".into()) }
         );
+        assert_eq!(
+            route("/meshes/default/dataplanes/web-1/_rules").unwrap(),
+            Route::InspectDataplane { mesh: "default".into(), name: "web-1".into(), view: InspectView::Rules }
+        );
+        assert_eq!(
+            route("/meshes/default/dataplanes/web-1/xds").unwrap(),
+            Route::InspectDataplane { mesh: "default".into(), name: "web-1".into(), view: InspectView::ConfigDump }
+        );
+        assert_eq!(
+            route("/meshes/default/meshtimeouts/t1/_resources/dataplanes").unwrap(),
+            Route::PolicyDataplanes(ResourceKey::new(ResourceType::MeshTimeout, Some("default"), "t1"))
+        );
+        let error = route("/meshes/default/secrets/s/_resources/dataplanes").unwrap_err().to_string();
+        assert!(error.contains("Secret is not a policy"), "{error}");
         assert_eq!(route("/tokens/dataplane").unwrap(), Route::DataplaneToken);
         assert_eq!(route("/tokens/user").unwrap(), Route::UserToken);
         assert_eq!(Route::UserToken.methods(), [axum::http::Method::POST]);

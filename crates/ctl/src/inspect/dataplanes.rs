@@ -2,7 +2,6 @@
 
 use std::time::SystemTime;
 
-use clap::Subcommand;
 use kodiak_client::DataplaneOverview;
 
 use crate::Global;
@@ -11,35 +10,8 @@ use crate::get::dataplane_tags;
 use crate::missing_mesh::check_mesh_of_empty_list;
 use crate::table::Table;
 
-const EXAMPLES: &str = "\
-Examples:
-  kodiakctl inspect dataplanes
-  kodiakctl inspect dataplanes -m staging";
-
-/// Inspect resources together with what the control plane knows about them.
-#[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
-pub struct Args {
-    #[command(subcommand)]
-    what: What,
-}
-
-#[derive(Debug, Subcommand)]
-enum What {
-    /// Dataplanes with their status (Online while connected), last connection, the
-    /// configurations their sidecar ACKed and NACKed (with the last NACK's reason), and their
-    /// mesh mTLS: how their inbounds treat callers (STRICT or PERMISSIVE; - without mTLS) and
-    /// when their certificate expires
-    #[command(visible_alias = "dp", after_help = EXAMPLES)]
-    Dataplanes {
-        /// The mesh
-        #[arg(short, long, default_value = "default")]
-        mesh: String,
-    },
-}
-
-pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let What::Dataplanes { mesh } = args.what;
+/// `kodiakctl inspect dataplanes`: one line per Dataplane of `mesh`.
+pub async fn run(mesh: String, global: &Global) -> anyhow::Result<()> {
     let client = crate::config::client(global)?;
     let overviews = client.dataplanes_overview(&mesh).await?;
     if overviews.is_empty() {

@@ -1,0 +1,262 @@
+//! Inspecting what policies do to proxies:
+//!
+//! - `GET /meshes/{mesh}/dataplanes/{name}/_rules`: the effective conf of
+//!   every policy type for the proxy, each outbound and each inbound, with
+//!   the policies it comes from (computed from the store, connected or not).
+//! - `GET /meshes/{mesh}/dataplanes/{name}/_config`: the Envoy configuration
+//!   last generated for the connected sidecar.
+//! - `GET /meshes/{mesh}/dataplanes/{name}/xds`: the sidecar Envoy's own
+//!   config dump, fetched from its admin API.
+//! - `GET /meshes/{mesh}/{policy-plural}/{name}/_resources/dataplanes`: the
+//!   Dataplanes a policy shapes.
+
+mod admin;
+mod affected;
+mod config;
+mod rules;
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use kodiak_api::mesh::MtlsView;
+use kodiak_api::{Resource, ResourceKey, ResourceType};
+use kodiak_policy::rules::{MeshPolicies, ProxyRules, proxy_rules, proxy_rules_with_shadow};
+use kodiak_policy::traffic_permission::{EFFECT_LABEL, InboundPermissions, MeshTrafficPermission, proxy_permissions};
+use kodiak_store::{ListQuery, ResourceStore, StoreError};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::paging;
+use super::resources::not_found;
+use crate::xds::proxy_id::ProxyId;
+
+/// What `/meshes/{mesh}/dataplanes/{name}/...` shows of one Dataplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectView {
+    /// `_rules`
+    Rules,
+    /// `_config`
+    Config,
+    /// `xds`
+    ConfigDump,
+}
+
+/// Answers `/meshes/{mesh}/dataplanes/{name}/{_rules,_config,xds}`.
+pub async fn dataplane(
+    state: &ApiState,
+    mesh: &str,
+    name: &str,
+    view: InspectView,
+    uri: &Uri,
+) -> Result<Response, ApiError> {
+    let key = ResourceKey::new(ResourceType::Dataplane, Some(mesh), name);
+    let dataplane = state.store.get(&key).await?.ok_or_else(|| not_found(&key))?;
+    match view {
+        InspectView::Rules => {
+            let shadow = shadow_param(uri.query())?;
+            let policies = MeshView::load(state.store.as_ref(), mesh, shadow).await?;
+            Ok(Json(rules::response(&dataplane, &policies.inspect(&dataplane), shadow)).into_response())
+        }
+        InspectView::Config => {
+            no_query(uri.query())?;
+            let snapshot = state.cache.get(&ProxyId::new(mesh, name).node_id()).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "{key} has no generated Envoy configuration: its sidecar is not connected (the control plane generates configuration only for connected sidecars)"
+                ))
+            })?;
+            Ok(Json(config::response(&dataplane, &snapshot)).into_response())
+        }
+        InspectView::ConfigDump => {
+            no_query(uri.query())?;
+            let dump = admin::config_dump(&dataplane).await.map_err(|error| error.into_api_error(&key))?;
+            Ok(Json(dump).into_response())
+        }
+    }
+}
+
+/// Answers `/meshes/{mesh}/{policy-plural}/{name}/_resources/dataplanes`.
+pub async fn policy_dataplanes(
+    state: &ApiState,
+    key: &ResourceKey,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = paging::parse(uri.query())?;
+    let policy = state.store.get(key).await?.ok_or_else(|| not_found(key))?;
+    let mesh = key.mesh.as_deref().unwrap_or_default();
+    // A shadow policy shapes nothing; asking about it means asking where it would.
+    let shadow = is_shadow(&policy);
+    let policies = MeshView::load(state.store.as_ref(), mesh, shadow).await?;
+    let mut query = super::resources::query(ResourceType::Dataplane, Some(mesh.to_owned()), &params);
+    query.offset = 0;
+    let dataplanes = list_all(state.store.as_ref(), query).await?;
+    let affected: Vec<&Resource> = dataplanes
+        .iter()
+        .filter(|dataplane| affected::is_affected(&policies.inspect(dataplane), key.kind, &key.name))
+        .collect();
+    let total = affected.len();
+    let items = affected.into_iter().skip(params.offset).take(params.size).map(affected::item).collect();
+    Ok(Json(paging::page_body(total, items, &params, uri, headers)).into_response())
+}
+
+/// Everything of one mesh that decides what its policies say for a proxy.
+struct MeshView {
+    name: String,
+    mesh: Option<Resource>,
+    /// Every policy other than MeshTrafficPermission.
+    policies: MeshPolicies,
+    permissions: Vec<MeshTrafficPermission>,
+    /// The policy resources by type and name, for their labels.
+    resources: HashMap<(ResourceType, String), Resource>,
+    shadow: bool,
+}
+
+/// What the policies of a mesh say for one proxy.
+struct Inspected<'a> {
+    rules: ProxyRules,
+    /// Per inbound, in the Dataplane's order; `None` when the mesh has no
+    /// MeshTrafficPermission in force.
+    permissions: Option<Vec<InboundPermissions>>,
+    view: &'a MeshView,
+}
+
+impl MeshView {
+    /// Reads the mesh and its policies. With `shadow`, shadow-labelled
+    /// policies count as if they were in force.
+    async fn load(store: &dyn ResourceStore, mesh: &str, shadow: bool) -> Result<MeshView, StoreError> {
+        let mut others = Vec::new();
+        let mut permissions = Vec::new();
+        let mut resources = HashMap::new();
+        for kind in ResourceType::ALL.iter().copied().filter(|kind| kind.is_policy()) {
+            for resource in list_all(store, ListQuery::in_mesh(kind, mesh, kodiak_api::MAX_PAGE_SIZE as usize)).await? {
+                if kind == ResourceType::MeshTrafficPermission {
+                    permissions.extend(read_permission(&resource, shadow));
+                } else {
+                    others.push(resource.clone());
+                }
+                resources.insert((kind, resource.key.name.clone()), resource);
+            }
+        }
+        let mesh_resource = store.get(&ResourceKey::mesh(mesh)).await?;
+        Ok(MeshView {
+            name: mesh.to_owned(),
+            mesh: mesh_resource,
+            policies: MeshPolicies::new(mesh, &others),
+            permissions,
+            resources,
+            shadow,
+        })
+    }
+
+    fn inspect<'a>(&'a self, dataplane: &Resource) -> Inspected<'a> {
+        let rules = match self.shadow {
+            true => proxy_rules_with_shadow(dataplane, &self.policies),
+            false => proxy_rules(dataplane, &self.policies),
+        };
+        let permissions = (!self.permissions.is_empty()).then(|| proxy_permissions(&self.permissions, dataplane));
+        Inspected { rules, permissions, view: self }
+    }
+
+    fn policies_mesh(&self) -> &str {
+        &self.name
+    }
+
+    fn mtls_enabled(&self) -> bool {
+        self.mesh.as_ref().is_some_and(|mesh| MtlsView::of(&mesh.body).enabled().is_some())
+    }
+}
+
+/// A MeshTrafficPermission as the permission engine reads it; with
+/// `shadow`, a shadow-labelled one is read as if in force. Unreadable ones
+/// are left out (the rules' warnings name them).
+fn read_permission(resource: &Resource, shadow: bool) -> Option<MeshTrafficPermission> {
+    let in_force;
+    let resource = if shadow && is_shadow(resource) {
+        let mut copy = resource.clone();
+        copy.labels.remove(EFFECT_LABEL);
+        in_force = copy;
+        &in_force
+    } else {
+        resource
+    };
+    MeshTrafficPermission::from_resource(resource).ok()
+}
+
+fn is_shadow(resource: &Resource) -> bool {
+    resource.labels.get(EFFECT_LABEL).is_some_and(|value| value == "shadow")
+}
+
+/// Every resource `query` matches, page after page.
+async fn list_all(store: &dyn ResourceStore, mut query: ListQuery) -> Result<Vec<Resource>, StoreError> {
+    query.size = kodiak_api::MAX_PAGE_SIZE as usize;
+    let mut found: Vec<Resource> = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        let count = page.items.len();
+        found.extend(page.items);
+        if count == 0 || found.len() >= page.total {
+            return Ok(found);
+        }
+        query.offset += count;
+    }
+}
+
+/// `shadow=true|false`, the only parameter of `_rules`.
+fn shadow_param(query: Option<&str>) -> Result<bool, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("cannot read the query string: {e}")))?;
+    let mut shadow = false;
+    for (key, value) in pairs {
+        match (key.as_str(), value.as_str()) {
+            ("shadow", "true") => shadow = true,
+            ("shadow", "false") => shadow = false,
+            ("shadow", other) => {
+                return Err(ApiError::bad_parameters(
+                    "invalid query parameters",
+                    vec![kodiak_api::Violation {
+                        field: "shadow".into(),
+                        reason: format!("must be true or false, got {other:?}"),
+                    }],
+                ));
+            }
+            (other, _) => {
+                return Err(ApiError::bad_parameters(
+                    "invalid query parameters",
+                    vec![kodiak_api::Violation {
+                        field: other.into(),
+                        reason: "unknown query parameter; known: shadow".into(),
+                    }],
+                ));
+            }
+        }
+    }
+    Ok(shadow)
+}
+
+fn no_query(query: Option<&str>) -> Result<(), ApiError> {
+    match query.filter(|query| !query.is_empty()) {
+        None => Ok(()),
+        Some(query) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            format!("this endpoint takes no query parameters, got {query:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_is_a_boolean_and_the_only_parameter() {
+        assert!(!shadow_param(None).unwrap());
+        assert!(shadow_param(Some("shadow=true")).unwrap());
+        assert!(!shadow_param(Some("shadow=false")).unwrap());
+        assert!(shadow_param(Some("shadow=yes")).unwrap_err().to_string().contains("must be true or false"));
+        assert!(shadow_param(Some("size=1")).unwrap_err().to_string().contains("known: shadow"));
+        assert!(no_query(Some("")).is_ok() && no_query(Some("a=b")).is_err());
+    }
+}

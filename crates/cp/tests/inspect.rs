@@ -1,0 +1,261 @@
+//! The inspect endpoints against a control plane on the in-memory store:
+//! which policies shape each outbound and inbound of a proxy (`_rules`),
+//! shadow policies only when asked, the Dataplanes a policy affects, and
+//! the errors for what does not exist or cannot be shown.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::Api;
+
+fn dataplane(name: &str, service: &str, port: u16, outbound: Option<(&str, u16)>) -> Value {
+    let mut networking = json!({
+        "address": "127.0.0.1",
+        "inbound": [{"port": port, "servicePort": port + 1000,
+            "tags": {"kuma.io/service": service, "version": "v1"}}],
+    });
+    if let Some((service, port)) = outbound {
+        networking["outbound"] = json!([{"port": port, "tags": {"kuma.io/service": service}}]);
+    }
+    json!({"type": "Dataplane", "mesh": "shop", "name": name, "networking": networking})
+}
+
+/// Mesh `shop` (with its default policies), three Dataplanes (web calls
+/// backend) and a few policies, one of them shadow.
+async fn shop() -> Api {
+    let api = Api::memory();
+    let put = |path: &'static str, body: Value| {
+        let api = &api;
+        async move {
+            let (status, answer) = api.put(path, body).await;
+            assert!(status.is_success(), "{path}: {status} {answer}");
+        }
+    };
+    put("/meshes/shop", json!({"type": "Mesh", "name": "shop"})).await;
+    put("/meshes/shop/dataplanes/web-1", dataplane("web-1", "web", 10001, Some(("backend", 20001)))).await;
+    put("/meshes/shop/dataplanes/backend-1", dataplane("backend-1", "backend", 10002, None)).await;
+    put("/meshes/shop/dataplanes/other-1", dataplane("other-1", "other", 10003, Some(("backend", 20001)))).await;
+    put(
+        "/meshes/shop/meshtimeouts/backend-timeout",
+        json!({"type": "MeshTimeout", "mesh": "shop", "name": "backend-timeout", "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"http": {"requestTimeout": "2s"}}}],
+        }}),
+    )
+    .await;
+    put(
+        "/meshes/shop/meshtimeouts/web-inbound",
+        json!({"type": "MeshTimeout", "mesh": "shop", "name": "web-inbound", "spec": {
+            "targetRef": {"kind": "MeshService", "name": "web"},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "30s"}}],
+        }}),
+    )
+    .await;
+    put(
+        "/meshes/shop/meshfaultinjections/web-faults",
+        json!({"type": "MeshFaultInjection", "mesh": "shop", "name": "web-faults", "spec": {
+            "targetRef": {"kind": "MeshService", "name": "web"},
+            "from": [{"targetRef": {"kind": "MeshService", "name": "frontend"},
+                "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 50}}]}}],
+        }}),
+    )
+    .await;
+    // Named to be the most specific of the Mesh-targeted timeouts.
+    put(
+        "/meshes/shop/meshtimeouts/a-shadow-timeout",
+        json!({"type": "MeshTimeout", "mesh": "shop", "name": "a-shadow-timeout",
+            "labels": {"kuma.io/effect": "shadow"}, "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"http": {"requestTimeout": "9s"}}}],
+        }}),
+    )
+    .await;
+    put(
+        "/meshes/shop/meshtrafficpermissions/deny-other",
+        json!({"type": "MeshTrafficPermission", "mesh": "shop", "name": "deny-other", "spec": {
+            "targetRef": {"kind": "MeshService", "name": "backend"},
+            "from": [{"targetRef": {"kind": "MeshService", "name": "other"}, "default": {"action": "Deny"}}],
+        }}),
+    )
+    .await;
+    api
+}
+
+/// The entry of `kind` in a `_rules` answer.
+fn of_type<'a>(answer: &'a Value, kind: &str) -> &'a Value {
+    let rules = answer["rules"].as_array().unwrap_or_else(|| panic!("no rules: {answer:#}"));
+    rules.iter().find(|rule| rule["type"] == kind).unwrap_or_else(|| panic!("no {kind} in {answer:#}"))
+}
+
+/// The rule of `rules` whose matchers are exactly `matchers`.
+fn with_matchers(rules: &Value, matchers: Value) -> &Value {
+    let list = rules.as_array().unwrap();
+    list.iter()
+        .find(|rule| rule["matchers"] == matchers)
+        .unwrap_or_else(|| panic!("no rule for {matchers} in {rules:#}"))
+}
+
+fn origin_names(rule: &Value) -> Vec<&str> {
+    rule["origin"].as_array().unwrap().iter().map(|meta| meta["name"].as_str().unwrap()).collect()
+}
+
+fn service(name: &str) -> Value {
+    json!([{"key": "kuma.io/service", "value": name, "not": false}])
+}
+
+#[tokio::test]
+async fn rules_show_each_outbound_and_inbound_with_their_origins() {
+    let api = shop().await;
+    let (status, answer) = api.get("/meshes/shop/dataplanes/web-1/_rules").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["resource"], json!({"type": "Dataplane", "mesh": "shop", "name": "web-1", "labels": {}}));
+    assert_eq!(answer["shadow"], false);
+
+    let timeout = of_type(&answer, "MeshTimeout");
+    let to_backend = with_matchers(&timeout["toRules"], service("backend"));
+    assert_eq!(to_backend["conf"]["http"]["requestTimeout"], "2s", "{to_backend:#}");
+    assert_eq!(origin_names(to_backend), ["mesh-timeout-all-shop", "backend-timeout"]);
+    assert_eq!(to_backend["origin"][1]["type"], "MeshTimeout");
+    let everywhere = with_matchers(&timeout["toRules"], json!([]));
+    assert_eq!(everywhere["conf"]["http"]["requestTimeout"], "15s");
+    assert_eq!(origin_names(everywhere), ["mesh-timeout-all-shop"]);
+
+    let from = timeout["fromRules"].as_array().unwrap();
+    assert_eq!(from.len(), 1, "{from:?}");
+    assert_eq!(from[0]["inbound"], json!({"port": 10001, "tags": {"kuma.io/service": "web", "version": "v1"}}));
+    let any_caller = with_matchers(&from[0]["rules"], json!([]));
+    assert_eq!(any_caller["conf"]["idleTimeout"], "30s", "{any_caller:#}");
+    assert_eq!(any_caller["conf"]["connectionTimeout"], "10s", "{any_caller:#}");
+    assert_eq!(origin_names(any_caller), ["mesh-timeout-all-shop", "web-inbound"]);
+
+    // Callers picked by service get their own conf.
+    let faults = &of_type(&answer, "MeshFaultInjection")["fromRules"][0];
+    let frontend = with_matchers(&faults["rules"], service("frontend"));
+    assert_eq!(frontend["conf"]["http"][0]["abort"]["httpStatus"], 503, "{frontend:#}");
+    assert_eq!(origin_names(frontend), ["web-faults"]);
+
+    for kind in ["MeshRetry", "MeshCircuitBreaker"] {
+        let everywhere = with_matchers(&of_type(&answer, kind)["toRules"], json!([]));
+        assert_eq!(
+            origin_names(everywhere),
+            [format!("{}-all-shop", if kind == "MeshRetry" { "mesh-retry" } else { "mesh-circuit-breaker" })]
+        );
+    }
+    assert!(!answer.to_string().contains("a-shadow-timeout"), "shadow policies stay out: {answer:#}");
+
+    // The inbound of backend-1: `other` is denied by deny-other, everyone
+    // else allowed by the mesh's allow-all; mTLS is off, which is said.
+    let (_, answer) = api.get("/meshes/shop/dataplanes/backend-1/_rules").await;
+    let permissions = of_type(&answer, "MeshTrafficPermission");
+    let inbound = &permissions["fromRules"][0];
+    assert_eq!(inbound["inbound"]["port"], 10002);
+    let other = with_matchers(&inbound["rules"], service("other"));
+    assert_eq!((&other["conf"], origin_names(other)), (&json!({"action": "Deny"}), vec!["deny-other"]));
+    let rest = with_matchers(&inbound["rules"], json!([{"key": "kuma.io/service", "value": "other", "not": true}]));
+    assert_eq!((&rest["conf"], origin_names(rest)), (&json!({"action": "Allow"}), vec!["allow-all-shop"]));
+    assert!(permissions["warnings"][0].as_str().unwrap().contains("mTLS is off"), "{permissions:#}");
+    // Nothing selects backend-1's inbound but the mesh-wide timeout.
+    let timeout = of_type(&answer, "MeshTimeout");
+    assert_eq!(origin_names(with_matchers(&timeout["fromRules"][0]["rules"], json!([]))), ["mesh-timeout-all-shop"]);
+}
+
+#[tokio::test]
+async fn shadow_policies_count_only_when_asked() {
+    let api = shop().await;
+    let (status, answer) = api.get("/meshes/shop/dataplanes/web-1/_rules?shadow=true").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["shadow"], true);
+    let to_backend = with_matchers(&of_type(&answer, "MeshTimeout")["toRules"], service("backend"));
+    assert_eq!(to_backend["conf"]["http"]["requestTimeout"], "9s", "{to_backend:#}");
+    assert_eq!(origin_names(to_backend), ["mesh-timeout-all-shop", "backend-timeout", "a-shadow-timeout"]);
+    assert_eq!(to_backend["origin"][2]["labels"], json!({"kuma.io/effect": "shadow"}));
+
+    let (status, error) = api.get("/meshes/shop/dataplanes/web-1/_rules?shadow=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["invalid_parameters"][0]["field"], "shadow", "{error}");
+}
+
+/// The names of the Dataplanes a list answer holds.
+fn names(answer: &Value) -> Vec<&str> {
+    answer["items"].as_array().unwrap().iter().map(|item| item["name"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_policy_lists_the_dataplanes_it_affects() {
+    let api = shop().await;
+    let (status, answer) = api.get("/meshes/shop/meshtimeouts/web-inbound/_resources/dataplanes").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((answer["total"].as_u64(), names(&answer)), (Some(1), vec!["web-1"]));
+    assert_eq!(answer["items"][0], json!({"type": "Dataplane", "mesh": "shop", "name": "web-1", "labels": {}}));
+    assert_eq!(answer["next"], Value::Null);
+
+    let (_, answer) = api.get("/meshes/shop/meshtrafficpermissions/deny-other/_resources/dataplanes").await;
+    assert_eq!(names(&answer), ["backend-1"]);
+
+    // Pages like every list.
+    let (_, answer) = api.get("/meshes/shop/meshtimeouts/mesh-timeout-all-shop/_resources/dataplanes?size=2").await;
+    assert_eq!((answer["total"].as_u64(), names(&answer)), (Some(3), vec!["backend-1", "other-1"]));
+    let next = answer["next"].as_str().unwrap();
+    assert!(
+        next.ends_with("/meshes/shop/meshtimeouts/mesh-timeout-all-shop/_resources/dataplanes?offset=2&size=2"),
+        "{next}"
+    );
+    let (_, answer) =
+        api.get("/meshes/shop/meshtimeouts/mesh-timeout-all-shop/_resources/dataplanes?offset=2&size=2").await;
+    assert_eq!(names(&answer), ["web-1"]);
+    let (_, answer) = api.get("/meshes/shop/meshtimeouts/mesh-timeout-all-shop/_resources/dataplanes?name=web").await;
+    assert_eq!((answer["total"].as_u64(), names(&answer)), (Some(1), vec!["web-1"]));
+
+    // A shadow policy lists where it would apply.
+    let (_, answer) = api.get("/meshes/shop/meshtimeouts/a-shadow-timeout/_resources/dataplanes").await;
+    assert_eq!(names(&answer), ["backend-1", "other-1", "web-1"]);
+
+    // A policy that selects no proxy affects none.
+    let (status, _) = api
+        .put(
+            "/meshes/shop/meshtimeouts/nobody",
+            json!({"type": "MeshTimeout", "mesh": "shop", "name": "nobody", "spec": {
+                "targetRef": {"kind": "MeshService", "name": "absent"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}],
+            }}),
+        )
+        .await;
+    assert!(status.is_success());
+    let (_, answer) = api.get("/meshes/shop/meshtimeouts/nobody/_resources/dataplanes").await;
+    assert_eq!((answer["total"].as_u64(), names(&answer)), (Some(0), vec![]));
+}
+
+/// The status and detail of an error answer, after checking its shape.
+async fn error(api: &Api, path: &str) -> (StatusCode, String) {
+    let (status, body) = api.get(path).await;
+    assert_eq!(body["status"], status.as_u16(), "{path}: {body}");
+    (status, body["detail"].as_str().unwrap_or_else(|| panic!("{path}: {body}")).to_owned())
+}
+
+#[tokio::test]
+async fn what_does_not_exist_or_cannot_be_shown_is_explained() {
+    let api = shop().await;
+    for view in ["_rules", "_config", "xds"] {
+        let (status, detail) = error(&api, &format!("/meshes/shop/dataplanes/nope/{view}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{view}: {detail}");
+        assert_eq!(detail, "Dataplane \"nope\" in mesh \"shop\" not found");
+    }
+    let (status, detail) = error(&api, "/meshes/shop/dataplanes/web-1/_config").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{detail}");
+    assert!(detail.contains("its sidecar is not connected"), "{detail}");
+    let (status, detail) = error(&api, "/meshes/shop/dataplanes/web-1/xds").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{detail}");
+    assert!(detail.contains("sets no networking.admin.port"), "{detail}");
+
+    let (status, detail) = error(&api, "/meshes/shop/meshtimeouts/nope/_resources/dataplanes").await;
+    assert_eq!((status, detail.as_str()), (StatusCode::NOT_FOUND, "MeshTimeout \"nope\" in mesh \"shop\" not found"));
+    let (status, detail) = error(&api, "/meshes/shop/dataplanes/web-1/_resources/dataplanes").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(detail.contains("Dataplane is not a policy"), "{detail}");
+    let (status, detail) = error(&api, "/meshes/shop/meshtimeouts/web-inbound/_resources/dataplanes?size=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{detail}");
+    let (status, _) =
+        api.http.post(api.url("/meshes/shop/dataplanes/web-1/_rules")).send().await.map(|r| (r.status(), ())).unwrap();
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
