@@ -36,6 +36,8 @@ struct Behaviour {
     failing: AtomicBool,
     /// Answer 503 to health checks (`/health`).
     unhealthy: AtomicBool,
+    /// Close the connection instead of answering requests (but health checks).
+    closing: AtomicBool,
     /// Wait this long before answering a request.
     delay_ms: AtomicU64,
 }
@@ -95,6 +97,9 @@ fn serve(name: &str, stream: TcpStream, behaviour: &Behaviour) {
             behaviour.unhealthy.load(Ordering::SeqCst)
         } else {
             std::thread::sleep(Duration::from_millis(behaviour.delay_ms.load(Ordering::SeqCst)));
+            if behaviour.closing.load(Ordering::SeqCst) {
+                return;
+            }
             behaviour.failing.load(Ordering::SeqCst)
         };
         let status = if failing { "503 Service Unavailable" } else { "200 OK" };
@@ -205,37 +210,45 @@ fn client(test: &str, apps: &[&App], policies: &Policies) -> Client {
         .collect();
     let backend = with_policies("backend", &services(&instances)["backend"], policies);
     let resources = proxy_resources(&web, &BTreeMap::from([("backend".to_owned(), Arc::new(backend))]), None);
-    let config = support::static_config(&resources);
-    let dir = work_dir(test);
-    let (file, log) = (dir.join("web.json"), dir.join("web.log"));
-    std::fs::write(&file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    // One worker: round robin and connection limits then act as one proxy's
-    // view of the service, not one per worker thread.
-    let level = std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-    // Files (the health check event log) are flushed every 200 ms, not 10 s.
-    let args = [
-        "--disable-hot-restart",
-        "--concurrency",
-        "1",
-        "--file-flush-interval-msec",
-        "200",
-        "--log-level",
-        &level,
-        "-c",
-    ];
-    let stderr = std::fs::File::create(&log).unwrap();
-    let child = Command::new(support::envoy_bin()).args(args).arg(&file).stdout(Stdio::null()).stderr(stderr).spawn();
-    let child = child.unwrap();
-    let mut client = Client { child, log, dir, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = client.child.try_wait() {
-            panic!("Envoy exited ({status}):\n{}", std::fs::read_to_string(&client.log).unwrap());
+    Client::start(test, &support::static_config(&resources), port)
+}
+
+impl Client {
+    /// Starts Envoy on `config` and waits until it listens on `port`, the
+    /// port the test calls.
+    fn start(test: &str, config: &Value, port: u16) -> Client {
+        let dir = work_dir(test);
+        let (file, log) = (dir.join("web.json"), dir.join("web.log"));
+        std::fs::write(&file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        // One worker: round robin and connection limits then act as one proxy's
+        // view of the service, not one per worker thread.
+        let level = std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+        // Files (the health check event log) are flushed every 200 ms, not 10 s.
+        let args = [
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--file-flush-interval-msec",
+            "200",
+            "--log-level",
+            &level,
+            "-c",
+        ];
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child =
+            Command::new(support::envoy_bin()).args(args).arg(&file).stdout(Stdio::null()).stderr(stderr).spawn();
+        let child = child.unwrap();
+        let mut client = Client { child, log, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = client.child.try_wait() {
+                panic!("Envoy exited ({status}):\n{}", std::fs::read_to_string(&client.log).unwrap());
+            }
+            assert!(Instant::now() < deadline, "Envoy does not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(Instant::now() < deadline, "Envoy does not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
+        client
     }
-    client
 }
 
 /// Where the Envoy of `test` keeps its configuration and logs (removed when
@@ -331,6 +344,21 @@ fn outlier_detection_ejects_the_failing_instance() {
     let after = web.answerers(12);
     assert_eq!(distinct(&after), BTreeSet::from(["a", "b"]), "{after:?}");
 
+    // An instance that closes connections instead of answering fails as a
+    // gateway (the proxy answers 503 for it), and is ejected likewise.
+    let d = App::start("d");
+    d.behaviour.closing.store(true, Ordering::SeqCst);
+    let gateway = Policies {
+        circuit_breaker: Some(json!({"outlierDetection": {"baseEjectionTime": "1m", "maxEjectionPercent": 50,
+            "detectors": {"gatewayFailures": {"consecutive": 2}}}})),
+        ..Default::default()
+    };
+    let web = client("outlier-gateway", &[&a, &b, &d], &gateway);
+    let answers: Vec<Answer> = (0..12).map(|_| web.get(&[])).collect();
+    let failed = answers.iter().filter(|answer| answer.status == 503).count();
+    assert!(failed >= 2, "d's closed connections reach the caller as 503s: {answers:?}");
+    web.wait_until("d is ejected", 12, |last| distinct(last) == BTreeSet::from(["a", "b"]));
+
     // Disabled, the same outlier detection ejects nobody.
     let web = client("outlier-disabled", &[&a, &b, &c], &outlier(true));
     let answers = web.answerers(30);
@@ -338,23 +366,33 @@ fn outlier_detection_ejects_the_failing_instance() {
     assert!(from_c >= 8, "c keeps its share without outlier detection: {answers:?}");
 }
 
+/// Six requests sent 50 ms apart, each on a thread of its own, and their answers.
+fn send_together(web: &Client) -> Vec<Answer> {
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let call = scope.spawn(|| web.get(&[]));
+                std::thread::sleep(Duration::from_millis(50));
+                call
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    })
+}
+
+/// With one request in service and one waiting allowed, the rest of six
+/// requests sent together are turned away: 503 with `x-envoy-overloaded`.
+fn assert_overflow_turned_away(answers: &[Answer]) {
+    let served = answers.iter().filter(|answer| answer.status == 200 && answer.body == "slow").count();
+    let overloaded = answers.iter().filter(|answer| answer.status == 503 && answer.overloaded).count();
+    assert!((1..=2).contains(&served), "one in service and at most one waiting are served: {answers:?}");
+    assert_eq!(served + overloaded, 6, "the rest are turned away as overloaded: {answers:?}");
+}
+
 #[test]
 fn connection_limits_turn_the_overflow_away() {
     let slow = App::start("slow");
     slow.behaviour.delay_ms.store(1500, Ordering::SeqCst);
-    let send_together = |web: &Client| -> Vec<Answer> {
-        std::thread::scope(|scope| {
-            let calls: Vec<_> = (0..6)
-                .map(|_| {
-                    let call = scope.spawn(|| web.get(&[]));
-                    std::thread::sleep(Duration::from_millis(50));
-                    call
-                })
-                .collect();
-            calls.into_iter().map(|call| call.join().unwrap()).collect()
-        })
-    };
-
     let limits = Policies {
         circuit_breaker: Some(
             json!({"connectionLimits": {"maxConnections": 1, "maxPendingRequests": 1, "maxRequests": 1}}),
@@ -362,11 +400,7 @@ fn connection_limits_turn_the_overflow_away() {
         ..Default::default()
     };
     let web = client("limits", &[&slow], &limits);
-    let answers = send_together(&web);
-    let served = answers.iter().filter(|answer| answer.status == 200 && answer.body == "slow").count();
-    let overloaded = answers.iter().filter(|answer| answer.status == 503 && answer.overloaded).count();
-    assert!((1..=2).contains(&served), "one in service and at most one waiting are served: {answers:?}");
-    assert_eq!(served + overloaded, 6, "the rest are turned away as overloaded: {answers:?}");
+    assert_overflow_turned_away(&send_together(&web));
 
     // Without limits (Envoy's defaults) every request is served.
     let web = client("no-limits", &[&slow], &Policies { circuit_breaker: Some(json!({})), ..Default::default() });
@@ -611,4 +645,26 @@ fn envoy_accepts_every_field() {
         format!("{}{}", String::from_utf8_lossy(&validated.stdout), String::from_utf8_lossy(&validated.stderr));
     assert!(validated.status.success(), "Envoy rejects the configuration:\n{output}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A `from`/`rules` conf on the inbound cluster: the proxy in front of a
+/// slow application turns away what exceeds the limits.
+#[test]
+fn inbound_connection_limits_turn_the_overflow_away() {
+    let slow = App::start("slow");
+    slow.behaviour.delay_ms.store(1500, Ordering::SeqCst);
+    let port = free_port();
+    let server = dataplane(&format!(
+        "{{type: Dataplane, mesh: default, name: backend-1, networking: {{address: 127.0.0.1, inbound: [
+            {{port: {port}, servicePort: {}, tags: {{kuma.io/service: backend, kuma.io/protocol: http}}}}]}}}}",
+        slow.port
+    ));
+    let mut resources = proxy_resources(&server, &BTreeMap::new(), None);
+    let rules = json!({"connectionLimits": {"maxConnections": 1, "maxPendingRequests": 1, "maxRequests": 1}});
+    let inbound = resources.clusters.iter_mut().find(|cluster| cluster.name.starts_with("inbound:")).unwrap();
+    let mut cluster = Cluster::decode(inbound.body.value.as_slice()).unwrap();
+    mesh_circuit_breaker::apply_to_cluster(&mesh_circuit_breaker::read(&rules), &mut cluster);
+    *inbound = Resource::new(inbound.name.clone(), &cluster);
+    let proxy = Client::start("inbound-limits", &support::static_config(&resources), port);
+    assert_overflow_turned_away(&send_together(&proxy));
 }
