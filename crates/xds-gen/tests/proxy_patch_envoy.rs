@@ -84,7 +84,8 @@ fn config(resources: &ProxyResources, admin: u16) -> Value {
     config
 }
 
-/// Where this test's Envoy configurations and logs go.
+/// Where the configurations `envoy --mode validate` checks go (removed
+/// when the test passes).
 fn work_dir() -> PathBuf {
     std::env::temp_dir().join(format!("kodiak-proxy-patch-envoy-{}", std::process::id()))
 }
@@ -217,4 +218,5 @@ fn envoy_refuses_a_zero_connect_timeout() {
     let (valid, text) = validate("zero-timeout", &resources);
     assert!(!valid, "Envoy must refuse a zero connect timeout: {text}");
     assert!(text.contains("ConnectTimeout") && text.contains("value must be greater than 0s"), "{text}");
+    let _ = std::fs::remove_dir_all(work_dir());
 }
