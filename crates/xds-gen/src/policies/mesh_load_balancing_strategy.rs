@@ -22,7 +22,9 @@ use serde_json::Value;
 use super::mesh_circuit_breaker::{Decimal, boolean, duration, object, string, uint32};
 use crate::envoy;
 
-/// The typed reading of a merged MeshLoadBalancingStrategy `default`.
+/// The typed reading of a merged MeshLoadBalancingStrategy `default`
+/// (`localityAwareness` is not read: it has no effect in a single zone, and
+/// leaving it out keeps callers that differ only there sharing resources).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Conf {
     /// `None`: Envoy's default, round robin.
