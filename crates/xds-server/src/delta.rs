@@ -270,6 +270,22 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_cluster_gets_its_unchanged_endpoints_again_and_only_those() {
+        let generation = |generation, a| {
+            snapshot(generation, &[(CLUSTER, &[("a", a), ("b", 1)]), (ENDPOINT, &[("a", 1), ("b", 1)])])
+        };
+        let mut connection = Connection::default();
+        quiet(connection.on_snapshot(generation(1, 1)));
+        holding(&mut connection, CLUSTER);
+        let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "b"], &[])));
+        quiet(connection.on_request(ack(&response)));
+        let output = connection.on_snapshot(generation(2, 2));
+        let changed: Vec<(&str, (Vec<&str>, Vec<&str>))> =
+            output.responses.iter().map(|response| (response.type_url.as_str(), changes(response))).collect();
+        assert_eq!(changed, [(CLUSTER, (vec!["a"], vec![])), (ENDPOINT, (vec!["a"], vec![]))]);
+    }
+
+    #[test]
     fn nack_is_recorded_and_not_looped() {
         let mut connection = Connection::default();
         quiet(connection.on_snapshot(clusters(1, &[("a", 1)])));

@@ -184,6 +184,22 @@ mod tests {
         )
     }
 
+    /// Takes a snapshot that changes cluster a only: the clusters go, and a's
+    /// unchanged endpoints right behind them (Envoy's updated cluster warms
+    /// until it gets them again). Returns both responses.
+    fn changed_cluster_a(
+        connection: &mut Connection,
+        snapshot: Arc<Snapshot>,
+    ) -> (DiscoveryResponse, DiscoveryResponse) {
+        let output = connection.on_snapshot(snapshot);
+        assert_eq!(type_urls(&output), [CLUSTER, ENDPOINT]);
+        let mut responses = output.responses.into_iter();
+        let (clusters, endpoints) = (responses.next().unwrap(), responses.next().unwrap());
+        // State of the world: every endpoint subscribed to, a's among them.
+        assert_eq!(sent(&endpoints), testing::names(&["a", "b"]));
+        (clusters, endpoints)
+    }
+
     fn type_urls(output: &Output<DiscoveryResponse>) -> Vec<&str> {
         output.responses.iter().map(|response| response.type_url.as_str()).collect()
     }
@@ -226,18 +242,21 @@ mod tests {
     #[test]
     fn a_stale_nonce_is_ignored_with_its_names() {
         let mut connection = holding(generation_1());
-        let (first, _) = single(connection.on_snapshot(cluster_a(2, 2)));
+        let (first, endpoints) = changed_cluster_a(&mut connection, cluster_a(2, 2));
         // A reply to the response before `first`, NACKing and asking for other names: ignored.
         let stale = DiscoveryRequest { response_nonce: "1".into(), ..nack(&first, &["zzz"], "old") };
         assert!(quiet(connection.on_request(stale)).is_empty());
         let events = quiet(connection.on_request(ack(&first, &[])));
-        assert_eq!(events, vec![acked(CLUSTER, &first.version_info), Event::Synced(2)]);
+        assert_eq!(events, vec![acked(CLUSTER, &first.version_info)]);
+        let events = quiet(connection.on_request(ack(&endpoints, &["a", "b"])));
+        assert_eq!(events, vec![acked(ENDPOINT, &endpoints.version_info), Event::Synced(2)]);
     }
 
     #[test]
     fn nack_is_recorded_verbatim_and_the_same_content_not_resent() {
         let mut connection = holding(generation_1());
-        let (response, _) = single(connection.on_snapshot(cluster_a(2, 9)));
+        let (response, endpoints) = changed_cluster_a(&mut connection, cluster_a(2, 9));
+        quiet(connection.on_request(ack(&endpoints, &["a", "b"])));
         let error = "Proto constraint validation failed (ClusterValidationError.Name: value length must be at least 1)";
         let events = quiet(connection.on_request(nack(&response, &[], error)));
         let version = response.version_info.clone();
@@ -245,8 +264,9 @@ mod tests {
         // A newer generation with the same clusters: not sent again.
         assert!(quiet(connection.on_snapshot(cluster_a(3, 9))).is_empty());
         // One that changes the clusters is.
-        let (response, _) = single(connection.on_snapshot(cluster_a(4, 4)));
+        let (response, endpoints) = changed_cluster_a(&mut connection, cluster_a(4, 4));
         assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        quiet(connection.on_request(ack(&endpoints, &["a", "b"])));
         let events = quiet(connection.on_request(ack(&response, &[])));
         assert_eq!(events, vec![acked(CLUSTER, &response.version_info), Event::Synced(4)]);
     }
@@ -279,10 +299,12 @@ mod tests {
     #[test]
     fn after_a_nack_the_accepted_content_again_is_sent_and_synced() {
         let mut connection = holding(generation_1());
-        let (rejected, _) = single(connection.on_snapshot(cluster_a(2, 9)));
+        let (rejected, endpoints) = changed_cluster_a(&mut connection, cluster_a(2, 9));
+        quiet(connection.on_request(ack(&endpoints, &["a", "b"])));
         quiet(connection.on_request(nack(&rejected, &[], "bad a")));
-        let (response, _) = single(connection.on_snapshot(cluster_a(3, 1)));
+        let (response, endpoints) = changed_cluster_a(&mut connection, cluster_a(3, 1));
         assert_eq!(sent(&response), testing::names(&["a", "b"]));
+        quiet(connection.on_request(ack(&endpoints, &["a", "b"])));
         let events = quiet(connection.on_request(ack(&response, &[])));
         assert_eq!(events, vec![acked(CLUSTER, &response.version_info), Event::Synced(3)]);
     }

@@ -247,14 +247,25 @@ impl Tracker {
     /// awaits its ACK holds back itself and every later type, so EDS never
     /// overtakes the CDS it belongs to, nor RDS its LDS; a type never requested
     /// gets nothing.
+    ///
+    /// A cluster the client held and gets anew warms until it receives its
+    /// endpoints again, changed or not (Envoy does not ask for them, and holds
+    /// the CDS ACK until then): the assignments of such clusters, named like
+    /// them, go with the next EDS response.
     fn send<E: Encode>(&mut self) -> Vec<E::Response> {
         let Some(snapshot) = self.snapshot.clone() else { return Vec::new() };
         let mut order: Vec<&String> = self.types.keys().collect();
         order.sort_by_key(|type_url| type_url::push_order(type_url));
         let order: Vec<String> = order.into_iter().cloned().collect();
         let mut responses = Vec::new();
+        let mut warming: Vec<String> = Vec::new();
         for type_url in order {
             let state = self.types.get_mut(&type_url).expect("listed above");
+            if type_url == ENDPOINT {
+                let held =
+                    warming.drain(..).filter(|name| state.subscription.covers(name) && state.sent.contains_key(name));
+                state.forced.extend(held.collect::<Vec<_>>());
+            }
             let desired = desired(&snapshot, &self.retained, &type_url, &state.subscription);
             let version = version::of_pairs(desired.iter().map(|(name, resource)| (*name, resource.version.as_str())));
             if !state.answered && state.forced.is_empty() && state.claimed.as_ref() == Some(&version) {
@@ -271,6 +282,13 @@ impl Tracker {
             }
             if state.in_flight.is_some() {
                 break;
+            }
+            if type_url == CLUSTER {
+                warming = desired
+                    .iter()
+                    .filter(|(name, resource)| state.sent.get(**name).is_some_and(|held| *held != resource.version))
+                    .map(|(name, _)| (*name).to_owned())
+                    .collect();
             }
             self.last_nonce += 1;
             let nonce = self.last_nonce.to_string();

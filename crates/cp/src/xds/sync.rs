@@ -1458,6 +1458,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mesh_wide_policy_change_reaches_every_caller() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        store
+            .create(dataplane(
+                "{type: Dataplane, mesh: default, name: b-1, networking: {address: 127.0.0.1, inbound: [
+                   {port: 10001, tags: {kuma.io/service: b, kuma.io/protocol: http}}]}}",
+            ))
+            .await
+            .unwrap();
+        store.create(caller("a-1", "b", 10002)).await.unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "b-1");
+        connect(&xds, "a-1");
+        let cluster = |s: &kodiak_xds_server::Snapshot| {
+            s.resources(type_url::CLUSTER).get("b").map(|c| kodiak_xds_gen::render(c).to_string()).unwrap_or_default()
+        };
+        let before = snapshot_where(&xds, "default.a-1", |s| cluster(s).contains("\"connectTimeout\":\"5s\"")).await;
+        for millis in [1001, 1002] {
+            let policy = dataplane(&format!(
+                "{{type: MeshTimeout, mesh: default, name: bench-timeout, spec: {{targetRef: {{kind: Mesh}},
+                   to: [{{targetRef: {{kind: Mesh}}, default: {{connectionTimeout: {millis}ms}}}}]}}}}"
+            ));
+            if millis == 1001 {
+                store.create(policy).await.unwrap();
+            } else {
+                store.update(policy, None).await.unwrap();
+            }
+            let expected = format!("\"connectTimeout\":\"1.{:03}s\"", millis - 1000);
+            let after = snapshot_where(&xds, "default.a-1", |s| cluster(s).contains(&expected)).await;
+            assert!(after.generation() > before.generation());
+        }
+    }
+
+    #[tokio::test]
     async fn a_permission_change_reaches_the_proxies_of_its_mesh() {
         let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
         crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
