@@ -185,9 +185,11 @@ pub fn http_filters(conf: &Conf) -> Vec<HttpFilter> {
 /// header carries no tags). No condition means every caller. For it to
 /// work, callers' proxies must add the header ([`tags_header_filter`]).
 ///
-/// Where a `from` entry names callers, give its conf with its callers here;
-/// with several entries for different callers, the filters of each follow
-/// one another, least specific entry first.
+/// When `from` entries name different callers, split the callers into
+/// disjoint sets (negated conditions exclude the more specific ones, as
+/// MeshTrafficPermission's partition does), each with its merged conf, and
+/// add the filters of every set: a request then gets the faults of exactly
+/// one set.
 pub fn http_filters_for_callers(conf: &Conf, callers: &Callers) -> Vec<HttpFilter> {
     let headers: Vec<HeaderMatcher> = callers.0.iter().map(tag_matcher).collect();
     conf.http
@@ -279,10 +281,12 @@ pub fn dataplane_tags(dataplane: &DataplaneView) -> BTreeMap<String, BTreeSet<St
 
 /// The filter that makes a caller's requests carry its tags: it sets
 /// [`TAGS_HEADER`] to `value` (see [`tags_header_value`]), replacing any
-/// the application sent. Put it on the HTTP connection manager of each of
-/// the caller's outbound HTTP listeners, before the router. The outbound
-/// listener is the proxy's own, so the service's shared route stays shared.
-/// Only needed when some MeshFaultInjection restricts faults to callers.
+/// the application sent. Put it on the HTTP connection manager of every
+/// outbound HTTP listener of every sidecar, before the router, whether or
+/// not a policy uses it today: then a MeshFaultInjection that starts naming
+/// callers changes only the destination's inbound, not every caller. The
+/// outbound listener is the proxy's own, so the service's shared route
+/// stays shared.
 pub fn tags_header_filter(value: &str) -> HttpFilter {
     let set = HeaderMutation {
         action: Some(header_mutation::Action::Append(HeaderValueOption {
