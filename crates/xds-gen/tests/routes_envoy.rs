@@ -27,6 +27,7 @@ use prost::{Message, Name};
 use serde_json::{Value, json};
 use support::Envoy;
 use support::free_port;
+use support::running::Response;
 
 /// What an application received: each request's head, in order.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -126,20 +127,6 @@ impl Mesh {
                 resources.endpoints.push(endpoints);
             }
         }
-    }
-}
-
-/// An HTTP response as the client sees it.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 }
 

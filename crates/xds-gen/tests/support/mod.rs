@@ -110,6 +110,8 @@ pub struct Envoy {
     child: std::process::Child,
     /// Its standard error (the log), for failure messages.
     pub log: PathBuf,
+    /// Where its configuration and log are; removed when the test passes.
+    dir: PathBuf,
 }
 
 impl Envoy {
@@ -132,7 +134,7 @@ impl Envoy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut envoy = Envoy { child, log };
+        let mut envoy = Envoy { child, log, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         for &port in ports {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -156,5 +158,8 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
