@@ -112,3 +112,33 @@ spec:
     let (status, attempt, _) = timed_get(&http, &format!("{url}/fail-first/4?key=too-many")).await;
     assert_eq!((status, attempt.as_deref()), (503, Some("4")), "three retries, then the failure comes through");
 }
+
+/// A policy that changes only clusters reaches Envoy at once: an updated
+/// cluster needs its endpoints again before Envoy uses it (within Envoy's
+/// 15 s warming timeout, which this test must not wait for).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mesh_wide_connection_timeout_reaches_the_callers_clusters() {
+    let (control_plane, _b1, [a, _b], _url) = a_and_b().await;
+    control_plane
+        .apply(
+            "type: MeshTimeout
+mesh: default
+name: connect-quickly
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default: {connectionTimeout: 1250ms}
+",
+        )
+        .await;
+    eventually("the connect timeout in b's cluster", Duration::from_secs(10), || async {
+        let dump = a.admin("/config_dump?resource=dynamic_active_clusters&name_regex=%5Eb%24").await?;
+        dump.contains("\"connect_timeout\": \"1.250s\"").then_some(())
+    })
+    .await;
+    let overview = control_plane.overview("default", "a-1").await;
+    let status = &overview["dataplaneInsight"]["subscriptions"][0]["status"];
+    assert_eq!(status["total"]["responsesRejected"], 0, "{status}");
+    assert_eq!(status["cds"]["responsesSent"], status["cds"]["responsesAcknowledged"], "{status}");
+}
