@@ -265,25 +265,36 @@ struct Answer {
     status: u16,
     /// `x-envoy-overloaded`: the proxy turned the request away itself.
     overloaded: bool,
-    /// The instance that answered (empty for the proxy's own answers).
+    /// The instance that answered (or the proxy's own text).
     body: String,
+    /// The `name=value` of a `set-cookie` header.
+    set_cookie: Option<String>,
 }
 
 impl Client {
     /// A GET of `/` to `backend` with the extra `headers`.
     fn get(&self, headers: &[(&str, &str)]) -> Answer {
+        self.get_path("/", headers)
+    }
+
+    /// A GET of `path` to `backend` with the extra `headers`.
+    fn get_path(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-        let request = format!("GET / HTTP/1.1\r\nhost: backend\r\n{extra}connection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: backend\r\n{extra}connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap_or_else(|e| panic!("reading the answer: {e} ({response:?})"));
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {response:?}"));
         let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
         let overloaded = head.lines().any(|line| line.to_ascii_lowercase().starts_with("x-envoy-overloaded: true"));
-        let body = if status == 200 || head.contains("content-length") { body.to_owned() } else { String::new() };
-        Answer { status, overloaded, body }
+        let set_cookie = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().split(';').next().unwrap_or_default().to_owned())
+        });
+        Answer { status, overloaded, body: body.to_owned(), set_cookie }
     }
 
     /// Who answers a line sent over TCP (a line application, see [`serve_lines`]).
@@ -667,4 +678,39 @@ fn inbound_connection_limits_turn_the_overflow_away() {
     *inbound = Resource::new(inbound.name.clone(), &cluster);
     let proxy = Client::start("inbound-limits", &support::static_config(&resources), port);
     assert_overflow_turned_away(&send_together(&proxy));
+}
+
+/// A cookie hash policy with a TTL: the proxy gives a caller without the
+/// cookie one, and the caller that sends it back stays on one instance; a
+/// query parameter keeps a key on one instance too.
+#[test]
+fn cookie_and_query_parameter_hashing() {
+    let apps = [App::start("a"), App::start("b"), App::start("c")];
+    let apps: Vec<&App> = apps.iter().collect();
+    let conf = json!({"loadBalancer": {"type": "RingHash"}, "hashPolicies": [
+        {"type": "QueryParameter", "queryParameter": {"name": "user"}, "terminal": true},
+        {"type": "Cookie", "cookie": {"name": "session", "ttl": "1h", "path": "/"}}]});
+    let web = client("cookie-query", &apps, &Policies { load_balancing: Some(conf), ..Default::default() });
+
+    let mut homes: BTreeSet<String> = BTreeSet::new();
+    for caller in 0..12 {
+        let first = web.get(&[]);
+        let cookie = first.set_cookie.clone().unwrap_or_else(|| panic!("no session cookie given: {first:?}"));
+        assert!(cookie.starts_with("session="), "{cookie}");
+        let again: BTreeSet<String> = (0..4).map(|_| web.get(&[("cookie", &cookie)]).body).collect();
+        assert_eq!(again.len(), 1, "caller {caller} with {cookie} moved between instances: {again:?}");
+        homes.extend(again);
+    }
+    assert!(homes.len() >= 2, "12 callers' cookies all landed on one instance: {homes:?}");
+
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for round in 0..3 {
+        for user in 0..8 {
+            let answer = web.get_path(&format!("/?user=u{user}"), &[]);
+            assert_eq!(answer.status, 200, "round {round}: {answer:?}");
+            keys.entry(format!("u{user}")).or_default().insert(answer.body);
+        }
+    }
+    assert!(keys.values().all(|home| home.len() == 1), "a user moved between instances: {keys:?}");
+    assert!(keys.values().flatten().collect::<BTreeSet<_>>().len() >= 2, "all users on one instance: {keys:?}");
 }
