@@ -26,7 +26,6 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use kodiak_api::Resource as ApiResource;
 use kodiak_api::dataplane_view::{DataplaneView, Protocol};
-use kodiak_policy::traffic_permission::{Callers, TagCondition};
 use kodiak_xds_gen::policies::{mesh_access_log, mesh_fault_injection, mesh_rate_limit};
 use kodiak_xds_gen::{ProxyResources, names, proxy_resources, service_resources, services};
 use kodiak_xds_server::Resource;
@@ -337,7 +336,7 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
             ("abort-half", "http", ports[1]),
             ("delayed", "http", ports[2]),
             ("throttled", "http", ports[3]),
-            ("blue-only", "http", ports[4]),
+            ("callers", "http", ports[4]),
             ("plain", "http", ports[5]),
         ],
         http,
@@ -355,13 +354,18 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
             change_managers(listener, |manager| before_router(manager, mesh_fault_injection::http_filters(conf)));
         });
     }
-    // blue-only aborts (503) only callers with the tag team: blue, and hides
-    // the tags header from the application.
-    let blue = Callers(vec![TagCondition { key: "team".into(), value: "blue".into(), negated: false }]);
-    let blue_abort = faults(json!({"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]}));
+    // "callers" picks callers by tags, as `from` entries of kind MeshService
+    // and MeshSubset do: web callers of team blue get 503, other callers of
+    // team blue 502, everyone else 500 (each only its own fault).
+    let abort = |status: u16| faults(json!({"http": [{"abort": {"httpStatus": status, "percentage": 100}}]}));
+    let tags = |pairs: &[(&str, &str)]| -> mesh_fault_injection::CallerTags {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    };
+    let selectors =
+        [(tags(&[("kuma.io/service", "web"), ("team", "blue")]), abort(503)), (tags(&[("team", "blue")]), abort(502))];
     change_listener(&mut server_resources, &inbound_listener(ports[4]), |listener| {
         change_managers(listener, |manager| {
-            before_router(manager, mesh_fault_injection::http_filters_for_callers(&blue_abort, &blue));
+            before_router(manager, mesh_fault_injection::inbound_http_filters(Some(&abort(500)), &selectors));
         });
     });
     for port in [ports[4], ports[5]] {
@@ -373,9 +377,9 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
             });
         });
     }
-    // web-1 calls blue-only and plain with its tags header.
+    // web-1 calls "callers" and "plain" with its tags header.
     let outbound: [u16; 2] = std::array::from_fn(|_| free_port());
-    let web = client(&[("blue-only", outbound[0]), ("plain", outbound[1])]);
+    let web = client(&[("callers", outbound[0]), ("plain", outbound[1])]);
     let mut client_resources = resources(&web, &[&backend]);
     let tags = mesh_fault_injection::tags_header_value(&mesh_fault_injection::dataplane_tags(&web));
     assert_eq!(tags, "&kuma.io/service=web&&team=blue&");
@@ -415,21 +419,22 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
     assert_eq!((throttled.status, throttled.body_len), (200, BIG));
     assert!(took >= Duration::from_secs(3), "256 KiB at 64 KiB/s took {took:?}");
 
-    // Callers: web-1's proxy adds its tags, so blue-only aborts its calls;
-    // plain serves them, and its application never sees the header.
+    // Callers: web-1's proxy adds its tags (web, team blue): the most specific
+    // selector's fault, and only it. Plain serves web-1's calls, and its
+    // application never sees the header.
     let via_web = get(outbound[0], "/", &[]);
     assert_eq!(via_web.status, 503, "{via_web:?}");
     let plain = get(outbound[1], "/", &[]);
     assert_eq!((plain.status, plain.header(SAW_TAGS)), (200, None), "{plain:?}");
-    // Straight to the inbound: without tags, or with another team, not aborted.
-    assert_eq!(get(ports[4], "/", &[]).status, 200);
-    let red = get(ports[4], "/", &[("x-kuma-tags", "&kuma.io/service=other&&team=red&")]);
-    assert_eq!(red.status, 200, "{red:?}");
-    let blue_too = get(ports[4], "/", &[("x-kuma-tags", "&kuma.io/service=other&&team=blue,red&")]);
-    assert_eq!(blue_too.status, 503, "a caller whose inbounds carry team blue among others: {blue_too:?}");
-    // A value that only contains "blue" is another value.
-    let bluish = get(ports[4], "/", &[("x-kuma-tags", "&team=blueish&")]);
-    assert_eq!(bluish.status, 200, "{bluish:?}");
+    // Straight to the inbound: another blue caller (among its teams) gets 502;
+    // a caller without tags, of another team, or of a team that only
+    // contains "blue" gets the every-caller fault.
+    let other_blue = get(ports[4], "/", &[("x-kuma-tags", "&kuma.io/service=other&&team=blue,red&")]);
+    assert_eq!(other_blue.status, 502, "{other_blue:?}");
+    for header in [None, Some("&kuma.io/service=web&&team=red&"), Some("&kuma.io/service=web&&team=blueish&")] {
+        let headers: Vec<(&str, &str)> = header.map(|value| ("x-kuma-tags", value)).into_iter().collect();
+        assert_eq!(get(ports[4], "/", &headers).status, 500, "{header:?}");
+    }
 }
 
 // ---- MeshRateLimit ---------------------------------------------------------

@@ -5,7 +5,7 @@
 //! connection manager, after RBAC and before the router ([`http_filters`]).
 //! A `from` entry that covers only some callers (MeshService, MeshSubset,
 //! MeshServiceSubset) restricts its faults to requests whose
-//! [`TAGS_HEADER`] carries the callers' tags ([`http_filters_for_callers`]).
+//! [`TAGS_HEADER`] carries the callers' tags ([`inbound_http_filters`]).
 //! That header is added by the caller's own proxy on its outbound HTTP
 //! listeners ([`tags_header_filter`] with [`tags_header_value`]) and removed
 //! by the receiving inbound's route before the request reaches the
@@ -29,7 +29,6 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_api::duration::parse_duration;
-use kodiak_policy::traffic_permission::{Callers, TagCondition};
 use serde_json::Value;
 
 use crate::envoy;
@@ -176,22 +175,42 @@ fn bandwidth_kbps(text: &str) -> Option<u64> {
 /// connection manager of each filter chain of the inbound listener (HTTP,
 /// http2 and gRPC inbounds), after RBAC and before the router, in this order.
 pub fn http_filters(conf: &Conf) -> Vec<HttpFilter> {
-    http_filters_for_callers(conf, &Callers::default())
+    fault_filters(conf, &[])
 }
 
-/// Like [`http_filters`], but each fault applies only to requests from
-/// `callers`: those whose [`TAGS_HEADER`] carries every tag of a
-/// non-negated condition and none of a negated one (a request without the
-/// header carries no tags). No condition means every caller. For it to
-/// work, callers' proxies must add the header ([`tags_header_filter`]).
+/// The tags a caller must all carry for a `from` entry (MeshSubset,
+/// MeshService, MeshServiceSubset) to cover it.
+pub type CallerTags = BTreeMap<String, String>;
+
+/// The HTTP fault filters of one inbound whose `from` entries pick
+/// callers: `callers` lists caller selectors, most specific first, each
+/// with the conf a caller gets when it is the first selector the caller
+/// matches; `every_caller` is the conf of the callers no selector matches
+/// (the inbound's conf from `Mesh` entries). This is the shape of
+/// `kodiak_policy::rules::InboundRules` (`callers` and `conf`). Apply like
+/// [`http_filters`].
 ///
-/// When `from` entries name different callers, split the callers into
-/// disjoint sets (negated conditions exclude the more specific ones, as
-/// MeshTrafficPermission's partition does), each with its merged conf, and
-/// add the filters of every set: a request then gets the faults of exactly
-/// one set.
-pub fn http_filters_for_callers(conf: &Conf, callers: &Callers) -> Vec<HttpFilter> {
-    let headers: Vec<HeaderMatcher> = callers.0.iter().map(tag_matcher).collect();
+/// Callers are told apart by [`TAGS_HEADER`], which callers' proxies add
+/// ([`tags_header_filter`]); a request without it matches no selector. The
+/// sets are disjoint: each selector's faults exclude the callers of the
+/// selectors before it, and `every_caller`'s exclude all selectors' callers,
+/// so a request gets the faults of exactly one conf.
+pub fn inbound_http_filters(every_caller: Option<&Conf>, callers: &[(CallerTags, Conf)]) -> Vec<HttpFilter> {
+    let not_earlier = |count: usize| -> Vec<HeaderMatcher> {
+        callers[..count].iter().map(|(tags, _)| carries_all(tags, true)).collect()
+    };
+    let mut filters = every_caller.map(|conf| fault_filters(conf, &not_earlier(callers.len()))).unwrap_or_default();
+    for (i, (tags, conf)) in callers.iter().enumerate() {
+        let mut headers = vec![carries_all(tags, false)];
+        headers.extend(not_earlier(i));
+        filters.extend(fault_filters(conf, &headers));
+    }
+    filters
+}
+
+/// One fault filter per fault of `conf`, each for the requests matching
+/// every one of `headers`.
+fn fault_filters(conf: &Conf, headers: &[HeaderMatcher]) -> Vec<HttpFilter> {
     conf.http
         .iter()
         .map(|fault| {
@@ -213,7 +232,7 @@ pub fn http_filters_for_callers(conf: &Conf, callers: &Callers) -> Vec<HttpFilte
                         limit_kbps: bandwidth.limit_kbps,
                     })),
                 }),
-                headers: headers.clone(),
+                headers: headers.to_vec(),
                 ..Default::default()
             };
             http_filter(FAULT_FILTER, &config)
@@ -229,16 +248,20 @@ fn http_filter<M: prost::Message + prost::Name>(name: &str, config: &M) -> HttpF
     }
 }
 
-/// A header matcher true when [`TAGS_HEADER`] holds `condition`'s tag (or,
-/// negated, does not).
-fn tag_matcher(condition: &TagCondition) -> HeaderMatcher {
-    let regex =
-        format!(".*&{}=([^&,]*,)*{}(,[^&,]*)*&.*", escape_regex(&condition.key), escape_regex(&condition.value));
+/// A header matcher true when [`TAGS_HEADER`] names every one of `tags`
+/// (among the values of each key), or, `negated`, when it does not (a
+/// request without the header then matches: it carries no tags). The
+/// header lists keys in sorted order, as a `BTreeMap` does, so one pattern
+/// per key in that order matches them all.
+fn carries_all(tags: &CallerTags, negated: bool) -> HeaderMatcher {
+    let mut regex = String::from(".*");
+    for (key, value) in tags {
+        regex.push_str(&format!("&{}=([^&,]*,)*{}(,[^&,]*)*&.*", escape_regex(key), escape_regex(value)));
+    }
     HeaderMatcher {
         name: TAGS_HEADER.to_owned(),
-        invert_match: condition.negated,
-        // A caller without the header carries no tag, so a negated condition holds.
-        treat_missing_header_as_empty: condition.negated,
+        invert_match: negated,
+        treat_missing_header_as_empty: negated,
         header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
             match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher { regex, ..Default::default() })),
             ..Default::default()
@@ -418,20 +441,42 @@ mod tests {
     }
 
     #[test]
-    fn faults_for_some_callers_match_their_tags_header() {
-        let conf = read(&json!({"http": [{"abort": {"httpStatus": 500, "percentage": 100}}]}));
-        let condition =
-            |key: &str, value: &str, negated| TagCondition { key: key.into(), value: value.into(), negated };
-        let callers = Callers(vec![condition("kuma.io/service", "web.v1", false), condition("team", "red", true)]);
-        let filters = rendered(&http_filters_for_callers(&conf, &callers));
+    fn faults_for_some_callers_match_their_tags_header_and_exclude_earlier_selectors() {
+        let abort = |status| read(&json!({"http": [{"abort": {"httpStatus": status, "percentage": 100}}]}));
+        let tags = |pairs: &[(&str, &str)]| -> CallerTags {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let web_blue = tags(&[("kuma.io/service", "web.v1"), ("team", "blue")]);
+        let blue = tags(&[("team", "blue")]);
+        let filters = rendered(&inbound_http_filters(Some(&abort(500)), &[(web_blue, abort(503)), (blue, abort(502))]));
+        let matcher = |regex: &str, negated: bool| {
+            let mut matcher = json!({"name": "x-kuma-tags", "stringMatch": {"safeRegex": {"regex": regex}}});
+            if negated {
+                matcher["invertMatch"] = json!(true);
+                matcher["treatMissingHeaderAsEmpty"] = json!(true);
+            }
+            matcher
+        };
+        let web_blue = ".*&kuma\\.io/service=([^&,]*,)*web\\.v1(,[^&,]*)*&.*&team=([^&,]*,)*blue(,[^&,]*)*&.*";
+        let blue = ".*&team=([^&,]*,)*blue(,[^&,]*)*&.*";
+        let summary: Vec<(Value, Value)> = filters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["typedConfig"]["abort"]["httpStatus"].clone(), f["typedConfig"]["headers"].clone()))
+            .collect();
         assert_eq!(
-            filters[0]["typedConfig"]["headers"],
-            json!([
-                {"name": "x-kuma-tags", "stringMatch": {"safeRegex": {"regex": ".*&kuma\\.io/service=([^&,]*,)*web\\.v1(,[^&,]*)*&.*"}}},
-                {"name": "x-kuma-tags", "stringMatch": {"safeRegex": {"regex": ".*&team=([^&,]*,)*red(,[^&,]*)*&.*"}},
-                 "invertMatch": true, "treatMissingHeaderAsEmpty": true}
-            ])
+            summary,
+            [
+                (json!(500), json!([matcher(web_blue, true), matcher(blue, true)])),
+                (json!(503), json!([matcher(web_blue, false)])),
+                (json!(502), json!([matcher(blue, false), matcher(web_blue, true)])),
+            ]
         );
+        // Without selectors, every caller's faults match every request.
+        let every = rendered(&inbound_http_filters(Some(&abort(500)), &[]));
+        assert_eq!(every[0]["typedConfig"].get("headers"), None);
+        assert_eq!(inbound_http_filters(None, &[]), []);
     }
 
     #[test]
