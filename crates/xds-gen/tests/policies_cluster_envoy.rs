@@ -714,3 +714,105 @@ fn cookie_and_query_parameter_hashing() {
     assert!(keys.values().all(|home| home.len() == 1), "a user moved between instances: {keys:?}");
     assert!(keys.values().flatten().collect::<BTreeSet<_>>().len() >= 2, "all users on one instance: {keys:?}");
 }
+
+/// The example manifests of the user documentation.
+const DOC_EXAMPLES: &str = r#"
+type: MeshCircuitBreaker
+mesh: default
+name: backend-circuit-breaker
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    default:
+      connectionLimits: {maxConnections: 2, maxPendingRequests: 8, maxRequests: 2, maxRetries: 2}
+      outlierDetection:
+        interval: 5s
+        baseEjectionTime: 30s
+        maxEjectionPercent: 20
+        detectors:
+          totalFailures: {consecutive: 10}
+          gatewayFailures: {consecutive: 5}
+          successRate: {minimumHosts: 5, requestVolume: 10, standardDeviationFactor: "1.9"}
+---
+type: MeshCircuitBreaker
+mesh: default
+name: backend-inbound-limits
+spec:
+  targetRef: {kind: MeshSubset, tags: {kuma.io/service: backend}}
+  rules:
+  - default:
+      connectionLimits: {maxConnections: 100, maxRequests: 200}
+---
+type: MeshHealthCheck
+mesh: default
+name: backend-health
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    default:
+      interval: 10s
+      timeout: 2s
+      unhealthyThreshold: 3
+      healthyThreshold: 1
+      http:
+        path: /health
+        expectedStatuses: [200]
+        requestHeadersToAdd:
+          set: [{name: x-health-check, value: kodiak}]
+      tcp: {}
+---
+type: MeshLoadBalancingStrategy
+mesh: default
+name: backend-sticky
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    default:
+      loadBalancer:
+        type: RingHash
+        ringHash: {minRingSize: 1024}
+      hashPolicies:
+      - {type: Header, header: {name: x-user-id}, terminal: true}
+      - {type: Connection, connection: {sourceIP: true}}
+"#;
+
+/// The documentation's examples pass the API schema and do what the
+/// documentation says to the cluster and route of `backend`.
+#[test]
+fn documentation_examples() {
+    let documents = kodiak_api::parse_documents(DOC_EXAMPLES).unwrap();
+    let defaults: Vec<Value> = documents
+        .iter()
+        .map(|document| {
+            let resource = ApiResource::from_document(document).unwrap_or_else(|e| panic!("{e}"));
+            let spec = &resource.body["spec"];
+            spec.pointer("/to/0/default").or_else(|| spec.pointer("/rules/0/default")).unwrap().clone()
+        })
+        .collect();
+    let [outbound_limits, inbound_limits, health, sticky] = &defaults[..] else { panic!("four examples") };
+    let policies = Policies {
+        load_balancing: Some(sticky.clone()),
+        health_check: Some(health.clone()),
+        circuit_breaker: Some(outbound_limits.clone()),
+    };
+    let backend = dataplane(
+        "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.1, inbound: [
+            {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
+    );
+    let resources = with_policies("backend", &services([&backend])["backend"], &policies);
+    let cluster = kodiak_xds_gen::render(&resources.cluster);
+    assert_eq!(cluster["lbPolicy"], "RING_HASH");
+    assert_eq!(cluster["circuitBreakers"]["thresholds"][0]["maxConnections"], 2);
+    assert_eq!(cluster["outlierDetection"]["consecutive5xx"], 10);
+    assert_eq!(cluster["outlierDetection"]["successRateStdevFactor"], 1900);
+    assert_eq!(cluster["healthChecks"][0]["httpHealthCheck"]["path"], "/health");
+    let route = kodiak_xds_gen::render(resources.route.as_ref().unwrap());
+    let hash = &route["virtualHosts"][0]["routes"][0]["route"]["hashPolicy"];
+    assert_eq!(hash[0], json!({"header": {"headerName": "x-user-id"}, "terminal": true}));
+    assert_eq!(hash[1], json!({"connectionProperties": {"sourceIp": true}}));
+    let inbound = mesh_circuit_breaker::read(inbound_limits);
+    assert_eq!(inbound.connection_limits.unwrap().max_requests, Some(200));
+}
