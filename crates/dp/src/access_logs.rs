@@ -293,4 +293,79 @@ mod tests {
         assert!(line.starts_with("retry "), "{line:?}");
         forwarding.abort();
     }
+
+    /// Stops the Envoy it holds when dropped.
+    struct Running(std::process::Child);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Envoy 1.40 writing the entries of two `tcp` backends (a text line and
+    /// a JSON object, in the form kodiak-xds-gen generates) to the pipe: each
+    /// request's lines reach the collector.
+    #[tokio::test]
+    async fn entries_envoy_writes_reach_the_collector() {
+        let binary = crate::envoy_binary::find_with(std::env::var_os("ENVOY_BIN").map(PathBuf::from).as_deref())
+            .expect("Envoy (scripts/install-envoy.sh installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = start(dir.path()).unwrap();
+        let (collector, mut received) = collector().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let file_log = |message: Value| {
+            serde_json::json!({"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": pipe, "log_format": {"json_format": {"address": collector, "message": message}}}})
+        };
+        let config = serde_json::json!({"static_resources": {"listeners": [{
+            "name": "inbound", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "inbound",
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "hi"}}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                "access_log": [file_log("%REQ(:PATH)% %RESPONSE_CODE%\n".into()),
+                               file_log(serde_json::json!({"path": "%REQ(:PATH)%"}))]}}]}]}]}});
+        let config_file = dir.path().join("envoy.json");
+        std::fs::write(&config_file, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        let _envoy = Running(
+            std::process::Command::new(binary)
+                .args(["--disable-hot-restart", "--concurrency", "1", "--file-flush-interval-msec", "100", "-c"])
+                .arg(&config_file)
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        // Up to 30 s for Envoy to listen; a connection without a request logs nothing.
+        let mut attempts = 0;
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => break stream,
+                Err(error) => {
+                    attempts += 1;
+                    let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+                    assert!(attempts < 600, "Envoy does not listen on {port}: {error}\n{log}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        stream.write_all(b"GET /e2e HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"hi") {
+            let mut buffer = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.unwrap().unwrap();
+            assert!(read > 0, "Envoy closed without answering: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        let mut lines = vec![next(&mut received).await, next(&mut received).await];
+        lines.sort();
+        assert_eq!(lines, ["/e2e 200", "{\"path\":\"/e2e\"}"]);
+    }
 }
