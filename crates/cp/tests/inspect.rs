@@ -61,6 +61,25 @@ async fn shop() -> Api {
         }}),
     )
     .await;
+    put(
+        "/meshes/shop/meshhttproutes/web-api",
+        json!({"type": "MeshHTTPRoute", "mesh": "shop", "name": "web-api", "spec": {
+            "targetRef": {"kind": "MeshService", "name": "web"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                "default": {"backendRefs": [{"kind": "MeshService", "name": "backend"}]},
+            }]}],
+        }}),
+    )
+    .await;
+    put(
+        "/meshes/shop/meshtimeouts/api-timeout",
+        json!({"type": "MeshTimeout", "mesh": "shop", "name": "api-timeout", "spec": {
+            "targetRef": {"kind": "MeshHTTPRoute", "name": "web-api"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "3s"}}}],
+        }}),
+    )
+    .await;
     // Named to be the most specific of the Mesh-targeted timeouts.
     put(
         "/meshes/shop/meshtimeouts/a-shadow-timeout",
@@ -120,6 +139,15 @@ async fn rules_show_each_outbound_and_inbound_with_their_origins() {
     let everywhere = with_matchers(&timeout["toRules"], json!([]));
     assert_eq!(everywhere["conf"]["http"]["requestTimeout"], "15s");
     assert_eq!(origin_names(everywhere), ["mesh-timeout-all-shop"]);
+
+    // Through the route: the mesh-wide conf, then the policy on the route.
+    let route = json!([{"key": "meshhttproute", "value": "web-api", "not": false}]);
+    let through_route = with_matchers(&timeout["toRules"], route);
+    assert_eq!(through_route["conf"]["http"]["requestTimeout"], "3s", "{through_route:#}");
+    assert_eq!(origin_names(through_route), ["mesh-timeout-all-shop", "api-timeout"]);
+    let routes = with_matchers(&of_type(&answer, "MeshHTTPRoute")["toRules"], service("backend"));
+    assert_eq!(routes["conf"]["rules"][0]["matches"][0]["path"]["value"], "/api", "{routes:#}");
+    assert_eq!(origin_names(routes), ["web-api"]);
 
     let from = timeout["fromRules"].as_array().unwrap();
     assert_eq!(from.len(), 1, "{from:?}");
@@ -192,6 +220,11 @@ async fn a_policy_lists_the_dataplanes_it_affects() {
 
     let (_, answer) = api.get("/meshes/shop/meshtrafficpermissions/deny-other/_resources/dataplanes").await;
     assert_eq!(names(&answer), ["backend-1"]);
+    // other-1 calls backend too, but the route (and so its timeout) is web's.
+    for policy in ["meshtimeouts/api-timeout", "meshhttproutes/web-api"] {
+        let (_, answer) = api.get(&format!("/meshes/shop/{policy}/_resources/dataplanes")).await;
+        assert_eq!(names(&answer), ["web-1"], "{policy}");
+    }
 
     // Pages like every list.
     let (_, answer) = api.get("/meshes/shop/meshtimeouts/mesh-timeout-all-shop/_resources/dataplanes?size=2").await;
@@ -258,4 +291,43 @@ async fn what_does_not_exist_or_cannot_be_shown_is_explained() {
     let (status, _) =
         api.http.post(api.url("/meshes/shop/dataplanes/web-1/_rules")).send().await.map(|r| (r.status(), ())).unwrap();
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn with_mtls_on_an_inbound_nothing_allows_is_pointed_out() {
+    let api = Api::memory();
+    let mesh = json!({"type": "Mesh", "name": "locked", "skipCreatingInitialPolicies": ["*"],
+        "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}});
+    for (path, body) in [
+        ("/meshes/locked", mesh),
+        (
+            "/meshes/locked/dataplanes/db-1",
+            json!({"type": "Dataplane", "mesh": "locked", "name": "db-1",
+            "networking": {"address": "127.0.0.1", "inbound": [
+                {"port": 10005, "servicePort": 5432, "tags": {"kuma.io/service": "db"}},
+                {"port": 10006, "servicePort": 9000, "tags": {"kuma.io/service": "db-admin"}},
+            ]}}),
+        ),
+        (
+            "/meshes/locked/meshtrafficpermissions/db-from-api",
+            json!({"type": "MeshTrafficPermission",
+                "mesh": "locked", "name": "db-from-api", "spec": {
+                "targetRef": {"kind": "MeshService", "name": "db"},
+                "from": [{"targetRef": {"kind": "MeshService", "name": "api"}, "default": {"action": "Allow"}}],
+            }}),
+        ),
+    ] {
+        let (status, answer) = api.put(path, body).await;
+        assert!(status.is_success(), "{path}: {status} {answer}");
+    }
+    let (_, answer) = api.get("/meshes/locked/dataplanes/db-1/_rules").await;
+    let permissions = of_type(&answer, "MeshTrafficPermission");
+    let inbounds = permissions["fromRules"].as_array().unwrap();
+    let api_callers = with_matchers(&inbounds[0]["rules"], service("api"));
+    assert_eq!((&api_callers["conf"], origin_names(api_callers)), (&json!({"action": "Allow"}), vec!["db-from-api"]));
+    assert_eq!((&inbounds[1]["inbound"]["port"], &inbounds[1]["rules"]), (&json!(10006), &json!([])));
+    assert_eq!(
+        permissions["warnings"],
+        json!(["no MeshTrafficPermission allows any caller on inbound port 10006: every caller is denied"])
+    );
 }

@@ -140,6 +140,21 @@ mod tests {
         assert!(api.starts_with("cannot fetch the Envoy config dump of Dataplane \"web-1\""), "{api}");
     }
 
+    #[tokio::test]
+    async fn a_silent_admin_api_is_a_gateway_timeout() {
+        // The kernel completes the connection; nobody ever answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let started = std::time::Instant::now();
+        let error = config_dump(&dataplane(Some(port.into()))).await.unwrap_err();
+        assert!(matches!(error, AdminError::Timeout { .. }), "{error}");
+        assert!(started.elapsed() >= TIMEOUT, "gave up after {:?}", started.elapsed());
+        let key = ResourceKey::new(kodiak_api::ResourceType::Dataplane, Some("default"), "web-1");
+        let response = axum::response::IntoResponse::into_response(error.into_api_error(&key));
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        drop(listener);
+    }
+
     #[test]
     fn another_nodes_dump_is_refused() {
         let dump = |id: &str| json!({"configs": [{"@type": "x", "bootstrap": {"node": {"id": id}}}]});
