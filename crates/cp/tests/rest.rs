@@ -33,6 +33,7 @@ on_both_stores!(
     yaml_bodies_and_identity_from_the_path,
     stale_version_is_a_conflict_and_changes_nothing,
     invalid_bodies_are_refused_with_every_field,
+    proxy_patches_with_wrong_envoy_values_are_refused,
     bad_identity_and_types_are_refused,
     resource_in_a_missing_mesh_is_refused,
     long_mesh_names_are_refused_and_nothing_is_stored,
@@ -178,6 +179,25 @@ async fn invalid_bodies_are_refused_with_every_field(api: Api) {
     assert!(fields.contains(&"networking.colour".to_owned()), "{fields:?}");
     assert!(fields.len() >= 3, "{fields:?}");
     assert_eq!(api.get("/meshes/default/dataplanes/web-1").await.0, StatusCode::NOT_FOUND);
+}
+
+async fn proxy_patches_with_wrong_envoy_values_are_refused(api: Api) {
+    let patch = |value: &str| {
+        json!({
+            "type": "MeshProxyPatch", "mesh": "default", "name": "p",
+            "spec": {"targetRef": {"kind": "Mesh"}, "default": {"appendModifications": [
+                {"cluster": {"operation": "Patch", "match": {"name": "backend"}, "value": value}},
+            ]}}
+        })
+    };
+    let (status, body) = api.put("/meshes/default/meshproxypatches/p", patch("connectTimeout: [1, 2]")).await;
+    assert_eq!(
+        error_fields(status, &body, StatusCode::BAD_REQUEST),
+        vec!["spec.default.appendModifications[0].cluster.value"]
+    );
+    assert_eq!(api.get("/meshes/default/meshproxypatches/p").await.0, StatusCode::NOT_FOUND);
+    let (status, body) = api.put("/meshes/default/meshproxypatches/p", patch("connectTimeout: 2s")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 async fn bad_identity_and_types_are_refused(api: Api) {

@@ -15,7 +15,7 @@ use envoy_types::pb::google::protobuf::Duration;
 use kodiak_api::dataplane_view::InboundView;
 use kodiak_policy::traffic_permission::InboundPermissions;
 
-use crate::policies::{FromPolicies, mesh_timeout};
+use crate::policies::{FromPolicies, mesh_circuit_breaker, mesh_timeout};
 use crate::security::{self, MESH_ALPN, MtlsMode};
 use crate::service::{for_each_action, route_to_cluster};
 use crate::{envoy, names, rbac, refusals};
@@ -138,6 +138,9 @@ pub fn cluster(inbound: &InboundView, from: &FromPolicies) -> Cluster {
     }
     if let Some(timeout) = &from.timeout {
         mesh_timeout::apply_to_cluster(timeout, &mut cluster, inbound.protocol);
+    }
+    if let Some(circuit_breaker) = &from.circuit_breaker {
+        mesh_circuit_breaker::apply_to_cluster(circuit_breaker, &mut cluster);
     }
     cluster
 }

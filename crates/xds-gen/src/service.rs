@@ -10,7 +10,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 use kodiak_api::dataplane_view::Protocol;
 use kodiak_xds_server::Resource;
 
-use crate::policies::{ToPolicies, mesh_retry, mesh_timeout};
+use crate::policies::{
+    ToPolicies, mesh_circuit_breaker, mesh_health_check, mesh_load_balancing_strategy, mesh_retry, mesh_timeout,
+};
 use crate::services::ServiceView;
 use crate::{envoy, names, security};
 
@@ -77,6 +79,16 @@ pub fn service_resources_for(
     if let Some(timeout) = &to.timeout {
         mesh_timeout::apply_to_cluster(timeout, &mut cluster, service.protocol);
     }
+    if let Some(load_balancing) = &to.load_balancing {
+        mesh_load_balancing_strategy::apply_to_cluster(load_balancing, &mut cluster);
+    }
+    if let Some(health_check) = &to.health_check {
+        mesh_health_check::apply_to_cluster(health_check, service.protocol, &mut cluster);
+    }
+    // Last: its healthy panic threshold wins over the health check's.
+    if let Some(circuit_breaker) = &to.circuit_breaker {
+        mesh_circuit_breaker::apply_to_cluster(circuit_breaker, &mut cluster);
+    }
     let route = service.protocol.is_http().then(|| {
         let route_name = names::outbound_route(name);
         let mut routes = route_to_cluster(route_name.clone(), name, &cluster_name);
@@ -86,6 +98,9 @@ pub fn service_resources_for(
             }
             if let Some(retry) = &to.retry {
                 mesh_retry::apply_to_route(retry, service.protocol, action);
+            }
+            if let Some(load_balancing) = &to.load_balancing {
+                mesh_load_balancing_strategy::apply_to_route(load_balancing, action);
             }
         });
         Resource::new(route_name, &routes)

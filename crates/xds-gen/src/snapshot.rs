@@ -9,6 +9,7 @@ use kodiak_policy::traffic_permission::InboundPermissions;
 use kodiak_xds_server::{Resource, Snapshot, type_url};
 
 use crate::inbound::InboundMtls;
+use crate::policies::mesh_proxy_patch::{self, PatchError};
 use crate::policies::{ProxyPolicies, ToPolicies};
 use crate::security::{self, ProxySecurity};
 use crate::service::{ServiceResources, service_resources};
@@ -74,7 +75,9 @@ pub fn proxy_resources(
 
 /// Builds the resources of `dataplane`'s proxy under its `policies`, taking
 /// the services it calls from `services`, where proxies with the same
-/// policies toward a service share its resources.
+/// policies toward a service share its resources. MeshProxyPatch
+/// modifications come last; those that do not apply to this proxy leave
+/// what they target unchanged and come back as errors.
 ///
 /// Every inbound gets a listener, ready or not: readiness only decides
 /// whether callers are sent there. An outbound to a service `services`
@@ -96,8 +99,13 @@ pub fn proxy_resources_with_policies(
     services: &mut SharedServices,
     security: Option<&ProxySecurity>,
     policies: &ProxyPolicies,
-) -> ProxyResources {
-    build(dataplane, security, policies, |name, to| services.get(name, to))
+) -> (ProxyResources, Vec<PatchError>) {
+    let mut resources = build(dataplane, security, policies, |name, to| services.get(name, to));
+    let errors = match &policies.patch {
+        Some(patch) => mesh_proxy_patch::apply(patch, &mut resources),
+        None => Vec::new(),
+    };
+    (resources, errors)
 }
 
 fn build(

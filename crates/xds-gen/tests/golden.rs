@@ -127,7 +127,11 @@ fn proxy_of(case: &str, input: &str) -> Result<ProxyResources, String> {
     let mut shared = SharedServices::default();
     shared.update(views);
     let security = security.as_ref().map(|(security, _)| security);
-    Ok(proxy_resources_with_policies(dataplane, &mut shared, security, &proxy_policies(&rules)))
+    let (resources, errors) = proxy_resources_with_policies(dataplane, &mut shared, security, &proxy_policies(&rules));
+    match errors.as_slice() {
+        [] => Ok(resources),
+        errors => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+    }
 }
 
 /// The rendered resources of the proxy the input names.

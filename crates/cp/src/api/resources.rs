@@ -2,6 +2,7 @@
 //! delete.
 
 mod mesh_checks;
+mod policy_checks;
 
 use axum::Json;
 use axum::body::Body;
@@ -76,6 +77,7 @@ pub async fn put(
     if key.kind == ResourceType::Mesh {
         mesh_checks::check_mesh(state.store.as_ref(), &resource, existing.as_ref()).await?;
     }
+    policy_checks::check_policy(&resource)?;
     let (status, stored) = match (existing, precondition) {
         (None, Some(_)) => return Err(not_found(&key)),
         (None, None) => match state.store.create(resource.clone()).await {

@@ -21,6 +21,8 @@ pub struct Insights {
     instance_id: String,
     proxies: Mutex<HashMap<ProxyId, Vec<Subscription>>>,
     mtls: Mutex<HashMap<ProxyId, MtlsInsight>>,
+    /// What policies could not do to each proxy's newest configuration.
+    policy_problems: Mutex<HashMap<ProxyId, Vec<String>>>,
 }
 
 /// A sidecar's mesh mTLS certificate, in Kuma's DataplaneInsight `mTLS`
@@ -154,7 +156,12 @@ pub enum StreamEvent<'a> {
 
 impl Insights {
     pub fn new(instance_id: impl Into<String>) -> Self {
-        Self { instance_id: instance_id.into(), proxies: Mutex::default(), mtls: Mutex::default() }
+        Self {
+            instance_id: instance_id.into(),
+            proxies: Mutex::default(),
+            mtls: Mutex::default(),
+            policy_problems: Mutex::default(),
+        }
     }
 
     pub fn stream_opened(&self, proxy: &ProxyId, start: StreamStart) {
@@ -192,6 +199,19 @@ impl Insights {
     pub fn forget(&self, proxy: &ProxyId) {
         self.proxies.lock().unwrap().remove(proxy);
         self.mtls.lock().unwrap().remove(proxy);
+        self.policy_problems.lock().unwrap().remove(proxy);
+    }
+
+    /// What policies could not do to the proxy's newest configuration (a
+    /// MeshProxyPatch modification that does not fit it), as shown to users;
+    /// empty when everything applied.
+    pub fn policy_problems(&self, proxy: &ProxyId, problems: Vec<String>) {
+        let mut all = self.policy_problems.lock().unwrap();
+        if problems.is_empty() {
+            all.remove(proxy);
+        } else {
+            all.insert(proxy.clone(), problems);
+        }
     }
 
     /// The proxy's current mesh mTLS certificate (none: mTLS is off for it).
@@ -233,6 +253,9 @@ impl Insights {
         let mut document = serde_json::json!({ "subscriptions": subscriptions });
         if let Some(mtls) = self.mtls.lock().unwrap().get(proxy) {
             document["mTLS"] = serde_json::json!(mtls);
+        }
+        if let Some(problems) = self.policy_problems.lock().unwrap().get(proxy) {
+            document["policyProblems"] = serde_json::json!(problems);
         }
         document
     }

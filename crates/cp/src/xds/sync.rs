@@ -799,7 +799,12 @@ impl Sync {
                 (Some(document), Some(policies)) => proxy_policies(&proxy_rules(document, policies)),
                 _ => ProxyPolicies::default(),
             };
-            let resources = proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
+            let (resources, problems) =
+                proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
+            for problem in &problems {
+                tracing::warn!(dataplane = %proxy, %problem, "a policy does not apply to the proxy as written; what it targets is left as generated");
+            }
+            self.insights.policy_problems(&proxy, problems.iter().map(ToString::to_string).collect());
             self.cache.set(&proxy.node_id(), Arc::new(resources.into_snapshot(generation)));
             self.insights.generated(&proxy, generation);
         }

@@ -30,12 +30,16 @@ use serde_json::Value;
 pub struct ToPolicies {
     pub timeout: Option<mesh_timeout::Conf>,
     pub retry: Option<mesh_retry::Conf>,
+    pub circuit_breaker: Option<mesh_circuit_breaker::Conf>,
+    pub health_check: Option<mesh_health_check::Conf>,
+    pub load_balancing: Option<mesh_load_balancing_strategy::Conf>,
 }
 
 /// What policies say about the traffic one inbound receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FromPolicies {
     pub timeout: Option<mesh_timeout::Conf>,
+    pub circuit_breaker: Option<mesh_circuit_breaker::Conf>,
 }
 
 /// Every policy's effect on one proxy, typed.
@@ -47,6 +51,8 @@ pub struct ProxyPolicies {
     pub to_any: ToPolicies,
     /// One per inbound of the Dataplane, in its order.
     pub from: Vec<FromPolicies>,
+    /// The MeshProxyPatch modifications, applied to the finished resources.
+    pub patch: Option<mesh_proxy_patch::Conf>,
 }
 
 impl ProxyPolicies {
@@ -83,18 +89,29 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
         ToPolicies {
             timeout: conf(ResourceType::MeshTimeout).map(mesh_timeout::read),
             retry: conf(ResourceType::MeshRetry).map(mesh_retry::read),
+            circuit_breaker: conf(ResourceType::MeshCircuitBreaker).map(mesh_circuit_breaker::read),
+            health_check: conf(ResourceType::MeshHealthCheck).map(mesh_health_check::read),
+            load_balancing: conf(ResourceType::MeshLoadBalancingStrategy).map(mesh_load_balancing_strategy::read),
         }
     };
     policies.to_any = to(None);
     for service in services {
         policies.to.insert(service.clone(), to(Some(service)));
     }
+    policies.patch = rules
+        .types
+        .get(&ResourceType::MeshProxyPatch)
+        .and_then(|patch| patch.proxy.as_ref())
+        .map(|merged| mesh_proxy_patch::read(&merged.conf));
     policies.from = (0..inbounds)
         .map(|index| {
             let conf = |kind: ResourceType| -> Option<&Value> {
                 rules.types.get(&kind)?.from.get(index)?.conf.as_ref().map(|merged| &merged.conf)
             };
-            FromPolicies { timeout: conf(ResourceType::MeshTimeout).map(mesh_timeout::read) }
+            FromPolicies {
+                timeout: conf(ResourceType::MeshTimeout).map(mesh_timeout::read),
+                circuit_breaker: conf(ResourceType::MeshCircuitBreaker).map(mesh_circuit_breaker::read),
+            }
         })
         .collect();
     policies
