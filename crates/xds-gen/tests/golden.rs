@@ -342,5 +342,6 @@ golden! {
     mtls_permissive_tcp_inbound_with_shadow_deny => "mtls-permissive-tcp",
     mtls_and_plaintext_outbounds => "mtls-outbounds",
     timeouts_and_retries => "timeout-retry",
+    proxy_patch => "proxy-patch",
     circuit_breaker_health_check_and_load_balancing => "cluster-policies",
 }
