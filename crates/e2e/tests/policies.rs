@@ -142,3 +142,42 @@ spec:
     assert_eq!(status["total"]["responsesRejected"], 0, "{status}");
     assert_eq!(status["cds"]["responsesSent"], status["cds"]["responsesAcknowledged"], "{status}");
 }
+
+/// A MeshProxyPatch whose result Envoy refuses: the sidecar NACKs it, the
+/// Dataplane's insight carries Envoy's reason, and traffic goes on with the
+/// last configuration Envoy accepted. A patch that does not fit the proxy
+/// is reported as a policy problem and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_patch_envoy_refuses_is_reported_and_the_last_good_config_stays() {
+    let (control_plane, _b1, _sidecars, url) = a_and_b().await;
+    let patch = |name: &str, modification: &str| {
+        format!(
+            "type: MeshProxyPatch\nmesh: default\nname: {name}\nspec:\n  targetRef: {{kind: Dataplane, name: a-1}}\n  \
+             default:\n    appendModifications:\n    - {modification}\n"
+        )
+    };
+    control_plane
+        .apply(&patch("zero-timeout", "cluster: {operation: Patch, match: {name: b}, value: 'connectTimeout: 0s'}"))
+        .await;
+    let nack = eventually("Envoy's NACK in the insight", CONVERGE, || async {
+        let overview = control_plane.overview("default", "a-1").await;
+        let nack = &overview["dataplaneInsight"]["subscriptions"][0]["status"]["cds"]["lastNack"];
+        nack["error"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(nack.contains("ConnectTimeout"), "{nack}");
+    let expected = Reply { status: 200, instance: Some("b-1".into()) };
+    assert_eq!(get(&format!("{url}/")).await, expected, "the last good configuration serves");
+
+    control_plane.apply(&patch("zero-timeout", "cluster: {operation: Patch, match: {name: b}, jsonPatches: [{op: replace, path: /no/such/field, value: 1}]}")).await;
+    let problems = eventually("the policy problem in the insight", CONVERGE, || async {
+        let overview = control_plane.overview("default", "a-1").await;
+        overview["dataplaneInsight"]["policyProblems"].as_array().cloned()
+    })
+    .await;
+    assert!(
+        problems[0].as_str().is_some_and(|p| p.contains("zero-timeout") || p.contains("/no/such/field")),
+        "{problems:?}"
+    );
+    assert_eq!(get(&format!("{url}/")).await, expected);
+}
