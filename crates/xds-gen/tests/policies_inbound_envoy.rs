@@ -361,11 +361,16 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
     let tags = |pairs: &[(&str, &str)]| -> mesh_fault_injection::CallerTags {
         pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
     };
-    let selectors =
-        [(tags(&[("kuma.io/service", "web"), ("team", "blue")]), abort(503)), (tags(&[("team", "blue")]), abort(502))];
+    let selectors = mesh_fault_injection::InboundConf {
+        every_caller: Some(abort(500)),
+        callers: vec![
+            (tags(&[("kuma.io/service", "web"), ("team", "blue")]), abort(503)),
+            (tags(&[("team", "blue")]), abort(502)),
+        ],
+    };
     change_listener(&mut server_resources, &inbound_listener(ports[4]), |listener| {
         change_managers(listener, |manager| {
-            before_router(manager, mesh_fault_injection::inbound_http_filters(Some(&abort(500)), &selectors));
+            before_router(manager, mesh_fault_injection::inbound_http_filters(&selectors));
         });
     });
     for port in [ports[4], ports[5]] {

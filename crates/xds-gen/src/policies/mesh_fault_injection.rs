@@ -29,6 +29,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_api::duration::parse_duration;
+use kodiak_policy::rules::InboundRules;
 use serde_json::Value;
 
 use crate::envoy;
@@ -182,24 +183,42 @@ pub fn http_filters(conf: &Conf) -> Vec<HttpFilter> {
 /// MeshService, MeshServiceSubset) to cover it.
 pub type CallerTags = BTreeMap<String, String>;
 
-/// The HTTP fault filters of one inbound whose `from` entries pick
-/// callers: `callers` lists caller selectors, most specific first, each
-/// with the conf a caller gets when it is the first selector the caller
-/// matches; `every_caller` is the conf of the callers no selector matches
-/// (the inbound's conf from `Mesh` entries). This is the shape of
-/// `kodiak_policy::rules::InboundRules` (`callers` and `conf`). Apply like
-/// [`http_filters`].
+/// The faults of one inbound when `from` entries pick callers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct InboundConf {
+    /// For the callers no selector matches (the merge of `Mesh` entries).
+    pub every_caller: Option<Conf>,
+    /// Caller selectors, most specific first, each with the conf a caller
+    /// gets when it is the first selector the caller matches.
+    pub callers: Vec<(CallerTags, Conf)>,
+}
+
+/// Reads the MeshFaultInjection rules of one inbound as kodiak-policy
+/// computes them (`conf` for every caller, `callers` by selector). Rules
+/// entries with `matches` (SPIFFE ID, SNI) are not applied yet.
+pub fn read_inbound(rules: &InboundRules) -> InboundConf {
+    InboundConf {
+        every_caller: rules.conf.as_ref().map(|merged| read(&merged.conf)),
+        callers: rules.callers.iter().map(|caller| (caller.tags.clone(), read(&caller.conf.conf))).collect(),
+    }
+}
+
+/// The HTTP fault filters of one inbound whose `from` entries pick callers
+/// (see [`InboundConf`]). Apply like [`http_filters`]; with no selectors
+/// they are the same.
 ///
 /// Callers are told apart by [`TAGS_HEADER`], which callers' proxies add
 /// ([`tags_header_filter`]); a request without it matches no selector. The
 /// sets are disjoint: each selector's faults exclude the callers of the
-/// selectors before it, and `every_caller`'s exclude all selectors' callers,
-/// so a request gets the faults of exactly one conf.
-pub fn inbound_http_filters(every_caller: Option<&Conf>, callers: &[(CallerTags, Conf)]) -> Vec<HttpFilter> {
+/// selectors before it, and the every-caller faults exclude all selectors'
+/// callers, so a request gets the faults of exactly one conf.
+pub fn inbound_http_filters(conf: &InboundConf) -> Vec<HttpFilter> {
+    let callers = &conf.callers;
     let not_earlier = |count: usize| -> Vec<HeaderMatcher> {
         callers[..count].iter().map(|(tags, _)| carries_all(tags, true)).collect()
     };
-    let mut filters = every_caller.map(|conf| fault_filters(conf, &not_earlier(callers.len()))).unwrap_or_default();
+    let every_caller = conf.every_caller.as_ref();
+    let mut filters = every_caller.map(|every| fault_filters(every, &not_earlier(callers.len()))).unwrap_or_default();
     for (i, (tags, conf)) in callers.iter().enumerate() {
         let mut headers = vec![carries_all(tags, false)];
         headers.extend(not_earlier(i));
@@ -448,7 +467,10 @@ mod tests {
         };
         let web_blue = tags(&[("kuma.io/service", "web.v1"), ("team", "blue")]);
         let blue = tags(&[("team", "blue")]);
-        let filters = rendered(&inbound_http_filters(Some(&abort(500)), &[(web_blue, abort(503)), (blue, abort(502))]));
+        let filters = rendered(&inbound_http_filters(&InboundConf {
+            every_caller: Some(abort(500)),
+            callers: vec![(web_blue, abort(503)), (blue, abort(502))],
+        }));
         let matcher = |regex: &str, negated: bool| {
             let mut matcher = json!({"name": "x-kuma-tags", "stringMatch": {"safeRegex": {"regex": regex}}});
             if negated {
@@ -474,9 +496,44 @@ mod tests {
             ]
         );
         // Without selectors, every caller's faults match every request.
-        let every = rendered(&inbound_http_filters(Some(&abort(500)), &[]));
+        let every = rendered(&inbound_http_filters(&InboundConf { every_caller: Some(abort(500)), callers: vec![] }));
         assert_eq!(every[0]["typedConfig"].get("headers"), None);
-        assert_eq!(inbound_http_filters(None, &[]), []);
+        assert_eq!(inbound_http_filters(&InboundConf::default()), []);
+    }
+
+    #[test]
+    fn reads_what_the_policy_engine_computes_for_an_inbound() {
+        use kodiak_api::{Resource, ResourceType};
+        let resource = |yaml: &str| {
+            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let backend = resource(
+            "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
+                {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
+        );
+        let policies = [
+            resource(
+                "{type: MeshFaultInjection, mesh: default, name: everyone, spec: {targetRef: {kind: Mesh, proxyTypes: [Sidecar]}, from: [
+                    {targetRef: {kind: Mesh}, default: {http: [{abort: {httpStatus: 500, percentage: 10}}]}}]}}",
+            ),
+            resource(
+                "{type: MeshFaultInjection, mesh: default, name: delay-web, spec: {targetRef: {kind: Mesh, proxyTypes: [Sidecar]}, from: [
+                    {targetRef: {kind: MeshService, name: web}, default: {http: [{delay: {value: 1s, percentage: 50}}]}}]}}",
+            ),
+        ];
+        let rules =
+            kodiak_policy::rules::proxy_rules(&backend, &kodiak_policy::rules::MeshPolicies::new("default", &policies));
+        let inbound = read_inbound(&rules.types[&ResourceType::MeshFaultInjection].from[0]);
+        let abort = Abort { http_status: 500, percentage: Percentage { per_million: 100_000 } };
+        let delay = Delay { value: Duration::from_secs(1), percentage: Percentage { per_million: 500_000 } };
+        assert_eq!(inbound.every_caller, Some(Conf { http: vec![Fault { abort: Some(abort), ..Default::default() }] }));
+        assert_eq!(inbound.callers.len(), 1, "{inbound:?}");
+        assert_eq!(inbound.callers[0].0, CallerTags::from([("kuma.io/service".to_owned(), "web".to_owned())]));
+        assert_eq!(
+            inbound.callers[0].1.http,
+            [Fault { delay: Some(delay), ..Default::default() }],
+            "lists are replaced"
+        );
     }
 
     #[test]
