@@ -87,7 +87,10 @@ fn rules_show_which_policies_shape_each_outbound_and_inbound() {
 
 #[test]
 fn a_policy_lists_the_dataplanes_it_affects() {
-    let (_cp, ctl) = shop();
+    let (cp, ctl) = shop();
+    // The global options may also come after the policy's name.
+    let late = Kodiakctl::new().run(&format!("inspect mt backend-timeouts -m shop --cp-address {}", cp.api_url()));
+    assert!(late.ok().ends_with("shop   web-1\n"));
     let text = ctl.run("inspect meshtimeout backend-timeouts -m shop").ok();
     assert_eq!(
         text,

@@ -3,10 +3,9 @@
 //! for it (`--type config`) and its Envoy's own config dump
 //! (`--type config-dump`).
 
-use kodiak_api::ResourceKey;
 use serde_json::Value;
 
-use super::print_raw;
+use super::{emit, raw};
 use crate::Global;
 use crate::get::Output;
 use crate::table::Table;
@@ -64,19 +63,14 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         View::Config => ("_config", Vec::new()),
         View::ConfigDump => ("xds", Vec::new()),
     };
-    let answer = client.get_path(&["meshes", &args.mesh, "dataplanes", &args.name, segment], &query).await;
-    let answer = answer.map_err(|error| {
-        let key = ResourceKey::new(kodiak_api::ResourceType::Dataplane, Some(&args.mesh), &args.name);
-        anyhow::anyhow!("cannot inspect {key}: {error}")
-    })?;
-    match (args.output, args.view) {
-        (Output::Table, View::Rules) => print!("{}", rules_text(&answer)),
-        (Output::Table, View::Config) => print!("{}", config_text(&answer)),
+    let answer = client.get_path(&["meshes", &args.mesh, "dataplanes", &args.name, segment], &query).await?;
+    emit(&match (args.output, args.view) {
+        (Output::Table, View::Rules) => rules_text(&answer),
+        (Output::Table, View::Config) => config_text(&answer),
         // Envoy's own format: JSON, as its admin API answers.
-        (Output::Table, View::ConfigDump) => println!("{}", kodiak_api::to_json(&answer)),
-        (output, _) => print_raw(output, &answer),
-    }
-    Ok(())
+        (Output::Table, View::ConfigDump) => raw(Output::Json, &answer),
+        (output, _) => raw(output, &answer),
+    })
 }
 
 const HEADERS: [&str; 4] = ["TARGET", "CALLERS", "ORIGINS", "CONF"];

@@ -13,16 +13,18 @@ use crate::get::Output;
 
 const EXAMPLES: &str = "\
 Examples:
-  kodiakctl inspect dataplanes
-  kodiakctl inspect dataplanes -m staging
-  kodiakctl inspect dataplane web-1                       # which policies shape each outbound and inbound
-  kodiakctl inspect dataplane web-1 --shadow              # as if shadow-labelled policies were in force
-  kodiakctl inspect dataplane web-1 --type config         # the Envoy configuration the control plane sent
-  kodiakctl inspect dataplane web-1 --type config-dump    # the sidecar Envoy's own config dump
-  kodiakctl inspect meshtimeout mesh-timeout-all-default  # the Dataplanes a policy affects
+  kodiakctl inspect dataplanes -m shop
+  # Which policies shape each outbound and inbound of web-1 (--shadow: with shadow policies)
+  kodiakctl inspect dataplane web-1 -m shop
+  # The Envoy configuration the control plane sent it, and its Envoy's own config dump
+  kodiakctl inspect dataplane web-1 -m shop --type config
+  kodiakctl inspect dataplane web-1 -m shop --type config-dump
+  # The Dataplanes a policy affects
+  kodiakctl inspect meshtimeout mesh-timeout-all-shop -m shop
   kodiakctl inspect mt backend-timeouts -m shop -o json";
 
-/// Inspect resources together with what the control plane knows about them.
+/// Inspect resources together with what the control plane knows about them;
+/// `kodiakctl inspect <policy-type> NAME` lists the Dataplanes a policy affects
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -56,10 +58,21 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
 }
 
-/// Prints a raw API answer in the asked format (never [`Output::Table`]).
-fn print_raw(output: Output, value: &serde_json::Value) {
+/// A raw API answer in the asked format: YAML, else JSON.
+fn raw(output: Output, value: &serde_json::Value) -> String {
     match output {
-        Output::Yaml => print!("{}", kodiak_api::to_yaml(value)),
-        Output::Json | Output::Table => println!("{}", kodiak_api::to_json(value)),
+        Output::Yaml => kodiak_api::to_yaml(value),
+        Output::Json | Output::Table => format!("{}\n", kodiak_api::to_json(value)),
+    }
+}
+
+/// Writes `text` to standard output. A reader that stops early (`| head`,
+/// a pager quit) is not an error: config dumps are long.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
     }
 }

@@ -5,7 +5,7 @@ use clap::Parser;
 use kodiak_api::ResourceType;
 use serde_json::{Value, json};
 
-use super::print_raw;
+use super::{emit, raw};
 use crate::Global;
 use crate::get::Output;
 use crate::kinds::{key, parse_kind};
@@ -37,14 +37,22 @@ struct Args {
     /// Output format; table is readable text, json and yaml the API's answer
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
+
+    /// The options every command takes, also after the policy's name.
+    #[command(flatten)]
+    global: Global,
 }
 
 /// Runs `kodiakctl inspect <words...>` where the first word is a policy type.
 pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
-    let args = match Args::try_parse_from(words) {
+    let mut args = match Args::try_parse_from(words) {
         Ok(args) => args,
         // --help and --version print and exit as usual; errors too.
         Err(error) => error.exit(),
+    };
+    let global = Global {
+        config_file: args.global.config_file.take().or_else(|| global.config_file.clone()),
+        cp_address: args.global.cp_address.take().or_else(|| global.cp_address.clone()),
     };
     let kind = parse_kind(&args.kind)?;
     if !kind.is_policy() {
@@ -52,7 +60,7 @@ pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
             "{kind} is not a policy; kodiakctl inspect takes dataplanes, dataplane NAME or a policy type (meshtimeout, meshretry, ...)"
         );
     }
-    let client = crate::config::client(global)?;
+    let client = crate::config::client(&global)?;
     let plural = kind.plural();
     let path = ["meshes", args.mesh.as_str(), plural.as_str(), args.name.as_str(), "_resources", "dataplanes"];
     let size = kodiak_client::Page::MAX_SIZE.to_string();
@@ -71,11 +79,10 @@ pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
             break;
         }
     }
-    match args.output {
-        Output::Table => print!("{}", affected_text(kind, &args.mesh, &args.name, &items)),
-        output => print_raw(output, &json!({ "total": items.len(), "items": items, "next": null })),
-    }
-    Ok(())
+    emit(&match args.output {
+        Output::Table => affected_text(kind, &args.mesh, &args.name, &items),
+        output => raw(output, &json!({ "total": items.len(), "items": items, "next": null })),
+    })
 }
 
 /// The affected Dataplanes as text: a heading, then a table.
