@@ -729,4 +729,76 @@ mod tests {
         let rendered = rendered_logs(&conf, &context);
         assert_eq!(rendered[0]["typedConfig"]["logFormat"]["jsonFormat"].as_object().map(|o| o.len()), Some(20));
     }
+
+    /// The example of the user docs is valid and reads as they say.
+    #[test]
+    fn the_documented_example_logs_both_ways() {
+        use kodiak_api::{Resource, ResourceType};
+        let resource = |yaml: &str| {
+            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let web = resource(
+            "{type: Dataplane, mesh: default, name: web-1, networking: {address: 127.0.0.2, inbound: [
+                {port: 10001, tags: {kuma.io/service: web, kuma.io/protocol: http}}],
+                outbound: [{port: 20001, tags: {kuma.io/service: backend}}]}}",
+        );
+        let policy = resource(
+            "
+type: MeshAccessLog
+mesh: default
+name: everything
+spec:
+  targetRef:
+    kind: Mesh
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        backends:
+          - type: File
+            file:
+              path: /var/log/kodiak/inbound.log
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        backends:
+          - type: File
+            file:
+              path: /var/log/kodiak/outbound.json
+              format:
+                type: Json
+                json:
+                  - key: from
+                    value: \"%KUMA_SOURCE_SERVICE%\"
+                  - key: to
+                    value: \"%KUMA_DESTINATION_SERVICE%\"
+                  - key: status
+                    value: \"%RESPONSE_CODE%\"
+          - type: Tcp
+            tcp:
+              address: 127.0.0.1:5000
+              format:
+                type: Plain
+                plain: \"%KUMA_SOURCE_SERVICE% -> %KUMA_DESTINATION_SERVICE% %RESPONSE_CODE%\"
+",
+        );
+        let rules =
+            kodiak_policy::rules::proxy_rules(&web, &kodiak_policy::rules::MeshPolicies::new("default", [&policy]));
+        let rules = &rules.types[&ResourceType::MeshAccessLog];
+        let inbound = read(&rules.from[0].conf.as_ref().unwrap().conf);
+        assert_eq!(inbound.backends, [Backend::File { path: "/var/log/kodiak/inbound.log".into(), format: None }]);
+        let outbound = read(&rules.to.for_service("backend").unwrap().conf);
+        assert_eq!(outbound.backends.len(), 2);
+        let context = outbound_context(Some("/work/kodiak-access-logs.pipe"));
+        let logs = rendered_logs(&outbound, &context);
+        assert_eq!(
+            logs[0]["typedConfig"]["logFormat"]["jsonFormat"],
+            json!({"from": "admin", "status": "%RESPONSE_CODE%", "to": "backend"})
+        );
+        assert_eq!(
+            logs[1]["typedConfig"]["logFormat"]["jsonFormat"],
+            json!({"address": "127.0.0.1:5000", "message": "admin -> backend %RESPONSE_CODE%\n"})
+        );
+    }
 }

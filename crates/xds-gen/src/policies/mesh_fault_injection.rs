@@ -560,4 +560,63 @@ mod tests {
         strip_tags_header(&mut route);
         assert_eq!(route.request_headers_to_remove, [TAGS_HEADER]);
     }
+
+    /// The example of the user docs is valid and reads as they say.
+    #[test]
+    fn the_documented_example_faults_the_inbound() {
+        use kodiak_api::{Resource, ResourceType};
+        let resource = |yaml: &str| {
+            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let backend = resource(
+            "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
+                {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
+        );
+        let policy = resource(
+            "
+type: MeshFaultInjection
+mesh: default
+name: backend-faults
+spec:
+  targetRef:
+    kind: MeshService
+    name: backend
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        http:
+          - abort:
+              httpStatus: 503
+              percentage: \"2.5\"
+          - delay:
+              value: 2s
+              percentage: 10
+    - targetRef:
+        kind: MeshService
+        name: web
+      default:
+        http:
+          - responseBandwidth:
+              limit: 100kbps
+              percentage: 100
+",
+        );
+        let rules =
+            kodiak_policy::rules::proxy_rules(&backend, &kodiak_policy::rules::MeshPolicies::new("default", [&policy]));
+        let inbound = read_inbound(&rules.types[&ResourceType::MeshFaultInjection].from[0]);
+        let every = inbound.every_caller.as_ref().unwrap();
+        assert_eq!(every.http.len(), 2);
+        assert_eq!(
+            every.http[0].abort,
+            Some(Abort { http_status: 503, percentage: Percentage { per_million: 25_000 } })
+        );
+        let (tags, web) = &inbound.callers[0];
+        assert_eq!(tags, &CallerTags::from([("kuma.io/service".to_owned(), "web".to_owned())]));
+        assert_eq!(
+            web.http[0].response_bandwidth,
+            Some(ResponseBandwidth { limit_kbps: 100, percentage: Percentage::ALL })
+        );
+        assert_eq!(inbound_http_filters(&inbound).len(), 3);
+    }
 }

@@ -260,4 +260,55 @@ mod tests {
                 "tokenBucket": {"maxTokens": 2, "tokensPerFill": 2, "fillInterval": "1.500s"}}}])
         );
     }
+
+    /// The example of the user docs is valid and reads as they say.
+    #[test]
+    fn the_documented_example_limits_the_inbound() {
+        use kodiak_api::{Resource, ResourceType};
+        let resource = |yaml: &str| {
+            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let backend = resource(
+            "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
+                {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
+        );
+        let policy = resource(
+            "
+type: MeshRateLimit
+mesh: default
+name: backend-rate-limit
+spec:
+  targetRef:
+    kind: MeshService
+    name: backend
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        local:
+          http:
+            requestRate:
+              num: 100
+              interval: 10s
+            onRateLimit:
+              status: 429
+              headers:
+                set:
+                  - name: x-kodiak-rate-limited
+                    value: \"true\"
+          tcp:
+            connectionRate:
+              num: 20
+              interval: 1s
+",
+        );
+        let rules =
+            kodiak_policy::rules::proxy_rules(&backend, &kodiak_policy::rules::MeshPolicies::new("default", [&policy]));
+        let merged = rules.types[&ResourceType::MeshRateLimit].from[0].conf.as_ref().unwrap();
+        let conf = read(&merged.conf);
+        let http = conf.http.as_ref().unwrap();
+        assert_eq!(http.rate, Rate { num: 100, interval: Duration::from_secs(10) });
+        assert_eq!(http.set_headers, [("x-kodiak-rate-limited".to_owned(), "true".to_owned())]);
+        assert_eq!(conf.tcp, Some(Rate { num: 20, interval: Duration::from_secs(1) }));
+    }
 }
