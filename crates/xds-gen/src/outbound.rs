@@ -7,17 +7,19 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     Rds, http_connection_manager::RouteSpecifier,
 };
-use kodiak_api::dataplane_view::{OutboundView, Protocol};
+use kodiak_api::dataplane_view::OutboundView;
 
-use crate::policies::{ToPolicies, mesh_retry, mesh_timeout};
+use crate::policies::{ToPolicies, mesh_retry, mesh_tcp_route, mesh_timeout};
+use crate::service::ServiceResources;
 use crate::{envoy, names};
 
 /// The outbound listener `outbound:<address>:<port>` to `outbound.service`,
-/// which speaks `protocol`, under the proxy's policies toward it.
-pub fn listener(outbound: &OutboundView, protocol: Protocol, to: &ToPolicies) -> Listener {
+/// whose resources (for this proxy's policies toward it) are `service`:
+/// an HTTP connection manager on their routes, else a TCP proxy.
+pub fn listener(outbound: &OutboundView, service: &ServiceResources, to: &ToPolicies) -> Listener {
     let cluster = names::service_cluster(&outbound.service);
     let stat_prefix = envoy::stat_prefix(&cluster);
-    let filter = if protocol.is_http() {
+    let filter = if service.route.is_some() {
         // The routes come over RDS: they are the service's and shared by
         // every caller with the same policies, so one encoded
         // RouteConfiguration serves them all.
@@ -32,6 +34,9 @@ pub fn listener(outbound: &OutboundView, protocol: Protocol, to: &ToPolicies) ->
         envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)
     } else {
         let mut proxy = envoy::tcp_proxy(stat_prefix, &cluster);
+        if let Some(tcp_route) = &to.tcp_route {
+            mesh_tcp_route::apply_to_tcp_proxy(tcp_route, &outbound.service, &mut proxy);
+        }
         if let Some(timeout) = &to.timeout {
             mesh_timeout::apply_to_tcp_proxy(timeout, &mut proxy);
         }

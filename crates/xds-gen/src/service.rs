@@ -1,6 +1,7 @@
 //! The resources of one service that every proxy calling it shares: built
 //! and encoded once per change of the service, whatever the number of callers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
@@ -10,8 +11,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 use kodiak_api::dataplane_view::Protocol;
 use kodiak_xds_server::Resource;
 
+use crate::policies::mesh_http_route::{self, BackendCluster};
 use crate::policies::{
-    ToPolicies, mesh_circuit_breaker, mesh_health_check, mesh_load_balancing_strategy, mesh_retry, mesh_timeout,
+    ToPolicies, mesh_circuit_breaker, mesh_health_check, mesh_load_balancing_strategy, mesh_retry, mesh_tcp_route,
+    mesh_timeout,
 };
 use crate::services::ServiceView;
 use crate::{envoy, names, security};
@@ -19,8 +22,7 @@ use crate::{envoy, names, security};
 /// A service's shared resources.
 #[derive(Debug, Clone)]
 pub struct ServiceResources {
-    /// The protocol the resources were built for; outbound listeners to the
-    /// service follow it (HTTP connection manager or TCP proxy).
+    /// The protocol the resources were built for.
     pub protocol: Protocol,
     /// The cluster `<service>`, with endpoints from EDS over ADS, and mesh
     /// mTLS when [`ServiceView::mtls`] says so.
@@ -30,15 +32,20 @@ pub struct ServiceResources {
     /// Its `ClusterLoadAssignment`.
     pub endpoints: Arc<Resource>,
     /// For http, http2 and gRPC: the route configuration `outbound:<service>`
-    /// that outbound listeners fetch over RDS.
+    /// that outbound listeners fetch over RDS. `None`: callers' outbound
+    /// listeners are TCP proxies (a tcp service, or a MeshTCPRoute).
     pub route: Option<Arc<Resource>>,
+    /// The clusters the routes (HTTP or TCP) send to, besides or instead of
+    /// the service's own: other services and subsets, each once. Every proxy
+    /// given these resources needs them too.
+    pub backends: Vec<BackendCluster>,
 }
 
 /// Builds a service's shared resources, as callers without policies toward
 /// it get them.
 pub fn service_resources(name: &str, service: &ServiceView) -> ServiceResources {
     let endpoints = service_endpoints(name, service);
-    service_resources_for(name, service, &ToPolicies::default(), endpoints)
+    service_resources_for(name, service, &ToPolicies::default(), endpoints, &BTreeMap::new())
 }
 
 /// A service's `ClusterLoadAssignment`: the same for every caller.
@@ -52,12 +59,14 @@ pub fn service_endpoints(name: &str, service: &ServiceView) -> Arc<Resource> {
 }
 
 /// Builds a service's resources for the callers whose policies toward it
-/// are `to`, around its `endpoints` (see [`service_endpoints`]).
+/// are `to`, around its `endpoints` (see [`service_endpoints`]); `services`
+/// are the mesh's services, which routes may send to.
 pub fn service_resources_for(
     name: &str,
     service: &ServiceView,
     to: &ToPolicies,
     endpoints: Arc<Resource>,
+    services: &BTreeMap<String, ServiceView>,
 ) -> ServiceResources {
     let cluster_name = names::service_cluster(name);
     let mut cluster = Cluster {
@@ -89,9 +98,23 @@ pub fn service_resources_for(
     if let Some(circuit_breaker) = &to.circuit_breaker {
         mesh_circuit_breaker::apply_to_cluster(circuit_breaker, &mut cluster);
     }
-    let route = service.protocol.is_http().then(|| {
+    // A MeshTCPRoute turns an HTTP service's callers into TCP proxies, unless
+    // they have HTTP routes toward it too.
+    let http = service.protocol.is_http() && (to.http_route.is_some() || to.tcp_route.is_none());
+    let mut backends = Vec::new();
+    if !http && let Some(tcp_route) = &to.tcp_route {
+        backends = mesh_tcp_route::backends(tcp_route, name).into_iter().map(|(backend, _)| backend).collect();
+    }
+    let route = http.then(|| {
         let route_name = names::outbound_route(name);
-        let mut routes = route_to_cluster(route_name.clone(), name, &cluster_name);
+        let mut routes = match &to.http_route {
+            Some(http_route) => {
+                let (routes, used) = mesh_http_route::route_configuration(http_route, name, services);
+                backends = used;
+                routes
+            }
+            None => route_to_cluster(route_name.clone(), name, &cluster_name),
+        };
         for_each_action(&mut routes, |action| {
             if let Some(timeout) = &to.timeout {
                 mesh_timeout::apply_to_route(timeout, action);
@@ -111,6 +134,7 @@ pub fn service_resources_for(
         mtls: service.mtls.is_some(),
         endpoints,
         route,
+        backends,
     }
 }
 

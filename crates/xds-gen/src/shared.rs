@@ -34,7 +34,9 @@ impl SharedServices {
             }
         }
         self.endpoints.retain(|name, _| views.contains_key(name));
-        self.built.retain(|(name, _), _| !changed.contains(name));
+        self.built.retain(|(name, to), _| {
+            !changed.contains(name) && to.route_backends().iter().all(|backend| !changed.contains(*backend))
+        });
         self.views = views;
         changed
     }
@@ -59,7 +61,7 @@ impl SharedServices {
         let unknown = ServiceView::default();
         let view = self.views.get(name).unwrap_or(&unknown);
         let endpoints = self.endpoints.get(name).cloned().unwrap_or_else(|| service_endpoints(name, view));
-        let built = Arc::new(service_resources_for(name, view, to, endpoints));
+        let built = Arc::new(service_resources_for(name, view, to, endpoints, &self.views));
         if self.views.contains_key(name) {
             self.built.insert((name.to_owned(), to.clone()), built.clone());
         }

@@ -9,6 +9,7 @@ use kodiak_policy::traffic_permission::InboundPermissions;
 use kodiak_xds_server::{Resource, Snapshot, type_url};
 
 use crate::inbound::InboundMtls;
+use crate::policies::mesh_http_route::subset_resources;
 use crate::policies::mesh_proxy_patch::{self, PatchError};
 use crate::policies::{ProxyPolicies, ToPolicies};
 use crate::security::{self, ProxySecurity};
@@ -68,9 +69,38 @@ pub fn proxy_resources(
     services: &BTreeMap<String, Arc<ServiceResources>>,
     security: Option<&ProxySecurity>,
 ) -> ProxyResources {
-    build(dataplane, security, &ProxyPolicies::default(), |name, _| {
-        services.get(name).cloned().unwrap_or_else(|| Arc::new(service_resources(name, &ServiceView::default())))
-    })
+    build(dataplane, security, &ProxyPolicies::default(), &mut Prebuilt(services))
+}
+
+/// Where a proxy's generation takes the services it calls from.
+trait ServiceSource {
+    /// The resources of `name` for callers whose policies toward it are `to`.
+    fn service(&mut self, name: &str, to: &ToPolicies) -> Arc<ServiceResources>;
+    /// What is known of `name`, for clusters of a subset of its instances.
+    fn view(&self, name: &str) -> Option<&ServiceView>;
+}
+
+impl ServiceSource for SharedServices {
+    fn service(&mut self, name: &str, to: &ToPolicies) -> Arc<ServiceResources> {
+        self.get(name, to)
+    }
+
+    fn view(&self, name: &str) -> Option<&ServiceView> {
+        self.views().get(name)
+    }
+}
+
+/// Services built beforehand, without policies.
+struct Prebuilt<'a>(&'a BTreeMap<String, Arc<ServiceResources>>);
+
+impl ServiceSource for Prebuilt<'_> {
+    fn service(&mut self, name: &str, _: &ToPolicies) -> Arc<ServiceResources> {
+        self.0.get(name).cloned().unwrap_or_else(|| Arc::new(service_resources(name, &ServiceView::default())))
+    }
+
+    fn view(&self, _: &str) -> Option<&ServiceView> {
+        None
+    }
 }
 
 /// Builds the resources of `dataplane`'s proxy under its `policies`, taking
@@ -100,7 +130,7 @@ pub fn proxy_resources_with_policies(
     security: Option<&ProxySecurity>,
     policies: &ProxyPolicies,
 ) -> (ProxyResources, Vec<PatchError>) {
-    let mut resources = build(dataplane, security, policies, |name, to| services.get(name, to));
+    let mut resources = build(dataplane, security, policies, services);
     let errors = match &policies.patch {
         Some(patch) => mesh_proxy_patch::apply(patch, &mut resources),
         None => Vec::new(),
@@ -112,7 +142,7 @@ fn build(
     dataplane: &DataplaneView,
     security: Option<&ProxySecurity>,
     policies: &ProxyPolicies,
-    mut service: impl FnMut(&str, &ToPolicies) -> Arc<ServiceResources>,
+    services: &mut dyn ServiceSource,
 ) -> ProxyResources {
     let mut listeners: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut clusters: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
@@ -144,13 +174,28 @@ fn build(
             continue;
         }
         let to = policies.to(&outbound.service);
-        let service = service(&outbound.service, to);
-        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, service.protocol, to)));
+        let service = services.service(&outbound.service, to);
+        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, &service, to)));
         uses_secrets |= service.mtls;
         clusters.entry(service.cluster.name.clone()).or_insert_with(|| service.cluster.clone());
         endpoints.entry(service.endpoints.name.clone()).or_insert_with(|| service.endpoints.clone());
         if let Some(route) = &service.route {
             routes.entry(route.name.clone()).or_insert_with(|| route.clone());
+        }
+        // What the routes send to, as built for this proxy's policies toward
+        // each of those services.
+        for backend in &service.backends {
+            let target = services.service(&backend.service, policies.to(&backend.service));
+            uses_secrets |= target.mtls;
+            let (cluster, assignment) = if backend.is_subset() {
+                let unknown = ServiceView::default();
+                let view = services.view(&backend.service).unwrap_or(&unknown);
+                subset_resources(backend, &target.cluster, view)
+            } else {
+                (target.cluster.clone(), target.endpoints.clone())
+            };
+            clusters.entry(cluster.name.clone()).or_insert(cluster);
+            endpoints.entry(assignment.name.clone()).or_insert(assignment);
         }
     }
 

@@ -343,5 +343,6 @@ golden! {
     mtls_and_plaintext_outbounds => "mtls-outbounds",
     timeouts_and_retries => "timeout-retry",
     proxy_patch => "proxy-patch",
+    http_and_tcp_routes => "routes",
     circuit_breaker_health_check_and_load_balancing => "cluster-policies",
 }

@@ -17,7 +17,7 @@ pub mod mesh_retry;
 pub mod mesh_tcp_route;
 pub mod mesh_timeout;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kodiak_api::ResourceType;
 use kodiak_policy::rules::{Conf as Merged, ProxyRules};
@@ -33,6 +33,17 @@ pub struct ToPolicies {
     pub circuit_breaker: Option<mesh_circuit_breaker::Conf>,
     pub health_check: Option<mesh_health_check::Conf>,
     pub load_balancing: Option<mesh_load_balancing_strategy::Conf>,
+    pub http_route: Option<mesh_http_route::Conf>,
+    pub tcp_route: Option<mesh_tcp_route::Conf>,
+}
+
+impl ToPolicies {
+    /// The other services the routes send to: what is built under these
+    /// policies changes with them too.
+    pub fn route_backends(&self) -> BTreeSet<&str> {
+        let http = self.http_route.iter().flat_map(mesh_http_route::Conf::backend_services);
+        http.chain(self.tcp_route.iter().flat_map(mesh_tcp_route::Conf::backend_services)).collect()
+    }
 }
 
 /// What policies say about the traffic one inbound receives.
@@ -92,6 +103,8 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
             circuit_breaker: conf(ResourceType::MeshCircuitBreaker).map(mesh_circuit_breaker::read),
             health_check: conf(ResourceType::MeshHealthCheck).map(mesh_health_check::read),
             load_balancing: conf(ResourceType::MeshLoadBalancingStrategy).map(mesh_load_balancing_strategy::read),
+            http_route: conf(ResourceType::MeshHTTPRoute).map(mesh_http_route::read),
+            tcp_route: conf(ResourceType::MeshTCPRoute).map(mesh_tcp_route::read),
         }
     };
     policies.to_any = to(None);
