@@ -48,6 +48,7 @@ pub struct Rate {
     pub interval: Duration,
 }
 
+/// A limit on HTTP requests, and the reply to those past it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpLimit {
     pub rate: Rate,
@@ -116,7 +117,8 @@ fn everyone(runtime_key: &str) -> Option<RuntimeFractionalPercent> {
 /// The HTTP local rate-limit filter of `conf` (none without an HTTP limit).
 /// Apply to the HTTP connection manager of each filter chain of the inbound
 /// listener (HTTP, http2 and gRPC inbounds), after RBAC and before the
-/// router. One bucket serves the whole inbound, across Envoy's workers.
+/// router. Each filter chain has one bucket, shared by Envoy's workers: on
+/// a PERMISSIVE inbound, plaintext and mesh mTLS callers are counted apart.
 ///
 /// A status Envoy does not know (it takes only the codes of its
 /// `envoy.type.v3.StatusCode`) falls back to [`DEFAULT_STATUS`].
@@ -154,7 +156,8 @@ pub fn http_filters(conf: &Conf) -> Vec<HttpFilter> {
 /// limit). Apply to every filter chain of the inbound listener, HTTP ones
 /// included (it counts connections), as the chain's first filter: before
 /// RBAC, the HTTP connection manager and the TCP proxy. A connection past
-/// the limit is closed before any byte is forwarded.
+/// the limit is closed before any byte is forwarded. As with HTTP, each
+/// filter chain counts its own connections.
 pub fn network_filters(conf: &Conf) -> Vec<Filter> {
     let Some(rate) = conf.tcp else { return Vec::new() };
     let config = TcpLocalRateLimit {
