@@ -117,6 +117,8 @@ fn mistakes_are_explained() {
     assert!(error.contains("networking.admin.port"), "{error}");
     let error = ctl.run("inspect dataplane web-1 -m shop --type config --shadow").fails();
     assert!(error.contains("--shadow applies only to --type rules"), "{error}");
+    let error = ctl.run("inspect dataplane web-1 -m shop --include-eds").fails();
+    assert!(error.contains("--include-eds applies only to --type config-dump"), "{error}");
     let error = ctl.run("inspect meshtimeout nope -m shop").fails();
     assert!(error.contains("MeshTimeout \"nope\" in mesh \"shop\" not found"), "{error}");
     let error = ctl.run("inspect secrets s -m shop").fails();

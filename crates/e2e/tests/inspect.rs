@@ -85,6 +85,16 @@ async fn a_running_sidecars_config_and_envoy_dump_hold_the_applied_timeout() {
     assert_eq!(node, "default.a-1");
     assert!(configs.iter().any(|config| config["@type"].as_str().is_some_and(|t| t.ends_with("RoutesConfigDump"))));
 
+    // With the endpoints when asked: b's instance, as Envoy holds it.
+    let with_eds =
+        api.get_path(&["meshes", "default", "dataplanes", "a-1", "xds"], &[("include_eds", "true")]).await.unwrap();
+    let endpoints = with_eds["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|config| config["@type"].as_str().is_some_and(|t| t.ends_with("EndpointsConfigDump")));
+    assert!(endpoints.is_some_and(|dump| holds(dump, "cluster_name", "b")), "{with_eds:#}");
+
     // The caller without an admin port cannot be dumped, and says why.
     let error = api.get_path(&["meshes", "default", "dataplanes", "b-1", "xds"], &[]).await.unwrap_err().to_string();
     assert!(error.contains("networking.admin.port"), "{error}");

@@ -41,6 +41,10 @@ pub struct Args {
     #[arg(long)]
     shadow: bool,
 
+    /// With --type config-dump: include the endpoints (EDS) Envoy holds
+    #[arg(long)]
+    include_eds: bool,
+
     /// Output format; table is readable text, json and yaml the API's answer
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -57,11 +61,14 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     if args.shadow && args.view != View::Rules {
         anyhow::bail!("--shadow applies only to --type rules");
     }
+    if args.include_eds && args.view != View::ConfigDump {
+        anyhow::bail!("--include-eds applies only to --type config-dump");
+    }
     let client = crate::config::client(global)?;
     let (segment, query): (&str, Vec<(&str, &str)>) = match args.view {
         View::Rules => ("_rules", if args.shadow { vec![("shadow", "true")] } else { Vec::new() }),
         View::Config => ("_config", Vec::new()),
-        View::ConfigDump => ("xds", Vec::new()),
+        View::ConfigDump => ("xds", if args.include_eds { vec![("include_eds", "true")] } else { Vec::new() }),
     };
     let answer = client.get_path(&["meshes", &args.mesh, "dataplanes", &args.name, segment], &query).await?;
     emit(&match (args.output, args.view) {

@@ -52,8 +52,9 @@ impl AdminError {
     }
 }
 
-/// Fetches `/config_dump` from the Envoy of `dataplane`.
-pub async fn config_dump(dataplane: &Resource) -> Result<Value, AdminError> {
+/// Fetches `/config_dump` from the Envoy of `dataplane`, with the
+/// endpoints (EDS) when `include_eds`.
+pub async fn config_dump(dataplane: &Resource, include_eds: bool) -> Result<Value, AdminError> {
     let port = admin_port(dataplane).ok_or(AdminError::NoAdminPort)?;
     let address = format!("127.0.0.1:{port}");
     let client = reqwest::Client::builder()
@@ -66,7 +67,11 @@ pub async fn config_dump(dataplane: &Resource) -> Result<Value, AdminError> {
         true => AdminError::Timeout { address: address.clone() },
         false => AdminError::Unreachable { address: address.clone(), cause: super::super::error_chain(&error) },
     };
-    let response = client.get(format!("http://{address}/config_dump")).send().await.map_err(failed)?;
+    let response = client
+        .get(format!("http://{address}/config_dump{}", if include_eds { "?include_eds" } else { "" }))
+        .send()
+        .await
+        .map_err(failed)?;
     let status = response.status();
     let body = response.bytes().await.map_err(failed)?;
     if !status.is_success() {
@@ -121,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_an_admin_port_nothing_is_fetched() {
-        let error = config_dump(&dataplane(None)).await.unwrap_err();
+        let error = config_dump(&dataplane(None), false).await.unwrap_err();
         assert!(matches!(error, AdminError::NoAdminPort), "{error}");
         assert!(error.to_string().contains("set networking.admin.port"), "{error}");
     }
@@ -132,7 +137,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let error = config_dump(&dataplane(Some(port.into()))).await.unwrap_err();
+        let error = config_dump(&dataplane(Some(port.into())), false).await.unwrap_err();
         assert!(matches!(error, AdminError::Unreachable { .. }), "{error}");
         assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
         let key = ResourceKey::new(kodiak_api::ResourceType::Dataplane, Some("default"), "web-1");
@@ -146,7 +151,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let started = std::time::Instant::now();
-        let error = config_dump(&dataplane(Some(port.into()))).await.unwrap_err();
+        let error = config_dump(&dataplane(Some(port.into())), false).await.unwrap_err();
         assert!(matches!(error, AdminError::Timeout { .. }), "{error}");
         assert!(started.elapsed() >= TIMEOUT, "gave up after {:?}", started.elapsed());
         let key = ResourceKey::new(kodiak_api::ResourceType::Dataplane, Some("default"), "web-1");

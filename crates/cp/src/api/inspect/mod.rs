@@ -18,7 +18,7 @@ mod rules;
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use kodiak_api::mesh::MtlsView;
 use kodiak_api::{Resource, ResourceKey, ResourceType};
@@ -55,7 +55,7 @@ pub async fn dataplane(
     let dataplane = state.store.get(&key).await?.ok_or_else(|| not_found(&key))?;
     match view {
         InspectView::Rules => {
-            let shadow = shadow_param(uri.query())?;
+            let shadow = flag(uri.query(), "shadow")?;
             let policies = MeshView::load(state.store.as_ref(), mesh, shadow).await?;
             Ok(Json(rules::response(&dataplane, &policies.inspect(&dataplane), shadow)).into_response())
         }
@@ -69,8 +69,8 @@ pub async fn dataplane(
             Ok(Json(config::response(&dataplane, &snapshot)).into_response())
         }
         InspectView::ConfigDump => {
-            no_query(uri.query())?;
-            let dump = admin::config_dump(&dataplane).await.map_err(|error| error.into_api_error(&key))?;
+            let include_eds = flag(uri.query(), "include_eds")?;
+            let dump = admin::config_dump(&dataplane, include_eds).await.map_err(|error| error.into_api_error(&key))?;
             Ok(Json(dump).into_response())
         }
     }
@@ -203,46 +203,36 @@ async fn list_all(store: &dyn ResourceStore, mut query: ListQuery) -> Result<Vec
     }
 }
 
-/// `shadow=true|false`, the only parameter of `_rules`.
-fn shadow_param(query: Option<&str>) -> Result<bool, ApiError> {
+/// The boolean query parameter `name` (`true` or `false`, default false),
+/// the only one the endpoint takes.
+fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("cannot read the query string: {e}")))?;
-    let mut shadow = false;
-    for (key, value) in pairs {
-        match (key.as_str(), value.as_str()) {
-            ("shadow", "true") => shadow = true,
-            ("shadow", "false") => shadow = false,
-            ("shadow", other) => {
-                return Err(ApiError::bad_parameters(
-                    "invalid query parameters",
-                    vec![kodiak_api::Violation {
-                        field: "shadow".into(),
-                        reason: format!("must be true or false, got {other:?}"),
-                    }],
-                ));
+    let mut value = false;
+    for (key, given) in pairs {
+        let reason = match (key == name, given.as_str()) {
+            (true, "true") => {
+                value = true;
+                continue;
             }
-            (other, _) => {
-                return Err(ApiError::bad_parameters(
-                    "invalid query parameters",
-                    vec![kodiak_api::Violation {
-                        field: other.into(),
-                        reason: "unknown query parameter; known: shadow".into(),
-                    }],
-                ));
+            (true, "false") => {
+                value = false;
+                continue;
             }
-        }
+            (true, other) => format!("must be true or false, got {other:?}"),
+            (false, _) => format!("unknown query parameter; known: {name}"),
+        };
+        let violation = kodiak_api::Violation { field: key, reason };
+        return Err(ApiError::bad_parameters("invalid query parameters", vec![violation]));
     }
-    Ok(shadow)
+    Ok(value)
 }
 
+/// `_config` takes no query parameters.
 fn no_query(query: Option<&str>) -> Result<(), ApiError> {
     match query.filter(|query| !query.is_empty()) {
         None => Ok(()),
-        Some(query) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            format!("this endpoint takes no query parameters, got {query:?}"),
-        )),
+        Some(query) => Err(ApiError::bad_request(format!("this endpoint takes no query parameters, got {query:?}"))),
     }
 }
 
@@ -252,11 +242,12 @@ mod tests {
 
     #[test]
     fn shadow_is_a_boolean_and_the_only_parameter() {
-        assert!(!shadow_param(None).unwrap());
-        assert!(shadow_param(Some("shadow=true")).unwrap());
-        assert!(!shadow_param(Some("shadow=false")).unwrap());
-        assert!(shadow_param(Some("shadow=yes")).unwrap_err().to_string().contains("must be true or false"));
-        assert!(shadow_param(Some("size=1")).unwrap_err().to_string().contains("known: shadow"));
+        assert!(!flag(None, "shadow").unwrap());
+        assert!(flag(Some("shadow=true"), "shadow").unwrap());
+        assert!(!flag(Some("shadow=false"), "shadow").unwrap());
+        assert!(flag(Some("shadow=yes"), "shadow").unwrap_err().to_string().contains("must be true or false"));
+        assert!(flag(Some("size=1"), "shadow").unwrap_err().to_string().contains("known: shadow"));
+        assert!(flag(Some("include_eds=true"), "include_eds").unwrap());
         assert!(no_query(Some("")).is_ok() && no_query(Some("a=b")).is_err());
     }
 }
