@@ -135,8 +135,9 @@ impl Percentage {
 }
 
 /// Reads a merged MeshFaultInjection `default`. Parts that do not read (a
-/// missing percentage, an abort status Envoy refuses: below 200) are left
-/// out; a fault left with nothing is dropped.
+/// missing percentage) or that Envoy refuses (an abort status below 200, a
+/// zero delay or bandwidth) are left out; a fault left with nothing is
+/// dropped.
 pub fn read(conf: &Value) -> Conf {
     let faults = conf.get("http").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     Conf { http: faults.iter().map(read_fault).filter(|fault| *fault != Fault::default()).collect() }
@@ -149,11 +150,11 @@ fn read_fault(fault: &Value) -> Fault {
         Some(Abort { http_status: u32::try_from(http_status).ok()?, percentage: percentage(abort)? })
     });
     let delay = fault.get("delay").and_then(|delay| {
-        let value = parse_duration(delay.get("value")?.as_str()?).ok()?;
+        let value = parse_duration(delay.get("value")?.as_str()?).ok().filter(|value| !value.is_zero())?;
         Some(Delay { value, percentage: percentage(delay)? })
     });
     let response_bandwidth = fault.get("responseBandwidth").and_then(|bandwidth| {
-        let limit_kbps = bandwidth_kbps(bandwidth.get("limit")?.as_str()?)?;
+        let limit_kbps = bandwidth_kbps(bandwidth.get("limit")?.as_str()?).filter(|kbps| *kbps > 0)?;
         Some(ResponseBandwidth { limit_kbps, percentage: percentage(bandwidth)? })
     });
     Fault { abort, delay, response_bandwidth }
@@ -426,6 +427,7 @@ mod tests {
             {"abort": {"httpStatus": 150, "percentage": 10}},
             {"abort": {"httpStatus": 500}},
             {"responseBandwidth": {"limit": "5 parsecs", "percentage": 1}},
+            {"responseBandwidth": {"limit": "0kbps", "percentage": 1}, "delay": {"value": "0s", "percentage": 1}},
             {"delay": {"value": "soon", "percentage": 1}, "abort": {"httpStatus": 429, "percentage": 1}}
         ]}));
         assert_eq!(conf.http.len(), 1, "{conf:?}");

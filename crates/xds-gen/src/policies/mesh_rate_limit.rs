@@ -61,7 +61,8 @@ pub struct HttpLimit {
 }
 
 /// Reads a merged MeshRateLimit `default`. A limit that is `disabled`, has
-/// no rate, or whose rate does not read is left out.
+/// no rate, or whose rate does not read (or Envoy would refuse: no units, an
+/// interval under 50ms) is left out.
 pub fn read(conf: &Value) -> Conf {
     let local = conf.get("local");
     let http = local.and_then(|local| local.get("http")).filter(|http| !disabled(http)).and_then(|http| {
@@ -93,7 +94,8 @@ fn disabled(limit: &Value) -> bool {
 
 fn rate(rate: &Value) -> Option<Rate> {
     let num = u32::try_from(rate.get("num")?.as_u64()?).ok().filter(|num| *num > 0)?;
-    let interval = parse_duration(rate.get("interval")?.as_str()?).ok().filter(|interval| !interval.is_zero())?;
+    // Envoy refuses to refill a bucket more often than every 50ms.
+    let interval = parse_duration(rate.get("interval")?.as_str()?).ok().filter(|i| *i >= Duration::from_millis(50))?;
     Some(Rate { num, interval })
 }
 
@@ -207,6 +209,9 @@ mod tests {
         assert_eq!(rateless, Conf::default());
         let broken = read(&json!({"local": {"http": {"requestRate": {"num": 0, "interval": "1s"}},
             "tcp": {"connectionRate": {"num": 1, "interval": "often"}}}}));
+        assert_eq!(broken, Conf::default());
+        let too_often = read(&json!({"local": {"tcp": {"connectionRate": {"num": 1, "interval": "10ms"}}}}));
+        assert_eq!(too_often, Conf::default());
         assert_eq!(broken, Conf::default());
         assert_eq!(read(&json!("nonsense")), Conf::default());
         assert!(http_filters(&off).is_empty() && network_filters(&off).is_empty());
