@@ -181,3 +181,63 @@ async fn a_proxy_patch_envoy_refuses_is_reported_and_the_last_good_config_stays(
     );
     assert_eq!(get(&format!("{url}/")).await, expected);
 }
+
+/// A Dataplane for `instance` serving `b` over HTTP with a `version` tag.
+fn versioned_b(name: &str, version: &str, instance: &TestService) -> String {
+    format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  \
+         - port: {port}\n    servicePort: {service_port}\n    \
+         tags: {{kuma.io/service: b, kuma.io/protocol: http, version: {version}}}\n",
+        port = free_port(),
+        service_port = instance.http.port(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mesh_http_route_sends_matching_requests_to_a_subset_of_instances() {
+    let control_plane = ControlPlane::memory();
+    let (v1, v2) = (TestService::start("b-v1").await, TestService::start("b-v2").await);
+    let _b1 = Sidecar::register(&control_plane, &versioned_b("b-v1", "v1", &v1), Transport::Delta);
+    let _b2 = Sidecar::register(&control_plane, &versioned_b("b-v2", "v2", &v2), Transport::Delta);
+    let port = free_port();
+    let _a = Sidecar::register(&control_plane, &client("a-1", "b", port, free_port()), Transport::Delta);
+    let url = format!("http://127.0.0.1:{port}/");
+    control_plane
+        .apply(
+            "type: MeshHTTPRoute
+mesh: default
+name: b-canary
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: b}
+    rules:
+    # A match with a path goes before one without: the canary rule names the
+    # path too, and wins over the other by its header.
+    - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-canary, value: 'yes'}]}]
+      default: {backendRefs: [{kind: MeshServiceSubset, name: b, tags: {version: v2}}]}
+    - matches: [{path: {type: PathPrefix, value: /}}]
+      default: {backendRefs: [{kind: MeshServiceSubset, name: b, tags: {version: v1}}]}
+",
+        )
+        .await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let instance = |canary: bool| {
+        let (http, url) = (&http, &url);
+        async move {
+            let request = http.get(url.as_str());
+            let request = if canary { request.header("x-canary", "yes") } else { request };
+            let response = request.send().await.ok()?;
+            let instance = response.headers().get("x-kodiak-instance")?.to_str().ok()?.to_owned();
+            (response.status() == 200).then_some(instance)
+        }
+    };
+    eventually("canary requests reach v2", CONVERGE, || async { (instance(true).await? == "b-v2").then_some(()) })
+        .await;
+    eventually("other requests reach only v1", CONVERGE, || async { (instance(false).await? == "b-v1").then_some(()) })
+        .await;
+    for _ in 0..20 {
+        assert_eq!(instance(false).await.as_deref(), Some("b-v1"));
+        assert_eq!(instance(true).await.as_deref(), Some("b-v2"));
+    }
+}
