@@ -199,6 +199,26 @@ async fn shadow_policies_count_only_when_asked() {
     assert_eq!(origin_names(to_backend), ["mesh-timeout-all-shop", "backend-timeout", "a-shadow-timeout"]);
     assert_eq!(to_backend["origin"][2]["labels"], json!({"kuma.io/effect": "shadow"}));
 
+    // A shadow permission too: web would be denied on backend's inbound.
+    let shadow_deny = json!({"type": "MeshTrafficPermission", "mesh": "shop", "name": "a-shadow-deny",
+        "labels": {"kuma.io/effect": "shadow"}, "spec": {
+        "targetRef": {"kind": "MeshService", "name": "backend"},
+        "from": [{"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Deny"}}],
+    }});
+    let (status, _) = api.put("/meshes/shop/meshtrafficpermissions/a-shadow-deny", shadow_deny).await;
+    assert!(status.is_success());
+    let (_, in_force) = api.get("/meshes/shop/dataplanes/backend-1/_rules").await;
+    assert!(!in_force.to_string().contains("a-shadow-deny"), "{in_force:#}");
+    let (_, with_shadow) = api.get("/meshes/shop/dataplanes/backend-1/_rules?shadow=true").await;
+    let inbound = &of_type(&with_shadow, "MeshTrafficPermission")["fromRules"][0]["rules"];
+    let web = inbound
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["matchers"].as_array().unwrap().contains(&service("web")[0]))
+        .unwrap_or_else(|| panic!("no rule for web callers: {inbound:#}"));
+    assert_eq!((&web["conf"], origin_names(web)), (&json!({"action": "Deny"}), vec!["a-shadow-deny"]));
+
     let (status, error) = api.get("/meshes/shop/dataplanes/web-1/_rules?shadow=maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["invalid_parameters"][0]["field"], "shadow", "{error}");
@@ -308,18 +328,22 @@ async fn with_mtls_on_an_inbound_nothing_allows_is_pointed_out() {
                 {"port": 10006, "servicePort": 9000, "tags": {"kuma.io/service": "db-admin"}},
             ]}}),
         ),
-        (
-            "/meshes/locked/meshtrafficpermissions/db-from-api",
-            json!({"type": "MeshTrafficPermission",
-                "mesh": "locked", "name": "db-from-api", "spec": {
-                "targetRef": {"kind": "MeshService", "name": "db"},
-                "from": [{"targetRef": {"kind": "MeshService", "name": "api"}, "default": {"action": "Allow"}}],
-            }}),
-        ),
     ] {
         let (status, answer) = api.put(path, body).await;
         assert!(status.is_success(), "{path}: {status} {answer}");
     }
+    // Before any permission exists, every inbound denies everyone.
+    let (_, answer) = api.get("/meshes/locked/dataplanes/db-1/_rules").await;
+    let permissions = of_type(&answer, "MeshTrafficPermission");
+    assert_eq!(permissions["fromRules"][0]["rules"], json!([]), "{permissions:#}");
+    assert_eq!(permissions["warnings"].as_array().unwrap().len(), 2, "{permissions:#}");
+
+    let permission = json!({"type": "MeshTrafficPermission", "mesh": "locked", "name": "db-from-api", "spec": {
+        "targetRef": {"kind": "MeshService", "name": "db"},
+        "from": [{"targetRef": {"kind": "MeshService", "name": "api"}, "default": {"action": "Allow"}}],
+    }});
+    let (status, _) = api.put("/meshes/locked/meshtrafficpermissions/db-from-api", permission).await;
+    assert!(status.is_success());
     let (_, answer) = api.get("/meshes/locked/dataplanes/db-1/_rules").await;
     let permissions = of_type(&answer, "MeshTrafficPermission");
     let inbounds = permissions["fromRules"].as_array().unwrap();

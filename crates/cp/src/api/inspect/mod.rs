@@ -116,8 +116,8 @@ struct MeshView {
 /// What the policies of a mesh say for one proxy.
 struct Inspected<'a> {
     rules: ProxyRules,
-    /// Per inbound, in the Dataplane's order; `None` when the mesh has no
-    /// MeshTrafficPermission in force.
+    /// Per inbound, in the Dataplane's order; `None` when the mesh has
+    /// neither mTLS nor a MeshTrafficPermission in force.
     permissions: Option<Vec<InboundPermissions>>,
     view: &'a MeshView,
 }
@@ -155,7 +155,9 @@ impl MeshView {
             true => proxy_rules_with_shadow(dataplane, &self.policies),
             false => proxy_rules(dataplane, &self.policies),
         };
-        let permissions = (!self.permissions.is_empty()).then(|| proxy_permissions(&self.permissions, dataplane));
+        // With mTLS on, permissions decide even when there are none (nobody is allowed).
+        let decide = !self.permissions.is_empty() || self.mtls_enabled();
+        let permissions = decide.then(|| proxy_permissions(&self.permissions, dataplane));
         Inspected { rules, permissions, view: self }
     }
 
