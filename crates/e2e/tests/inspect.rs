@@ -81,6 +81,9 @@ async fn a_running_sidecars_config_and_envoy_dump_hold_the_applied_timeout() {
     })
     .await;
     let configs = dump["configs"].as_array().expect("a config dump");
+    // The sidecar's dataplane token (a JWT: eyJ...) is not given away.
+    assert!(control_plane.requires_dataplane_tokens(), "the sidecars show tokens");
+    assert!(!dump.to_string().contains("eyJ"), "a token in the dump: {dump:#}");
     let node = configs.iter().find_map(|config| config.pointer("/bootstrap/node/id")).expect("the bootstrap's node");
     assert_eq!(node, "default.a-1");
     assert!(configs.iter().any(|config| config["@type"].as_str().is_some_and(|t| t.ends_with("RoutesConfigDump"))));

@@ -45,21 +45,53 @@ fn rendered(snapshot: &Snapshot, type_url: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Replaces every private key and password in Envoy JSON (either naming
-/// style: `privateKey`, `private_key`) with [`REDACTED`], keeping where
-/// it was.
+/// Hides what would let a reader act as the proxy: private keys and
+/// passwords (either naming style: `privateKey`, `private_key`) become
+/// [`REDACTED`] where they were, and so does the dataplane token, in the
+/// `authorization` entry of gRPC `initial_metadata` and wherever else its
+/// text appears.
 pub fn redact(value: &mut Value) {
+    let mut tokens = Vec::new();
+    redact_secrets(value, &mut tokens);
+    tokens.retain(|token| !token.is_empty() && token != REDACTED);
+    if !tokens.is_empty() {
+        redact_text(value, &tokens);
+    }
+}
+
+fn redact_secrets(value: &mut Value, tokens: &mut Vec<String>) {
     match value {
         Value::Object(object) => {
             for (key, inner) in object.iter_mut() {
-                if matches!(key.as_str(), "privateKey" | "private_key" | "password") {
-                    *inner = json!({ "inlineString": REDACTED });
-                } else {
-                    redact(inner);
+                match key.as_str() {
+                    "privateKey" | "password" => *inner = json!({ "inlineString": REDACTED }),
+                    "private_key" => *inner = json!({ "inline_string": REDACTED }),
+                    "initial_metadata" | "initialMetadata" => {
+                        for entry in inner.as_array_mut().into_iter().flatten() {
+                            if entry.get("key").and_then(Value::as_str) == Some("authorization")
+                                && let Some(token) = entry.get_mut("value")
+                            {
+                                tokens.extend(token.as_str().map(str::to_owned));
+                                *token = REDACTED.into();
+                            }
+                        }
+                    }
+                    _ => redact_secrets(inner, tokens),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::Array(items) => items.iter_mut().for_each(|item| redact_secrets(item, tokens)),
+        _ => {}
+    }
+}
+
+fn redact_text(value: &mut Value, tokens: &[String]) {
+    match value {
+        Value::String(text) if tokens.iter().any(|token| text.contains(token.as_str())) => {
+            *text = tokens.iter().fold(text.clone(), |text, token| text.replace(token.as_str(), REDACTED));
+        }
+        Value::Object(object) => object.values_mut().for_each(|inner| redact_text(inner, tokens)),
+        Value::Array(items) => items.iter_mut().for_each(|item| redact_text(item, tokens)),
         _ => {}
     }
 }
@@ -114,5 +146,23 @@ mod tests {
         assert_eq!(tls["privateKey"], json!({"inlineString": REDACTED}), "{answer:#}");
         assert_eq!(tls["certificateChain"]["inlineString"], "-----BEGIN CERTIFICATE-----");
         assert!(!answer.to_string().contains("PRIVATE KEY"), "{answer:#}");
+    }
+
+    #[test]
+    fn the_dataplane_token_is_redacted_wherever_it_appears() {
+        let mut dump = json!({"configs": [{"bootstrap": {
+            "dynamic_resources": {"ads_config": {"grpc_services": [{"initial_metadata": [
+                {"key": "x-other", "value": "kept"},
+                {"key": "authorization", "value": "eyJtoken"},
+            ]}]}},
+            "node": {"metadata": {"copy": "Bearer eyJtoken"}},
+        }}, {"secrets": [{"private_key": {"inline_bytes": "a2V5"}}]}]});
+        redact(&mut dump);
+        let metadata = &dump["configs"][0]["bootstrap"]["dynamic_resources"]["ads_config"]["grpc_services"][0];
+        assert_eq!(metadata["initial_metadata"][0]["value"], "kept");
+        assert_eq!(metadata["initial_metadata"][1]["value"], REDACTED);
+        assert_eq!(dump["configs"][0]["bootstrap"]["node"]["metadata"]["copy"], "Bearer [redacted]");
+        assert_eq!(dump["configs"][1]["secrets"][0]["private_key"], json!({"inline_string": REDACTED}));
+        assert!(!dump.to_string().contains("eyJtoken"), "{dump:#}");
     }
 }
