@@ -1,7 +1,8 @@
 //! The `_rules` answer, in the shape of Kuma's InspectRules:
 //!
 //! ```text
-//! {resource: Meta, shadow, rules: [{type, proxyRule, toRules, toResourceRules, fromRules, inboundRules, warnings}]}
+//! {resource: Meta, shadow, httpMatches: [],
+//!  rules: [{type, proxyRule, toRules, toResourceRules, fromRules, inboundRules, warnings}]}
 //! ```
 //!
 //! - `proxyRule`: `{conf, origin}` for policies configuring the proxy as a
@@ -17,8 +18,9 @@
 //!   `{action}`; an inbound without rules denies every caller.
 //! - `inboundRules`: per inbound, the `spec.rules` entries that match
 //!   callers by SPIFFE ID or SNI: `{conf: [conf], match, origin: [{resourceMeta}]}`.
-//! - `toResourceRules` stays empty: Kodiak addresses destinations by
-//!   `kuma.io/service` (toRules).
+//! - `toResourceRules` and `httpMatches` stay empty: Kodiak addresses
+//!   destinations by `kuma.io/service` (toRules), and MeshHTTPRoute confs
+//!   show their `matches` in place.
 //!
 //! `origin` lists the contributing policies as `{type, mesh, name, labels}`,
 //! in merge order (least specific first).
@@ -66,7 +68,7 @@ pub fn response(dataplane: &Resource, inspected: &Inspected<'_>, shadow: bool) -
         object.insert("warnings".into(), warnings.into());
         rules.push(entry);
     }
-    json!({ "resource": meta_of(dataplane), "shadow": shadow, "rules": rules })
+    json!({ "resource": meta_of(dataplane), "shadow": shadow, "httpMatches": [], "rules": rules })
 }
 
 /// One inbound as the answer names it.
