@@ -15,7 +15,7 @@ use envoy_types::pb::google::protobuf::Duration;
 use kodiak_api::dataplane_view::InboundView;
 use kodiak_policy::traffic_permission::InboundPermissions;
 
-use crate::policies::{FromPolicies, mesh_circuit_breaker, mesh_timeout};
+use crate::policies::{FromPolicies, mesh_circuit_breaker, mesh_fault_injection, mesh_rate_limit, mesh_timeout};
 use crate::security::{self, MESH_ALPN, MtlsMode};
 use crate::service::{for_each_action, route_to_cluster};
 use crate::{envoy, names, rbac, refusals};
@@ -95,25 +95,43 @@ fn filters(inbound: &InboundView, from: &FromPolicies, mtls: Option<InboundMtls<
         if let Some(timeout) = &from.timeout {
             for_each_action(&mut routes, |action| mesh_timeout::apply_to_route(timeout, action));
         }
+        if from.strip_caller_tags {
+            mesh_fault_injection::strip_tags_header(&mut routes);
+        }
         let mut manager = envoy::http_connection_manager(stat_prefix, RouteSpecifier::RouteConfig(routes));
         if let Some(timeout) = &from.timeout {
             mesh_timeout::apply_to_http_manager(timeout, &mut manager);
         }
+        // Faults, then rate limits, between the permission check and the router.
+        let mut policies =
+            from.fault_injection.as_ref().map(mesh_fault_injection::inbound_http_filters).unwrap_or_default();
+        policies.extend(from.rate_limit.as_ref().map(mesh_rate_limit::http_filters).unwrap_or_default());
+        let router = manager.http_filters.len() - 1;
+        manager.http_filters.splice(router..router, policies);
         if let Some(mtls) = mtls {
             rbac::protect_http(&mut manager, mtls.mesh, mtls.permissions, listener);
         }
-        return vec![envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)];
+        let mut filters = connection_limits(from);
+        filters.push(envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager));
+        return filters;
     }
     let mut proxy = envoy::tcp_proxy(stat_prefix, &cluster);
     if let Some(timeout) = &from.timeout {
         mesh_timeout::apply_to_tcp_proxy(timeout, &mut proxy);
     }
-    let Some(mtls) = mtls else { return vec![envoy::filter(envoy::names::TCP_PROXY, &proxy)] };
-    proxy.access_log.extend([refusals::denied_connections(listener), refusals::failed_handshakes(listener)]);
-    vec![
-        rbac::network_filter(mtls.mesh, mtls.permissions, &envoy::stat_prefix(listener)),
-        envoy::filter(envoy::names::TCP_PROXY, &proxy),
-    ]
+    let mut filters = connection_limits(from);
+    if let Some(mtls) = mtls {
+        proxy.access_log.extend([refusals::denied_connections(listener), refusals::failed_handshakes(listener)]);
+        filters.push(rbac::network_filter(mtls.mesh, mtls.permissions, &envoy::stat_prefix(listener)));
+    }
+    filters.push(envoy::filter(envoy::names::TCP_PROXY, &proxy));
+    filters
+}
+
+/// The network filters that limit an inbound's connections, first on every
+/// chain (MeshRateLimit `local.tcp`).
+fn connection_limits(from: &FromPolicies) -> Vec<Filter> {
+    from.rate_limit.as_ref().map(mesh_rate_limit::network_filters).unwrap_or_default()
 }
 
 /// The cluster `inbound:<serviceAddress>:<servicePort>` to the application.

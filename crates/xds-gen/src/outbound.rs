@@ -9,14 +9,22 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use kodiak_api::dataplane_view::OutboundView;
 
-use crate::policies::{ToPolicies, mesh_retry, mesh_tcp_route, mesh_timeout};
+use crate::policies::{ToPolicies, mesh_fault_injection, mesh_retry, mesh_tcp_route, mesh_timeout};
 use crate::service::ServiceResources;
 use crate::{envoy, names};
 
 /// The outbound listener `outbound:<address>:<port>` to `outbound.service`,
 /// whose resources (for this proxy's policies toward it) are `service`:
 /// an HTTP connection manager on their routes, else a TCP proxy.
-pub fn listener(outbound: &OutboundView, service: &ServiceResources, to: &ToPolicies) -> Listener {
+///
+/// `caller_tags` is the value of the header naming the proxy's tags that
+/// HTTP requests carry, when the mesh's MeshFaultInjections pick callers.
+pub fn listener(
+    outbound: &OutboundView,
+    service: &ServiceResources,
+    to: &ToPolicies,
+    caller_tags: Option<&str>,
+) -> Listener {
     let cluster = names::service_cluster(&outbound.service);
     let stat_prefix = envoy::stat_prefix(&cluster);
     let filter = if service.route.is_some() {
@@ -30,6 +38,9 @@ pub fn listener(outbound: &OutboundView, service: &ServiceResources, to: &ToPoli
         let mut manager = envoy::http_connection_manager(stat_prefix, routes);
         if let Some(timeout) = &to.timeout {
             mesh_timeout::apply_to_http_manager(timeout, &mut manager);
+        }
+        if let Some(tags) = caller_tags {
+            manager.http_filters.insert(0, mesh_fault_injection::tags_header_filter(tags));
         }
         envoy::filter(envoy::names::HTTP_CONNECTION_MANAGER, &manager)
     } else {

@@ -9,6 +9,8 @@ use kodiak_policy::traffic_permission::InboundPermissions;
 use kodiak_xds_server::{Resource, Snapshot, type_url};
 
 use crate::inbound::InboundMtls;
+use crate::policies::mesh_access_log::{self, LogContext};
+use crate::policies::mesh_fault_injection;
 use crate::policies::mesh_http_route::subset_resources;
 use crate::policies::mesh_proxy_patch::{self, PatchError};
 use crate::policies::{ProxyPolicies, ToPolicies};
@@ -151,6 +153,8 @@ fn build(
 
     let no_permissions = InboundPermissions::default();
     let mut uses_secrets = false;
+    // The clusters of OpenTelemetry access-log collectors.
+    let mut log_collectors = Vec::new();
     for (i, inbound) in dataplane.inbounds.iter().enumerate() {
         let name = names::inbound_listener(&inbound.address, inbound.port);
         if listeners.contains_key(&name) {
@@ -163,11 +167,20 @@ fn build(
         });
         uses_secrets |= mtls.is_some();
         let from = policies.from(i);
-        listeners.insert(name.clone(), Resource::new(name, &inbound::listener(inbound, mtls, &from)));
+        let mut listener = inbound::listener(inbound, mtls, &from);
+        if let Some(access_log) = &from.access_log {
+            let context = LogContext::inbound(dataplane, inbound, policies.access_log_pipe.clone());
+            mesh_access_log::apply_to_listener(access_log, &context, &mut listener);
+            log_collectors.extend(mesh_access_log::clusters(access_log));
+        }
+        listeners.insert(name.clone(), Resource::new(name, &listener));
         let cluster = names::inbound_cluster(&inbound.service_address, inbound.service_port);
         clusters.entry(cluster.clone()).or_insert_with(|| Resource::new(cluster, &inbound::cluster(inbound, &from)));
     }
 
+    let caller_tags = policies
+        .tag_callers
+        .then(|| mesh_fault_injection::tags_header_value(&mesh_fault_injection::dataplane_tags(dataplane)));
     for outbound in &dataplane.outbounds {
         let name = names::outbound_listener(&outbound.address, outbound.port);
         if listeners.contains_key(&name) {
@@ -175,7 +188,14 @@ fn build(
         }
         let to = policies.to(&outbound.service);
         let service = services.service(&outbound.service, to);
-        listeners.insert(name.clone(), Resource::new(name, &outbound::listener(outbound, &service, to)));
+        let mut listener = outbound::listener(outbound, &service, to, caller_tags.as_deref());
+        if let Some(access_log) = policies.access_log_to(&outbound.service) {
+            let pipe = policies.access_log_pipe.clone();
+            let context = LogContext::outbound(dataplane, &outbound.service, service.protocol, pipe);
+            mesh_access_log::apply_to_listener(access_log, &context, &mut listener);
+            log_collectors.extend(mesh_access_log::clusters(access_log));
+        }
+        listeners.insert(name.clone(), Resource::new(name, &listener));
         uses_secrets |= service.mtls;
         clusters.entry(service.cluster.name.clone()).or_insert_with(|| service.cluster.clone());
         endpoints.entry(service.endpoints.name.clone()).or_insert_with(|| service.endpoints.clone());
@@ -199,6 +219,9 @@ fn build(
         }
     }
 
+    for collector in log_collectors {
+        clusters.entry(collector.name.clone()).or_insert_with(|| Resource::new(collector.name.clone(), &collector));
+    }
     let secrets = match security {
         Some(security) if uses_secrets => security::secrets(&dataplane.mesh, security)
             .iter()

@@ -122,6 +122,9 @@ struct MeshState {
     /// The mesh's policies other than MeshTrafficPermission, read once;
     /// `None` until they are.
     policies: Option<MeshPolicies>,
+    /// Whether some MeshFaultInjection picks callers by tags: then proxies
+    /// name their tags on their outbound requests.
+    tag_callers: bool,
     tls: MeshTls,
 }
 
@@ -483,6 +486,7 @@ impl Sync {
         let state = self.meshes.entry(mesh.to_owned()).or_default();
         state.tls.policies = permissions;
         state.policies = Some(policies);
+        state.tag_callers = others.iter().any(picks_callers_by_tags);
         state.services.forget_built();
         Ok(())
     }
@@ -799,6 +803,7 @@ impl Sync {
                 (Some(document), Some(policies)) => proxy_policies(&proxy_rules(document, policies)),
                 _ => ProxyPolicies::default(),
             };
+            let policies = ProxyPolicies { tag_callers: mesh.tag_callers, ..policies };
             let (resources, problems) =
                 proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
             for problem in &problems {
@@ -953,6 +958,18 @@ fn security_of(
         ca_bundle_pem,
         permissions,
     }))
+}
+
+/// Whether `policy` is a MeshFaultInjection with a `from` entry that picks
+/// callers by their tags (any kind but Mesh).
+fn picks_callers_by_tags(policy: &Resource) -> bool {
+    policy.key.kind == ResourceType::MeshFaultInjection
+        && policy.body.get("spec").and_then(|spec| spec.get("from")).and_then(serde_json::Value::as_array).is_some_and(
+            |from| {
+                from.iter()
+                    .any(|entry| entry.pointer("/targetRef/kind").and_then(serde_json::Value::as_str) != Some("Mesh"))
+            },
+        )
 }
 
 /// PEM blocks end with a line break, so several can be concatenated.

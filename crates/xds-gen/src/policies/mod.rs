@@ -51,6 +51,12 @@ impl ToPolicies {
 pub struct FromPolicies {
     pub timeout: Option<mesh_timeout::Conf>,
     pub circuit_breaker: Option<mesh_circuit_breaker::Conf>,
+    pub fault_injection: Option<mesh_fault_injection::InboundConf>,
+    pub rate_limit: Option<mesh_rate_limit::Conf>,
+    pub access_log: Option<mesh_access_log::Conf>,
+    /// Remove the header that names callers' tags before the application
+    /// sees it (callers add it, see [`ProxyPolicies::tag_callers`]).
+    pub strip_caller_tags: bool,
 }
 
 /// Every policy's effect on one proxy, typed.
@@ -64,6 +70,20 @@ pub struct ProxyPolicies {
     pub from: Vec<FromPolicies>,
     /// The MeshProxyPatch modifications, applied to the finished resources.
     pub patch: Option<mesh_proxy_patch::Conf>,
+    /// MeshAccessLog toward each destination some policy names: only the
+    /// proxy's own outbound listener changes, so it is kept apart from
+    /// [`ToPolicies`], whose resources callers share.
+    pub access_logs_to: BTreeMap<String, mesh_access_log::Conf>,
+    /// MeshAccessLog toward any other destination.
+    pub access_log_to_any: Option<mesh_access_log::Conf>,
+    /// Whether the proxy's outbound HTTP requests name its tags in a header,
+    /// for MeshFaultInjections that pick callers by tags (the caller of
+    /// [`proxy_policies`] sets it for meshes that have such policies).
+    pub tag_callers: bool,
+    /// The named pipe on the proxy's host that kodiak-dp forwards TCP access
+    /// logs from; without it, TCP access-log backends are left out (the
+    /// caller of [`proxy_policies`] sets it from what the sidecar reported).
+    pub access_log_pipe: Option<String>,
 }
 
 impl ProxyPolicies {
@@ -74,7 +94,13 @@ impl ProxyPolicies {
 
     /// The policies of the inbound at `index`.
     pub fn from(&self, index: usize) -> FromPolicies {
-        self.from.get(index).cloned().unwrap_or_default()
+        let from = self.from.get(index).cloned().unwrap_or_default();
+        FromPolicies { strip_caller_tags: self.tag_callers, ..from }
+    }
+
+    /// The access logs toward `service`.
+    pub fn access_log_to(&self, service: &str) -> Option<&mesh_access_log::Conf> {
+        self.access_logs_to.get(service).or(self.access_log_to_any.as_ref())
     }
 }
 
@@ -107,9 +133,21 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
             tcp_route: conf(ResourceType::MeshTCPRoute).map(mesh_tcp_route::read),
         }
     };
+    let access_log = |service: Option<&str>| {
+        let to = &rules.types.get(&ResourceType::MeshAccessLog)?.to;
+        let merged = match service {
+            Some(service) => to.for_service(service),
+            None => to.mesh.as_ref(),
+        };
+        merged.map(|merged| mesh_access_log::read(&merged.conf))
+    };
     policies.to_any = to(None);
+    policies.access_log_to_any = access_log(None);
     for service in services {
         policies.to.insert(service.clone(), to(Some(service)));
+        if let Some(conf) = access_log(Some(service)) {
+            policies.access_logs_to.insert(service.clone(), conf);
+        }
     }
     policies.patch = rules
         .types
@@ -121,9 +159,14 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
             let conf = |kind: ResourceType| -> Option<&Value> {
                 rules.types.get(&kind)?.from.get(index)?.conf.as_ref().map(|merged| &merged.conf)
             };
+            let faults = rules.types.get(&ResourceType::MeshFaultInjection).and_then(|faults| faults.from.get(index));
             FromPolicies {
                 timeout: conf(ResourceType::MeshTimeout).map(mesh_timeout::read),
                 circuit_breaker: conf(ResourceType::MeshCircuitBreaker).map(mesh_circuit_breaker::read),
+                fault_injection: faults.map(mesh_fault_injection::read_inbound),
+                rate_limit: conf(ResourceType::MeshRateLimit).map(mesh_rate_limit::read),
+                access_log: conf(ResourceType::MeshAccessLog).map(mesh_access_log::read),
+                strip_caller_tags: false,
             }
         })
         .collect();
