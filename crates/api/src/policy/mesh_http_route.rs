@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::{
-    BACKEND_REF, BACKEND_REF_FIELDS, DESTINATION_KINDS, HEADER_MATCH, HEADER_VALUES, HOSTNAME, MESH_GATEWAY,
-    MESH_SERVICE, TOP_KINDS, entries, items, route_destinations, top_kind,
+    BACKEND_REF_FIELDS, BACKEND_REFS, DESTINATION_KINDS, HEADER_MATCH, HEADER_VALUES, HOSTNAME, MESH_GATEWAY,
+    MESH_SERVICE, TOP_KINDS, entries, items, regular_expression, route_destinations, top_kind,
 };
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
@@ -25,7 +25,7 @@ const QUERY_PARAMS: Schema = Schema::Check(
         required("name", Schema::NonEmptyString),
         required("value", Schema::String),
     ])),
-    unique_query_names,
+    query_params,
 );
 
 const MATCH: Schema = Schema::Object(&[
@@ -108,10 +108,7 @@ const RULE: Schema = Schema::Check(
         required("matches", Schema::NonEmptyList(&MATCH)),
         required(
             "default",
-            Schema::Object(&[
-                optional("filters", Schema::List(&FILTER)),
-                optional("backendRefs", Schema::List(&BACKEND_REF)),
-            ]),
+            Schema::Object(&[optional("filters", Schema::List(&FILTER)), optional("backendRefs", BACKEND_REFS)]),
         ),
     ]),
     prefix_rewrites_need_prefix_matches,
@@ -174,13 +171,18 @@ fn path_match(value: &Value, path: &FieldPath, out: &mut Violations) {
         Some("PathPrefix") if text != "/" && text.ends_with('/') => {
             out.add(&at, "must not end with '/': a prefix matches whole '/'-separated segments")
         }
+        Some("RegularExpression") => regular_expression(&value["value"], &at, out),
         _ => {}
     }
 }
 
-fn unique_query_names(value: &Value, path: &FieldPath, out: &mut Violations) {
+/// Each parameter named once, and its regular expression one Envoy takes.
+fn query_params(value: &Value, path: &FieldPath, out: &mut Violations) {
     let mut seen = Vec::new();
     for (i, param) in items(value).iter().enumerate() {
+        if param["type"] == "RegularExpression" {
+            regular_expression(&param["value"], &path.index(i).field("value"), out);
+        }
         let name = param["name"].as_str().unwrap_or_default();
         if seen.contains(&name) {
             out.add(&path.index(i).field("name"), format!("multiple entries for name {name}"));

@@ -1,12 +1,10 @@
 //! MeshTCPRoute: sends TCP connections to weighted backends.
 
-use super::{BACKEND_REF, DESTINATION_KINDS, TOP_KINDS, at_most_one, route_destinations};
+use super::{DESTINATION_KINDS, SOME_BACKEND_REFS, TOP_KINDS, at_most_one, route_destinations};
 use crate::schema::{Schema, optional, required};
 
-const RULE: Schema = Schema::Object(&[required(
-    "default",
-    Schema::Object(&[required("backendRefs", Schema::NonEmptyList(&BACKEND_REF))]),
-)]);
+const RULE: Schema =
+    Schema::Object(&[required("default", Schema::Object(&[required("backendRefs", SOME_BACKEND_REFS)]))]);
 
 const TO: Schema = Schema::Object(&[
     required("targetRef", Schema::TargetRef(DESTINATION_KINDS)),

@@ -134,6 +134,10 @@ pub const BACKEND_REF_FIELDS: &[Field] = &[optional("weight", UINT32), optional(
 /// Where a route sends traffic, with its share (`weight`) of it.
 pub const BACKEND_REF: Schema =
     Schema::Check(&Schema::TargetRefWith(BACKEND_KINDS, BACKEND_REF_FIELDS), multi_zone_port);
+/// A route's backends, of which at least one takes traffic.
+pub const BACKEND_REFS: Schema = Schema::Check(&Schema::List(&BACKEND_REF), some_weight);
+/// As [`BACKEND_REFS`], and at least one.
+pub const SOME_BACKEND_REFS: Schema = Schema::Check(&Schema::NonEmptyList(&BACKEND_REF), some_weight);
 
 /// An OpenTelemetry collector address: `host:port`, not a URL.
 pub const OTEL_ENDPOINT: Schema = Schema::Check(&Schema::String, host_port);
@@ -291,6 +295,31 @@ fn header_match_value(value: &Value, path: &FieldPath, out: &mut Violations) {
     if matches!(kind, "Present" | "Absent") && value.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty())
     {
         out.add(&path.field("value"), format!("must not be set with type {kind}"));
+    }
+    if kind == "RegularExpression" {
+        regular_expression(&value["value"], &path.field("value"), out);
+    }
+}
+
+/// A regular expression as Envoy reads it (RE2: no look-around, no
+/// back-references); Envoy would refuse the whole configuration otherwise.
+pub fn regular_expression(value: &Value, path: &FieldPath, out: &mut Violations) {
+    let Some(pattern) = value.as_str() else { return };
+    let problem = match regex_syntax::Parser::new().parse(pattern) {
+        Ok(_) => return,
+        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+        Err(e) => e.to_string(),
+    };
+    out.add(path, format!("is not a valid regular expression: {problem}"));
+}
+
+/// A route's backends share its traffic by weight (1 when left out): at
+/// least one has to take some.
+fn some_weight(value: &Value, path: &FieldPath, out: &mut Violations) {
+    let refs = items(value);
+    if !refs.is_empty() && refs.iter().all(|backend| backend.get("weight").and_then(Value::as_u64) == Some(0)) {
+        out.add(path, "the weights must not all be 0: at least one backend has to take traffic");
     }
 }
 
