@@ -15,13 +15,14 @@ mod affected;
 mod config;
 mod rules;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use kodiak_api::mesh::MtlsView;
-use kodiak_api::{Resource, ResourceKey, ResourceType};
+use kodiak_api::{Resource, ResourceKey, ResourceType, Violations};
 use kodiak_policy::rules::{MeshPolicies, ProxyRules, proxy_rules, proxy_rules_with_shadow};
 use kodiak_policy::traffic_permission::{EFFECT_LABEL, InboundPermissions, MeshTrafficPermission, proxy_permissions};
 use kodiak_store::{ListQuery, ResourceStore, StoreError};
@@ -108,6 +109,8 @@ struct MeshView {
     /// Every policy other than MeshTrafficPermission.
     policies: MeshPolicies,
     permissions: Vec<MeshTrafficPermission>,
+    /// MeshTrafficPermissions that cannot be read, which apply nowhere.
+    unreadable_permissions: Vec<(ResourceKey, Violations)>,
     /// The policy resources by type and name, for their labels.
     resources: HashMap<(ResourceType, String), Resource>,
     shadow: bool,
@@ -128,11 +131,15 @@ impl MeshView {
     async fn load(store: &dyn ResourceStore, mesh: &str, shadow: bool) -> Result<MeshView, StoreError> {
         let mut others = Vec::new();
         let mut permissions = Vec::new();
+        let mut unreadable_permissions = Vec::new();
         let mut resources = HashMap::new();
         for kind in ResourceType::ALL.iter().copied().filter(|kind| kind.is_policy()) {
             for resource in list_all(store, ListQuery::in_mesh(kind, mesh, kodiak_api::MAX_PAGE_SIZE as usize)).await? {
                 if kind == ResourceType::MeshTrafficPermission {
-                    permissions.extend(read_permission(&resource, shadow));
+                    match read_permission(&resource, shadow) {
+                        Ok(permission) => permissions.push(permission),
+                        Err(violations) => unreadable_permissions.push((resource.key.clone(), violations)),
+                    }
                 } else {
                     others.push(resource.clone());
                 }
@@ -145,6 +152,7 @@ impl MeshView {
             mesh: mesh_resource,
             policies: MeshPolicies::new(mesh, &others),
             permissions,
+            unreadable_permissions,
             resources,
             shadow,
         })
@@ -165,25 +173,24 @@ impl MeshView {
         &self.name
     }
 
+    /// Every policy that cannot be read, with what is wrong.
+    fn unreadable(&self) -> impl Iterator<Item = &(ResourceKey, Violations)> {
+        self.policies.unreadable().iter().chain(&self.unreadable_permissions)
+    }
+
     fn mtls_enabled(&self) -> bool {
         self.mesh.as_ref().is_some_and(|mesh| MtlsView::of(&mesh.body).enabled().is_some())
     }
 }
 
 /// A MeshTrafficPermission as the permission engine reads it; with
-/// `shadow`, a shadow-labelled one is read as if in force. Unreadable ones
-/// are left out (the rules' warnings name them).
-fn read_permission(resource: &Resource, shadow: bool) -> Option<MeshTrafficPermission> {
-    let in_force;
-    let resource = if shadow && is_shadow(resource) {
-        let mut copy = resource.clone();
-        copy.labels.remove(EFFECT_LABEL);
-        in_force = copy;
-        &in_force
-    } else {
-        resource
-    };
-    MeshTrafficPermission::from_resource(resource).ok()
+/// `shadow`, a shadow-labelled one is read as if in force.
+fn read_permission(resource: &Resource, shadow: bool) -> Result<MeshTrafficPermission, Violations> {
+    let mut resource = Cow::Borrowed(resource);
+    if shadow && is_shadow(&resource) {
+        resource.to_mut().labels.remove(EFFECT_LABEL);
+    }
+    MeshTrafficPermission::from_resource(&resource)
 }
 
 fn is_shadow(resource: &Resource) -> bool {
@@ -241,6 +248,54 @@ fn no_query(query: Option<&str>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resource(document: serde_json::Value) -> Resource {
+        Resource::from_document(&document).unwrap()
+    }
+
+    /// A stored policy the engines cannot read (stored before a rule was
+    /// tightened): bypasses validation on purpose.
+    fn unreadable(kind: ResourceType, spec: serde_json::Value) -> Resource {
+        let mut body = serde_json::Map::new();
+        body.insert("spec".into(), spec);
+        Resource {
+            key: ResourceKey::new(kind, Some("default"), "broken"),
+            labels: Default::default(),
+            body,
+            version: 1,
+            creation_time: None,
+            modification_time: None,
+        }
+    }
+
+    #[test]
+    fn unreadable_policies_are_named_in_their_types_warnings() {
+        let dataplane = resource(serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "web-1",
+            "networking": {"address": "127.0.0.1", "inbound": [{"port": 10001, "servicePort": 8080,
+                "tags": {"kuma.io/service": "web"}}]}}));
+        let timeout = unreadable(ResourceType::MeshTimeout, serde_json::json!("not an object"));
+        let permission = unreadable(ResourceType::MeshTrafficPermission, serde_json::json!({"from": [{}]}));
+        let view = MeshView {
+            name: "default".into(),
+            mesh: None,
+            policies: MeshPolicies::new("default", [&timeout]),
+            permissions: Vec::new(),
+            unreadable_permissions: vec![(permission.key.clone(), read_permission(&permission, false).unwrap_err())],
+            resources: HashMap::new(),
+            shadow: false,
+        };
+        let answer = rules::response(&dataplane, &view.inspect(&dataplane), false);
+        let rules = answer["rules"].as_array().unwrap();
+        let kinds: Vec<&str> = rules.iter().map(|rule| rule["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["MeshTimeout", "MeshTrafficPermission"], "{answer:#}");
+        for rule in rules {
+            let warning = rule["warnings"][0].as_str().unwrap();
+            assert!(
+                warning.contains("\"broken\" in mesh \"default\" cannot be read and applies nowhere: "),
+                "{warning}"
+            );
+        }
+    }
 
     #[test]
     fn shadow_is_a_boolean_and_the_only_parameter() {

@@ -42,16 +42,16 @@ pub fn response(dataplane: &Resource, inspected: &Inspected<'_>, shadow: bool) -
     let inbounds = inbounds(dataplane);
     let mut rules: Vec<Value> = Vec::new();
     let mut kinds: Vec<ResourceType> = inspected.rules.types.keys().copied().collect();
-    let unreadable = inspected.view.policies.unreadable();
-    kinds.extend(unreadable.iter().map(|(key, _)| key.kind));
+    kinds.extend(inspected.view.unreadable().map(|(key, _)| key.kind));
     if inspected.permissions.is_some() {
         kinds.push(ResourceType::MeshTrafficPermission);
     }
     kinds.sort_by_key(|kind| kind.name());
     kinds.dedup();
     for kind in kinds {
-        let mut warnings: Vec<String> = unreadable
-            .iter()
+        let mut warnings: Vec<String> = inspected
+            .view
+            .unreadable()
             .filter(|(key, _)| key.kind == kind)
             .map(|(key, violations)| format!("{key} cannot be read and applies nowhere: {violations}"))
             .collect();
