@@ -17,6 +17,10 @@
 //!    the update it applied (`cluster.b.update_time`) is read as well. In
 //!    "quiet" rounds the first poll comes late, so polling 50 Envoys on a
 //!    small machine cannot slow the update down, and only the stamps count.
+//!    Policy propagation: each round applies a mesh-wide MeshTimeout with a
+//!    new connection timeout, and the clock stops, per caller, when its
+//!    Envoy's config dump shows that timeout on the cluster of `b`
+//!    (Envoy's stamp: `cluster_manager.cds.update_time`).
 //! 3. Idle. The control plane's CPU time (all its threads' run time from
 //!    /proc/<pid>/task/*/schedstat) and resident memory with the callers
 //!    connected and nothing changing.
@@ -42,7 +46,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 const START_BATCH: usize = 10;
 
 #[derive(Parser)]
-#[command(about = "Benchmark Kodiak with real sidecars: start-up, endpoint propagation, idle cost")]
+#[command(about = "Benchmark Kodiak with real sidecars: start-up, endpoint and policy propagation, idle cost")]
 struct Args {
     /// The kodiak-cp binary to run (build it with --release).
     #[arg(long, default_value = "target/release/kodiak-cp")]
@@ -75,6 +79,11 @@ struct Args {
     /// When the first poll of a quiet round comes, in ms after the PUT.
     #[arg(long, default_value_t = 250)]
     quiet_first_poll_ms: u64,
+    /// Policy rounds after those (each applies a mesh-wide MeshTimeout with
+    /// a new value), polling every caller's config dump from the PUT on; 0
+    /// skips them.
+    #[arg(long, default_value_t = 10)]
+    policy_rounds: usize,
     /// Seconds of idle over which the control plane's CPU time is read.
     #[arg(long, default_value_t = 10)]
     idle_seconds: u64,
@@ -310,9 +319,9 @@ impl Stamp {
         }
     }
 
-    /// Reads it from Envoy.
-    async fn read(sidecar: &Sidecar, applied: Applied) -> Stamp {
-        let Some(stamp) = envoy_update_time(sidecar).await else { return Stamp::Missing };
+    /// Reads the stat `stat` from Envoy.
+    async fn read(sidecar: &Sidecar, stat: &str, applied: Applied) -> Stamp {
+        let Some(stamp) = envoy_update_time(sidecar, stat).await else { return Stamp::Missing };
         let (now, wall_now) = (Instant::now(), SystemTime::now());
         let wall_elapsed = wall_now.duration_since(applied.wall).unwrap_or_default();
         if wall_elapsed.abs_diff(now - applied.at) > Duration::from_millis(1) {
@@ -334,11 +343,22 @@ struct Applied {
     wall: SystemTime,
 }
 
-/// Polls a sidecar's /clusters until it contains `needle`, or `deadline`;
-/// then reads Envoy's stamp of its last EDS update of `b`.
-async fn wait_for_endpoint(
+/// What a round changes, and how a caller's Envoy shows it has it.
+struct Change {
+    /// The resource applied through the API.
+    document: String,
+    /// The admin path polled, and the text it shows once the change is in.
+    admin_path: &'static str,
+    needle: String,
+    /// The stat Envoy stamps (ms since the epoch) when it applies such an update.
+    stamp: &'static str,
+}
+
+/// Polls a sidecar's admin until it shows `change`, or `deadline`; then
+/// reads Envoy's stamp of its last update of that kind.
+async fn wait_for_change(
     sidecar: Arc<Sidecar>,
-    needle: Arc<String>,
+    change: Arc<Change>,
     applied: Applied,
     (first_poll, poll): (Duration, Duration),
     deadline: Instant,
@@ -347,11 +367,11 @@ async fn wait_for_endpoint(
     tokio::time::sleep(first_poll).await;
     loop {
         let asked = Instant::now();
-        let found = sidecar.admin("/clusters").await.is_some_and(|text| text.contains(needle.as_str()));
+        let found = sidecar.admin(change.admin_path).await.is_some_and(|text| text.contains(change.needle.as_str()));
         let answered = Instant::now();
         if found {
             let before = last_miss.map(|missed: Instant| missed - applied.at).unwrap_or_default();
-            let envoy = Stamp::read(&sidecar, applied).await;
+            let envoy = Stamp::read(&sidecar, change.stamp, applied).await;
             return Some(Seen { latency: answered - applied.at, before, envoy });
         }
         if answered > deadline {
@@ -362,11 +382,11 @@ async fn wait_for_endpoint(
     }
 }
 
-/// Envoy's `cluster.b.update_time`: when (since the epoch, in ms) its EDS
-/// subscription of `b` last applied an update.
-async fn envoy_update_time(sidecar: &Sidecar) -> Option<Duration> {
-    let stats = sidecar.admin("/stats?filter=cluster.b.update_time").await?;
-    let value = stats.lines().find_map(|line| line.strip_prefix("cluster.b.update_time: "))?;
+/// An `update_time` stat of Envoy, such as `cluster.b.update_time`: when
+/// (since the epoch, in ms) that subscription last applied an update.
+async fn envoy_update_time(sidecar: &Sidecar, stat: &str) -> Option<Duration> {
+    let stats = sidecar.admin(&format!("/stats?filter={stat}")).await?;
+    let value = stats.lines().find_map(|line| line.strip_prefix(&format!("{stat}: ")))?;
     value.trim().parse().ok().map(Duration::from_millis)
 }
 
@@ -422,41 +442,62 @@ struct NewEndpoints<'a> {
 }
 
 impl NewEndpoints<'_> {
-    /// The next one: its number, its document and its inbound port.
-    fn next(&mut self) -> anyhow::Result<(usize, String, u16)> {
+    /// The next one: its number and the change (a Dataplane no sidecar runs
+    /// for: it is offered at once).
+    fn next(&mut self) -> anyhow::Result<(usize, Change)> {
         let number = self.count;
         self.count += 1;
         let document = backend(&format!("b-{number}"), "b", self.service);
         let port = first_port(&document)?;
-        Ok((number, document, port))
+        let change = Change {
+            document,
+            admin_path: "/clusters",
+            needle: format!("b::127.0.0.1:{port}::"),
+            stamp: "cluster.b.update_time",
+        };
+        Ok((number, change))
     }
 }
 
-/// Applies a new endpoint of `b` (a Dataplane no sidecar runs for: it is
-/// offered at once) and waits for every caller to list it. With a `probe`
+/// The next mesh-wide MeshTimeout: `bench-timeout`, with a connection
+/// timeout of 1 s plus the round in ms. It outranks the mesh's default
+/// MeshTimeout (equally specific, and the smaller name wins).
+fn new_timeout(round: usize) -> Change {
+    let millis = 1001 + round;
+    Change {
+        document: format!(
+            "type: MeshTimeout\nmesh: default\nname: bench-timeout\nspec:\n  targetRef: {{kind: Mesh}}\n  to:\n  \
+             - targetRef: {{kind: Mesh}}\n    default: {{connectionTimeout: {millis}ms}}\n"
+        ),
+        admin_path: "/config_dump?resource=dynamic_active_clusters&name_regex=%5Eb%24",
+        needle: format!("\"connect_timeout\": \"{}.{:03}s\"", millis / 1000, millis % 1000),
+        stamp: "cluster_manager.cds.update_time",
+    }
+}
+
+/// Applies `change` and waits for every caller to show it. With a `probe`
 /// and a first poll late enough, also returns the CPU time used from just
 /// before the PUT to just before the first poll.
-#[allow(clippy::too_many_arguments)]
 async fn propagate(
     cp: &Cp,
     callers: &[Arc<Sidecar>],
-    (document, port): (&str, u16),
+    change: Change,
     polls: (Duration, Duration),
     timeout: Duration,
     probe: Option<&CpuProbe>,
 ) -> anyhow::Result<(Duration, Vec<Option<Seen>>, Option<CpuUse>)> {
-    let needle = Arc::new(format!("b::127.0.0.1:{port}::"));
+    let change = Arc::new(change);
     let probe = probe.filter(|_| polls.0 >= Duration::from_millis(50));
     let cpu_before = probe.map(CpuProbe::read);
-    let resource = kodiak_api::Resource::from_document(&kodiak_api::parse_document(document)?)?;
+    let resource = kodiak_api::Resource::from_document(&kodiak_api::parse_document(&change.document)?)?;
     let sent = Instant::now();
-    cp.rest.put(&resource).await.context("the control plane accepts the Dataplane")?;
+    cp.rest.put(&resource).await.with_context(|| format!("the control plane accepts {}", resource.key))?;
     let applied = Applied { at: Instant::now(), wall: SystemTime::now() };
     let deadline = applied.at + timeout;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, caller) in callers.iter().enumerate() {
-        let (caller, needle) = (caller.clone(), needle.clone());
-        tasks.spawn(async move { (i, wait_for_endpoint(caller, needle, applied, polls, deadline).await) });
+        let (caller, change) = (caller.clone(), change.clone());
+        tasks.spawn(async move { (i, wait_for_change(caller, change, applied, polls, deadline).await) });
     }
     let mut cpu = None;
     if let (Some(probe), Some(before)) = (probe, cpu_before) {
@@ -487,22 +528,21 @@ struct Rounds {
 }
 
 impl Rounds {
-    /// Applies `count` new endpoints, one a round, a quiet pause before each.
+    /// Applies `count` changes from `next`, one a round, a quiet pause before each.
     async fn run(
         args: &Args,
         cp: &Cp,
         callers: &[Arc<Sidecar>],
-        endpoints: &mut NewEndpoints<'_>,
-        polls: (Duration, Duration),
-        count: usize,
+        next: &mut dyn FnMut() -> anyhow::Result<(usize, Change)>,
+        (polls, count): ((Duration, Duration), usize),
         probe: Option<&CpuProbe>,
     ) -> anyhow::Result<Rounds> {
         let mut rounds = Rounds::default();
         for _ in 0..count {
             tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
             let timeout = Duration::from_secs(args.round_timeout_seconds);
-            let (round, document, port) = endpoints.next()?;
-            let (api, seen, cpu) = propagate(cp, callers, (&document, port), polls, timeout, probe).await?;
+            let (round, change) = next()?;
+            let (api, seen, cpu) = propagate(cp, callers, change, polls, timeout, probe).await?;
             rounds.cpu.extend(cpu);
             let found: Vec<Seen> = seen.iter().flatten().copied().collect();
             let slowest = found.iter().map(|seen| seen.latency).max().unwrap_or_default();
@@ -536,6 +576,8 @@ struct Propagation {
     polled: Rounds,
     /// /clusters polled only once the update is surely through.
     quiet: Rounds,
+    /// Mesh-wide MeshTimeouts, the config dump polled from the PUT on.
+    policy: Rounds,
     idle: Option<Idle>,
 }
 
@@ -585,9 +627,8 @@ async fn propagation(args: &Args) -> anyhow::Result<Propagation> {
 
         // The first endpoint also tells that every caller has its config.
         let mut endpoints = NewEndpoints { service: &service, count: 0 };
-        let (_, document, port) = endpoints.next()?;
-        let (_, first, _) =
-            propagate(&cp, &callers, (&document, port), (Duration::ZERO, poll), SETUP_TIMEOUT, None).await?;
+        let (_, change) = endpoints.next()?;
+        let (_, first, _) = propagate(&cp, &callers, change, (Duration::ZERO, poll), SETUP_TIMEOUT, None).await?;
         let latencies: Option<Vec<Duration>> = first.iter().map(|seen| seen.map(|seen| seen.latency)).collect();
         let Some(first_endpoint) = latencies.and_then(|latencies| latencies.into_iter().max()) else {
             bail!("not every caller saw the first endpoint within {SETUP_TIMEOUT:?}")
@@ -596,7 +637,8 @@ async fn propagation(args: &Args) -> anyhow::Result<Propagation> {
 
         println!("  -- polling /clusters every {} ms from the PUT on", args.poll_ms);
         let polls = (Duration::ZERO, poll);
-        let polled = Rounds::run(args, &cp, &callers, &mut endpoints, polls, args.rounds, None).await?;
+        let next_endpoint = &mut || endpoints.next();
+        let polled = Rounds::run(args, &cp, &callers, next_endpoint, (polls, args.rounds), None).await?;
         println!("  -- quiet: first poll {} ms after the PUT", args.quiet_first_poll_ms);
         let dps: Vec<u32> = callers.iter().filter_map(|caller| caller.pid()).collect();
         let probe = CpuProbe {
@@ -604,10 +646,21 @@ async fn propagation(args: &Args) -> anyhow::Result<Propagation> {
             envoys: dps.iter().flat_map(|dp| children(*dp)).collect(),
             origin: Instant::now(),
         };
-        let polls = (Duration::from_millis(args.quiet_first_poll_ms), poll);
-        let quiet = Rounds::run(args, &cp, &callers, &mut endpoints, polls, args.quiet_rounds, Some(&probe)).await?;
+        let quiet_polls = (Duration::from_millis(args.quiet_first_poll_ms), poll);
+        let quiet =
+            Rounds::run(args, &cp, &callers, next_endpoint, (quiet_polls, args.quiet_rounds), Some(&probe)).await?;
+        println!(
+            "  -- a mesh-wide MeshTimeout each round, config dumps polled every {} ms from the PUT on",
+            args.poll_ms
+        );
+        let mut timeouts = 0;
+        let next_timeout = &mut || {
+            timeouts += 1;
+            Ok((timeouts, new_timeout(timeouts)))
+        };
+        let policy = Rounds::run(args, &cp, &callers, next_timeout, (polls, args.policy_rounds), None).await?;
         let idle = Some(idle(args, &probe, &dps, cp_rss_before_kib).await?);
-        Ok(Propagation { setup, first_endpoint, polled, quiet, idle })
+        Ok(Propagation { setup, first_endpoint, polled, quiet, policy, idle })
     }
     .await;
     stop_all(callers);
@@ -737,7 +790,24 @@ fn report_propagation(args: &Args, measured: &Propagation) {
             }
         }
     }
-    for (rounds, how) in [(polled, "polled"), (quiet, "quiet")] {
+    let policy = &measured.policy;
+    if !policy.api.is_empty() {
+        println!(
+            "  mesh-wide MeshTimeout, config dumps polled every {} ms from the PUT on: {} rounds, {} samples",
+            args.poll_ms,
+            policy.api.len(),
+            policy.seen.len()
+        );
+        row("  PUT of the MeshTimeout (API latency)", policy.api.clone(), &all);
+        row("  timeout in the caller's config dump", policy.seen.iter().map(|s| s.latency).collect(), &all);
+        row(
+            "  Envoy's own stamp of applying it (whole ms)",
+            policy.seen.iter().filter_map(|s| s.envoy.at()).collect(),
+            &all,
+        );
+        row("  per round: last caller having it", policy.slowest.clone(), &all);
+    }
+    for (rounds, how) in [(polled, "polled"), (quiet, "quiet"), (policy, "policy")] {
         let count = |stamp: Stamp| rounds.seen.iter().filter(|s| s.envoy == stamp).count();
         let (missing, early, stepped) = (count(Stamp::Missing), count(Stamp::Early), count(Stamp::ClockStepped));
         if rounds.missed + missing + early + stepped > 0 {
