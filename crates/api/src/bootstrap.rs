@@ -32,6 +32,11 @@ pub struct BootstrapRequest {
     /// (`kodiak-dp --ca-cert-file`); Envoy's ADS connection trusts them too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
+    /// The named pipe on the sidecar's host from which kodiak-dp sends
+    /// TCP access-log entries on (MeshAccessLog `tcp` backends); absent
+    /// when the sidecar forwards none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_pipe: Option<String>,
 }
 
 impl fmt::Debug for BootstrapRequest {
@@ -45,6 +50,7 @@ impl fmt::Debug for BootstrapRequest {
             .field("version", &self.version)
             .field("dataplane_token", &Redacted(&self.dataplane_token))
             .field("ca_cert", &self.ca_cert.as_ref().map(|pem| format!("{} bytes of PEM", pem.len())))
+            .field("access_log_pipe", &self.access_log_pipe)
             .finish()
     }
 }
@@ -128,6 +134,8 @@ pub mod node_metadata {
     /// Which bootstrap this Envoy started from: one Dataplane is served by
     /// one sidecar, so streams from another sidecar's Envoy are refused.
     pub const SIDECAR_INSTANCE: &str = "kodiak.io/sidecar-instance";
+    /// The named pipe kodiak-dp forwards TCP access-log entries from.
+    pub const ACCESS_LOG_PIPE: &str = "kodiak.io/access-log-pipe";
 }
 
 /// The label the control plane puts on Dataplanes that `kodiak-dp`
@@ -153,6 +161,7 @@ mod tests {
             version: Versions { kodiak_dp: "1".into(), envoy: "1.40.0".into() },
             dataplane_token: Some(TOKEN.into()),
             ca_cert: None,
+            access_log_pipe: None,
         };
         let drain = DrainRequest { mesh: "default".into(), name: "web-1".into(), dataplane_token: Some(TOKEN.into()) };
         for debug in [format!("{request:?}"), format!("{drain:?}")] {

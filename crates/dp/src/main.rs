@@ -120,6 +120,10 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         ports::check(&listens)?;
     }
 
+    // The pipe for TCP access logs exists before the control plane is told
+    // where it is.
+    let work_dir = WorkDir::create(args.work_dir, &mesh, &name)?;
+    let access_log_pipe = std::path::absolute(access_logs::start(work_dir.path())?)?;
     let request = BootstrapRequest {
         mesh: mesh.clone(),
         name: name.clone(),
@@ -129,6 +133,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         version: Versions { kodiak_dp: VERSION.to_owned(), envoy: envoy_version },
         dataplane_token: dataplane_token.clone(),
         ca_cert,
+        access_log_pipe: Some(access_log_pipe.display().to_string()),
     };
     tracing::info!("requesting a bootstrap for Dataplane {mesh}.{name} from {}", args.cp_address);
     let response = tokio::select! {
@@ -147,8 +152,6 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .collect();
     ports::check(&listens)?;
 
-    let work_dir = WorkDir::create(args.work_dir, &mesh, &name)?;
-    access_logs::start(work_dir.path())?;
     let envoy = supervisor::Envoy {
         binary,
         setpriv,

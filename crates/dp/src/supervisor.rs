@@ -76,6 +76,9 @@ impl Envoy {
             // may be told to close at once rather than spread over the
             // drain time ("gradual").
             .args(["--drain-strategy", "immediate"])
+            // Access-log files (and the TCP access-log pipe) get their
+            // entries within a second, not Envoy's default ten.
+            .args(["--file-flush-interval-msec", "1000"])
             .stdin(Stdio::null())
             // A terminal's Ctrl-C goes to the whole foreground process
             // group; Envoy must not get it, or it would exit before draining.

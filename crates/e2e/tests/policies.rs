@@ -241,3 +241,53 @@ spec:
         assert_eq!(instance(true).await.as_deref(), Some("b-v2"));
     }
 }
+
+/// A MeshAccessLog with a TCP backend: the caller's Envoy hands each entry
+/// to kodiak-dp (through the pipe it named when it asked for its
+/// bootstrap), which sends it as one line to the collector's address.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_access_log_backend_receives_a_line_per_request() {
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = collector.local_addr().unwrap();
+    let (control_plane, _b1, _sidecars, url) = a_and_b().await;
+    control_plane
+        .apply(&format!(
+            "type: MeshAccessLog
+mesh: default
+name: to-collector
+spec:
+  targetRef: {{kind: Dataplane, name: a-1}}
+  to:
+  - targetRef: {{kind: MeshService, name: b}}
+    default:
+      backends:
+      - type: Tcp
+        tcp:
+          address: {address}
+          format: {{type: Plain, plain: '%KUMA_MESH% %KUMA_DESTINATION_SERVICE% %REQ(:PATH)% %RESPONSE_CODE%'}}
+"
+        ))
+        .await;
+    let (lines, mut sink) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let (stream, _) = collector.accept().await.unwrap();
+        let mut stream = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = stream.next_line().await {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Requests until the policy is in place and the first entry arrives.
+    let deadline = Instant::now() + CONVERGE;
+    let line = loop {
+        assert_eq!(get(&format!("{url}/logged")).await.status, 200);
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(500), sink.recv()).await {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no access-log line at the collector within {CONVERGE:?}");
+    };
+    assert_eq!(line, "default b /logged 200", "the entry in the policy's format");
+    reader.abort();
+}

@@ -35,6 +35,8 @@ pub struct BootstrapParams {
     /// The dataplane token, sent as `authorization` metadata (the raw
     /// token, no `Bearer`) when each ADS stream opens.
     pub dataplane_token: Option<String>,
+    /// The named pipe the sidecar forwards TCP access-log entries from.
+    pub access_log_pipe: Option<String>,
 }
 
 impl std::fmt::Debug for BootstrapParams {
@@ -95,6 +97,7 @@ impl BootstrapParams {
             sidecar_instance: None,
             xds_tls: None,
             dataplane_token: request.dataplane_token.clone(),
+            access_log_pipe: request.access_log_pipe.clone(),
         }
     }
 }
@@ -109,6 +112,9 @@ pub fn bootstrap(params: &BootstrapParams) -> Value {
     metadata.insert(node_metadata::ENVOY_VERSION.into(), params.versions.envoy.clone().into());
     if let Some(instance) = &params.sidecar_instance {
         metadata.insert(node_metadata::SIDECAR_INSTANCE.into(), instance.clone().into());
+    }
+    if let Some(pipe) = &params.access_log_pipe {
+        metadata.insert(node_metadata::ACCESS_LOG_PIPE.into(), pipe.clone().into());
     }
 
     let api_type = match params.xds_transport {
@@ -247,6 +253,7 @@ mod tests {
             version: Versions { kodiak_dp: "0.1.0".into(), envoy: "1.40.0".into() },
             dataplane_token: None,
             ca_cert: None,
+            access_log_pipe: Some("/run/kodiak/kodiak-access-logs.pipe".into()),
         }
     }
 
@@ -286,6 +293,7 @@ mod tests {
         assert_eq!(metadata[node_metadata::DATAPLANE], "{\"type\":\"Dataplane\"}");
         assert_eq!(metadata[node_metadata::KODIAK_DP_VERSION], "0.1.0");
         assert_eq!(metadata[node_metadata::ENVOY_VERSION], "1.40.0");
+        assert_eq!(metadata[node_metadata::ACCESS_LOG_PIPE], "/run/kodiak/kodiak-access-logs.pipe");
         assert_eq!(value["admin"]["address"]["socket_address"]["port_value"], 0);
         assert_eq!(value["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
         assert_eq!(value["static_resources"]["clusters"][0]["type"], "STATIC");

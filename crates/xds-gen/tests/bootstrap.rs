@@ -41,6 +41,7 @@ fn generate(host: &str, transport: XdsTransport, tls: bool, token: Option<&str>)
         version: Versions { kodiak_dp: "test".into(), envoy: "1.40.0".into() },
         dataplane_token: token.map(str::to_owned),
         ca_cert: tls.then(test_ca),
+        access_log_pipe: None,
     };
     let params = BootstrapParams {
         xds_tls: request.ca_cert.clone().map(|trusted_ca| XdsTls { trusted_ca }),

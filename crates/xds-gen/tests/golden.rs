@@ -236,6 +236,7 @@ fn envoy_validate(case: &str) {
         version: kodiak_api::bootstrap::Versions { kodiak_dp: "test".into(), envoy: "1.40.0".into() },
         dataplane_token: None,
         ca_cert: None,
+        access_log_pipe: None,
     };
     let view = DataplaneView { mesh: "default".into(), name: "golden".into(), ..empty_view() };
     let mut config = bootstrap(&BootstrapParams::new(&request, &view, "127.0.0.1", 5678));

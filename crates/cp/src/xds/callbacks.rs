@@ -40,6 +40,7 @@ impl Callbacks for XdsCallbacks {
             tracing::warn!(dataplane = %proxy, %reason, "refused an xDS stream");
             tonic::Status::already_exists(reason)
         })?;
+        self.xds.connections.set_access_log_pipe(&proxy, metadata_text(node, node_metadata::ACCESS_LOG_PIPE));
         if let (false, Some(inline)) = (stored, inline) {
             // Known to the sidecar but not to this control plane (an
             // in-memory store that restarted): register it again.

@@ -40,6 +40,8 @@ struct Streams {
     count: usize,
     /// The sidecar instance they come from (None: a bootstrap that named none).
     instance: Option<String>,
+    /// Where the sidecar takes TCP access-log entries (its latest stream's word).
+    access_log_pipe: Option<String>,
 }
 
 /// How a stream's opening or closing changed a proxy's presence.
@@ -101,7 +103,8 @@ impl Connections {
             }
             state.claims.remove(proxy);
         }
-        let streams = state.streams.entry(proxy.clone()).or_insert(Streams { count: 0, instance: None });
+        let streams =
+            state.streams.entry(proxy.clone()).or_insert(Streams { count: 0, instance: None, access_log_pipe: None });
         streams.count += 1;
         if streams.instance.is_none() {
             streams.instance = instance.map(str::to_owned);
@@ -134,6 +137,18 @@ impl Connections {
             state.draining.insert(proxy.clone());
         }
         connected
+    }
+
+    /// A connected sidecar's pipe for TCP access-log entries, as its
+    /// Envoy's node metadata names it.
+    pub fn set_access_log_pipe(&self, proxy: &ProxyId, pipe: Option<String>) {
+        if let Some(streams) = self.state.lock().unwrap().streams.get_mut(proxy) {
+            streams.access_log_pipe = pipe;
+        }
+    }
+
+    pub fn access_log_pipe(&self, proxy: &ProxyId) -> Option<String> {
+        self.state.lock().unwrap().streams.get(proxy)?.access_log_pipe.clone()
     }
 
     pub fn is_connected(&self, proxy: &ProxyId) -> bool {

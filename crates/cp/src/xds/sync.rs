@@ -803,7 +803,11 @@ impl Sync {
                 (Some(document), Some(policies)) => proxy_policies(&proxy_rules(document, policies)),
                 _ => ProxyPolicies::default(),
             };
-            let policies = ProxyPolicies { tag_callers: mesh.tag_callers, ..policies };
+            let policies = ProxyPolicies {
+                tag_callers: mesh.tag_callers,
+                access_log_pipe: self.connections.access_log_pipe(&proxy),
+                ..policies
+            };
             let (resources, problems) =
                 proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
             for problem in &problems {
