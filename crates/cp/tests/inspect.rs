@@ -277,6 +277,14 @@ async fn a_policy_lists_the_dataplanes_it_affects() {
     assert!(status.is_success());
     let (_, answer) = api.get("/meshes/shop/meshtimeouts/nobody/_resources/dataplanes").await;
     assert_eq!((answer["total"].as_u64(), names(&answer)), (Some(0), vec![]));
+    // ... and says why: no Dataplane serves the service it names.
+    let warnings = answer["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{answer}");
+    assert!(
+        warnings[0].as_str().unwrap().starts_with("spec.targetRef: no Dataplane of the mesh serves service \"absent\"")
+    );
+    let (_, answer) = api.get("/meshes/shop/meshtimeouts/web-inbound/_resources/dataplanes").await;
+    assert!(answer.get("warnings").is_none(), "only services no Dataplane serves are pointed out: {answer}");
 }
 
 /// The status and detail of an error answer, after checking its shape.

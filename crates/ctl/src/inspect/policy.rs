@@ -65,6 +65,7 @@ pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
     let path = ["meshes", args.mesh.as_str(), plural.as_str(), args.name.as_str(), "_resources", "dataplanes"];
     let size = kodiak_client::Page::MAX_SIZE.to_string();
     let mut items: Vec<Value> = Vec::new();
+    let mut warnings: Vec<Value> = Vec::new();
     loop {
         let offset = items.len().to_string();
         let page = client
@@ -73,6 +74,9 @@ pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("cannot inspect {}: {error}", key(kind, &args.mesh, &args.name)))?;
         let total = page["total"].as_u64().unwrap_or_default() as usize;
         let got = page["items"].as_array().cloned().unwrap_or_default();
+        if warnings.is_empty() {
+            warnings = page["warnings"].as_array().cloned().unwrap_or_default();
+        }
         let done = got.is_empty();
         items.extend(got);
         if done || items.len() >= total {
@@ -80,8 +84,14 @@ pub async fn run(words: &[String], global: &Global) -> anyhow::Result<()> {
         }
     }
     emit(&match args.output {
-        Output::Table => affected_text(kind, &args.mesh, &args.name, &items),
-        output => raw(output, &json!({ "total": items.len(), "items": items, "next": null })),
+        Output::Table => affected_text(kind, &args.mesh, &args.name, &items) + &warnings_text(&warnings),
+        output => {
+            let mut answer = json!({ "total": items.len(), "items": items, "next": null });
+            if !warnings.is_empty() {
+                answer["warnings"] = warnings.into();
+            }
+            raw(output, &answer)
+        }
     })
 }
 
@@ -108,9 +118,24 @@ pub fn affected_text(kind: ResourceType, mesh: &str, name: &str, items: &[Value]
     out
 }
 
+/// The server's warnings about the policy, one line each.
+fn warnings_text(warnings: &[Value]) -> String {
+    warnings.iter().filter_map(Value::as_str).map(|warning| format!("warning: {warning}\n")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_warnings_follow_one_a_line() {
+        let warnings = [json!("spec.to[0].targetRef: no Dataplane of the mesh serves service \"bakend\"")];
+        assert_eq!(
+            warnings_text(&warnings),
+            "warning: spec.to[0].targetRef: no Dataplane of the mesh serves service \"bakend\"\n"
+        );
+        assert_eq!(warnings_text(&[]), "");
+    }
 
     #[test]
     fn affected_dataplanes_read_as_a_table() {

@@ -13,6 +13,7 @@
 mod admin;
 mod affected;
 mod config;
+mod references;
 mod rules;
 
 use std::borrow::Cow;
@@ -99,7 +100,14 @@ pub async fn policy_dataplanes(
         .collect();
     let total = affected.len();
     let items = affected.into_iter().skip(params.offset).take(params.size).map(affected::item).collect();
-    Ok(Json(paging::page_body(total, items, &params, uri, headers)).into_response())
+    let mut body = paging::page_body(total, items, &params, uri, headers);
+    // Every Dataplane of the mesh, whatever the query's filters.
+    let all = list_all(state.store.as_ref(), ListQuery::in_mesh(ResourceType::Dataplane, mesh, 0)).await?;
+    let warnings = references::unknown_services(&policy, &references::served(&all));
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    Ok(Json(body).into_response())
 }
 
 /// Everything of one mesh that decides what its policies say for a proxy.
