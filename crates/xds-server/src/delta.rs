@@ -280,7 +280,7 @@ mod tests {
         let (response, _) = single(connection.on_request(request(ENDPOINT, &["a", "b"], &[])));
         quiet(connection.on_request(ack(&response)));
         let output = connection.on_snapshot(generation(2, 2));
-        let changed: Vec<(&str, (Vec<&str>, Vec<&str>))> =
+        let changed: Vec<_> =
             output.responses.iter().map(|response| (response.type_url.as_str(), changes(response))).collect();
         assert_eq!(changed, [(CLUSTER, (vec!["a"], vec![])), (ENDPOINT, (vec!["a"], vec![]))]);
     }
