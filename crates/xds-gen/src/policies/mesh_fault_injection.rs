@@ -324,12 +324,11 @@ pub fn dataplane_tags(dataplane: &DataplaneView) -> BTreeMap<String, BTreeSet<St
 
 /// The filter that makes a caller's requests carry its tags: it sets
 /// [`TAGS_HEADER`] to `value` (see [`tags_header_value`]), replacing any
-/// the application sent. Put it on the HTTP connection manager of every
-/// outbound HTTP listener of every sidecar, before the router, whether or
-/// not a policy uses it today: then a MeshFaultInjection that starts naming
-/// callers changes only the destination's inbound, not every caller. The
-/// outbound listener is the proxy's own, so the service's shared route
-/// stays shared.
+/// the application sent. It goes on the HTTP connection manager of every
+/// outbound HTTP listener, before the router, in meshes where some
+/// MeshFaultInjection picks callers by tags (elsewhere the header would
+/// only cost bytes). The outbound listener is the proxy's own, so the
+/// service's shared route stays shared.
 pub fn tags_header_filter(value: &str) -> HttpFilter {
     let set = HeaderMutation {
         action: Some(header_mutation::Action::Append(HeaderValueOption {
