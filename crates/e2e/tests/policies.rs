@@ -176,7 +176,9 @@ async fn a_proxy_patch_envoy_refuses_is_reported_and_the_last_good_config_stays(
     })
     .await;
     assert!(
-        problems[0].as_str().is_some_and(|p| p.contains("zero-timeout") || p.contains("/no/such/field")),
+        problems[0].as_str().is_some_and(|p| p
+            .starts_with("MeshProxyPatch zero-timeout: spec.default.appendModifications[0].cluster (Patch)")
+            && p.contains("/no/such/field")),
         "{problems:?}"
     );
     assert_eq!(get(&format!("{url}/")).await, expected);

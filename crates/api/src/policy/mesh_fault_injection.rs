@@ -3,15 +3,19 @@
 
 use serde_json::Value;
 
-use super::{CALLER_KINDS, MATCH, MESH_ONLY, STATUS_CODE, TOP_KINDS, forbid_section, includes_gateways, rules_replace};
+use super::{CALLER_KINDS, MATCH, MESH_ONLY, TOP_KINDS, forbid_section, includes_gateways, rules_replace};
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
+
+/// Envoy answers an abort only with a final status: 1xx codes are refused
+/// here rather than by every sidecar.
+const ABORT_STATUS: Schema = Schema::Int { min: 200, max: 599 };
 
 /// A percentage of requests that get the fault.
 const SHARE: Schema = Schema::Percentage;
 
 const FAULT: Schema = Schema::Object(&[
-    optional("abort", Schema::Object(&[required("httpStatus", STATUS_CODE), required("percentage", SHARE)])),
+    optional("abort", Schema::Object(&[required("httpStatus", ABORT_STATUS), required("percentage", SHARE)])),
     optional("delay", Schema::Object(&[required("value", Schema::Duration), required("percentage", SHARE)])),
     optional(
         "responseBandwidth",

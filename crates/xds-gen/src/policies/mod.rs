@@ -149,11 +149,13 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
             policies.access_logs_to.insert(service.clone(), conf);
         }
     }
-    policies.patch = rules
-        .types
-        .get(&ResourceType::MeshProxyPatch)
-        .and_then(|patch| patch.proxy.as_ref())
-        .map(|merged| mesh_proxy_patch::read(&merged.conf));
+    policies.patch = rules.types.get(&ResourceType::MeshProxyPatch).and_then(|patch| patch.proxy.as_ref()).map(
+        |merged| match merged.origins.as_slice() {
+            // One policy's list as written: problems name it and its entry.
+            [only] => mesh_proxy_patch::read_policies([(only.as_str(), &merged.conf)]),
+            _ => mesh_proxy_patch::read(&merged.conf),
+        },
+    );
     policies.from = (0..inbounds)
         .map(|index| {
             let conf = |kind: ResourceType| -> Option<&Value> {
