@@ -551,7 +551,7 @@ impl Rounds {
                 (stamps.iter().min().copied().unwrap_or_default(), stamps.iter().max().copied().unwrap_or_default());
             let missed = callers.len() - found.len();
             println!(
-                "  round {round:>2}: PUT {:>4.1} ms; Envoys applied it {:>5.1}..{:>5.1} ms; last listed in /clusters {:>6.1} ms{}",
+                "  round {round:>2}: PUT {:>4.1} ms; Envoys applied it {:>5.1}..{:>5.1} ms; last caller showing it {:>6.1} ms{}",
                 ms(api),
                 ms(first_stamp),
                 ms(last_stamp),
