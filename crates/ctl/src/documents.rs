@@ -7,7 +7,8 @@ use std::collections::btree_map::Entry;
 use std::io::Read;
 
 use anyhow::Context;
-use kodiak_api::{Resource, ResourceKey, parse_documents, template};
+use kodiak_api::{Resource, ResourceKey, Violations, parse_documents, template};
+use kodiak_xds_gen::policies::mesh_proxy_patch;
 use serde_json::Value;
 
 /// Where the documents come from and the values for their placeholders.
@@ -63,13 +64,19 @@ pub fn load(input: &Input) -> anyhow::Result<Vec<Resource>> {
 /// second document with the same type, mesh and name would make `apply`
 /// create the resource and at once overwrite it, which is never meant.
 fn check(document: &Value, number: usize, first_seen: &mut BTreeMap<ResourceKey, usize>) -> Result<Resource, String> {
-    let resource = Resource::from_document(document).map_err(|violations| {
+    let lines = |violations: Violations| {
         let lines = violations.iter().map(|violation| {
             let field = if violation.field.is_empty() { "(document)" } else { &violation.field };
             format!("\n  * {field}: {}", violation.reason)
         });
         lines.collect::<String>()
-    })?;
+    };
+    let resource = Resource::from_document(document).map_err(lines)?;
+    // The checks of Envoy parts (MeshProxyPatch values) the control plane makes too.
+    let envoy_parts = mesh_proxy_patch::check_resource(&resource);
+    if !envoy_parts.is_empty() {
+        return Err(lines(envoy_parts));
+    }
     match first_seen.entry(resource.key.clone()) {
         Entry::Occupied(first) => Err(format!(" repeats document {}", first.get())),
         Entry::Vacant(slot) => {

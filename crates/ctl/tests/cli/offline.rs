@@ -43,6 +43,27 @@ fn validate_reports_every_violation_with_its_document_and_field() {
 }
 
 #[test]
+fn validate_checks_a_mesh_proxy_patchs_envoy_values_as_the_control_plane_does() {
+    let ctl = Kodiakctl::against(NOBODY);
+    let patch = "\
+type: MeshProxyPatch
+mesh: default
+name: typo
+spec:
+  targetRef: {kind: Mesh}
+  default:
+    appendModifications:
+    - cluster: {operation: Patch, match: {name: backend}, value: 'conectTimeout: 2s'}
+";
+    let stderr = ctl.run(&format!("validate -f {}", ctl.file("patch.yaml", patch))).fails();
+    assert!(stderr.contains("document 1 (MeshProxyPatch \"typo\"):"), "{stderr}");
+    assert!(stderr.contains("  * spec.default.appendModifications[0].cluster.value: "), "{stderr}");
+    assert!(stderr.contains("conectTimeout"), "{stderr}");
+    let fixed = patch.replace("conectTimeout", "connectTimeout");
+    assert_eq!(ctl.run(&format!("validate -f {}", ctl.file("fixed.yaml", &fixed))).ok(), "1 document valid\n");
+}
+
+#[test]
 fn validate_refuses_a_mesh_name_over_63_characters() {
     let ctl = Kodiakctl::new();
     let file = ctl.file("long.yaml", &format!("type: Mesh\nname: {}\n", "m".repeat(64)));

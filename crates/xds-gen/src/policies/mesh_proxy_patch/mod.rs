@@ -35,7 +35,7 @@ mod validate;
 use std::fmt;
 
 pub use conf::{Conf, JsonPatch, Match, Modification, Operation, Source, Target, read, read_policies};
-pub use validate::validate;
+pub use validate::{check_resource, validate};
 
 use crate::ProxyResources;
 

@@ -2,11 +2,25 @@
 //! so a policy with a value Envoy's messages cannot hold is refused when it
 //! is applied rather than reported for every proxy.
 
-use kodiak_api::{FieldPath, Violations};
+use kodiak_api::{FieldPath, Resource, ResourceType, Violations};
 use serde_json::Value;
 
 use super::conf::{Modification, Operation, Target, read};
 use super::{json_patch, message};
+
+/// What is wrong with a resource beyond its schema, in its Envoy parts:
+/// for a MeshProxyPatch, [`validate`] of its `spec.default`; nothing for
+/// other resources. The control plane refuses such a resource at apply
+/// time, and `kodiakctl validate` finds the same offline.
+pub fn check_resource(resource: &Resource) -> Violations {
+    let mut violations = Violations::new();
+    if resource.key.kind == ResourceType::MeshProxyPatch
+        && let Some(default) = resource.body.get("spec").and_then(|spec| spec.get("default"))
+    {
+        validate(default, &FieldPath::root().field("spec").field("default"), &mut violations);
+    }
+    violations
+}
 
 /// Checks one policy's `spec.default` (`at` is its path): each `value` must
 /// be an Envoy message of the modification's type (a Cluster, Listener,
