@@ -115,11 +115,15 @@ pub fn service_resources_for(
             }
             None => route_to_cluster(route_name.clone(), name, &cluster_name),
         };
-        for_each_action(&mut routes, |action| {
-            if let Some(timeout) = &to.timeout {
+        // Routes built from a rule get the timeout and retry toward the
+        // MeshHTTPRoute the rule comes from, if some policy names it.
+        let origins = to.http_route.as_ref().map(mesh_http_route::route_origins).unwrap_or_default();
+        for_each_named_action(&mut routes, |route_name, action| {
+            let origin = origins.get(route_name).copied();
+            if let Some(timeout) = of_route(&to.route_timeouts, origin).or(to.timeout.as_ref()) {
                 mesh_timeout::apply_to_route(timeout, action);
             }
-            if let Some(retry) = &to.retry {
+            if let Some(retry) = of_route(&to.route_retries, origin).or(to.retry.as_ref()) {
                 mesh_retry::apply_to_route(retry, service.protocol, action);
             }
             if let Some(load_balancing) = &to.load_balancing {
@@ -138,12 +142,22 @@ pub fn service_resources_for(
     }
 }
 
+/// The conf toward the MeshHTTPRoute `origin`, if there is one.
+fn of_route<'a, T>(confs: &'a BTreeMap<String, T>, origin: Option<&str>) -> Option<&'a T> {
+    confs.get(origin?)
+}
+
 /// Calls `change` on the action of every route that forwards.
 pub(crate) fn for_each_action(routes: &mut RouteConfiguration, mut change: impl FnMut(&mut RouteAction)) {
+    for_each_named_action(routes, |_, action| change(action));
+}
+
+/// Calls `change` with the name and action of every route that forwards.
+fn for_each_named_action(routes: &mut RouteConfiguration, mut change: impl FnMut(&str, &mut RouteAction)) {
     for virtual_host in &mut routes.virtual_hosts {
         for route in &mut virtual_host.routes {
             if let Some(route::Action::Route(action)) = &mut route.action {
-                change(action);
+                change(&route.name, action);
             }
         }
     }
@@ -171,5 +185,91 @@ pub(crate) fn route_to_cluster(route_name: String, virtual_host: &str, cluster: 
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kodiak_policy::rules::{MeshPolicies, proxy_rules};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::policies::proxy_policies;
+    use crate::services::services;
+    use crate::test_support::instance;
+
+    fn resource(yaml: &str) -> kodiak_api::Resource {
+        kodiak_api::Resource::from_document(&kodiak_api::parse_document(yaml).unwrap())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Each Envoy route of a route configuration: its match (as JSON text),
+    /// its timeout and its number of retries.
+    fn timeouts_and_retries(routes: &Resource) -> Vec<(String, Value, Value)> {
+        let routes = crate::render(routes);
+        let routes = routes["virtualHosts"][0]["routes"].as_array().unwrap().clone();
+        routes
+            .into_iter()
+            .map(|route| {
+                let action = &route["route"];
+                (route["match"].to_string(), action["timeout"].clone(), action["retryPolicy"]["numRetries"].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rules_of_a_route_that_policies_name_get_the_route_conf_and_the_others_the_service_conf() {
+        let web = resource(
+            "{type: Dataplane, mesh: default, name: web-1, networking: {address: 127.0.0.2, outbound: [
+                {port: 20001, tags: {kuma.io/service: backend}}]}}",
+        );
+        let route = |name: &str, prefix: &str| {
+            resource(&format!(
+                "{{type: MeshHTTPRoute, mesh: default, name: {name}, spec: {{targetRef: {{kind: Mesh}}, to: [
+                    {{targetRef: {{kind: MeshService, name: backend}}, rules: [
+                        {{matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}], default: {{}}}}]}}]}}}}"
+            ))
+        };
+        let policies = [
+            route("slow-route", "/slow"),
+            route("fast-route", "/fast"),
+            resource(
+                "{type: MeshTimeout, mesh: default, name: backend-timeout, spec: {targetRef: {kind: Mesh}, to: [
+                    {targetRef: {kind: MeshService, name: backend}, default: {http: {requestTimeout: 5s}}}]}}",
+            ),
+            resource(
+                "{type: MeshTimeout, mesh: default, name: slow-timeout, spec: {targetRef: {kind: Mesh}, to: [
+                    {targetRef: {kind: MeshHTTPRoute, name: slow-route}, default: {http: {requestTimeout: 30s}}}]}}",
+            ),
+            resource(
+                "{type: MeshRetry, mesh: default, name: slow-retry, spec: {
+                    targetRef: {kind: MeshHTTPRoute, name: slow-route}, to: [
+                    {targetRef: {kind: Mesh}, default: {http: {numRetries: 7}}}]}}",
+            ),
+        ];
+        let rules = proxy_rules(&web, &MeshPolicies::new("default", &policies));
+        let to = proxy_policies(&rules).to("backend").clone();
+        assert_eq!(to.route_timeouts.keys().collect::<Vec<_>>(), ["slow-route"]);
+        assert_eq!(to.route_retries.keys().collect::<Vec<_>>(), ["slow-route"]);
+
+        let views = services([&instance("backend-1", "127.0.0.4", "backend", "http")]);
+        let built = service_resources_for(
+            "backend",
+            &views["backend"],
+            &to,
+            service_endpoints("backend", &views["backend"]),
+            &views,
+        );
+        let routes = timeouts_and_retries(built.route.as_ref().unwrap());
+        // Each prefix gives two routes (the path, and below it), then the
+        // catch-all.
+        assert_eq!(routes.len(), 5, "{routes:?}");
+        for (matched, timeout, retries) in routes {
+            if matched.contains("/slow") {
+                assert_eq!((timeout, retries), ("30s".into(), 7.into()), "{matched}");
+            } else {
+                assert_eq!((timeout, retries), ("5s".into(), Value::Null), "{matched}");
+            }
+        }
     }
 }

@@ -346,4 +346,5 @@ golden! {
     proxy_patch => "proxy-patch",
     http_and_tcp_routes => "routes",
     circuit_breaker_health_check_and_load_balancing => "cluster-policies",
+    policies_toward_routes => "route-policies",
 }

@@ -47,7 +47,7 @@ pub(super) fn inbound_rules<'p>(inbound: &Inbound, selecting: impl Iterator<Item
         .iter()
         .filter_map(|(name, callers, conf)| match callers {
             Callers::Matched(matches) => {
-                let conf = Conf { conf: (*conf).clone(), origins: vec![(*name).to_owned()] };
+                let conf = Conf { conf: (*conf).clone(), origins: vec![(*name).to_owned()], rule_origins: Vec::new() };
                 let rank = matches.iter().map(match_rank).min().unwrap_or(u8::MAX);
                 Some((rank, MatchedConf { matches: matches.clone(), conf }))
             }

@@ -11,7 +11,9 @@
 //!   replaced); rules with new matches are added. In the result the more
 //!   specific policy's rules come first, each policy's in its own order, and
 //!   a merged rule sits where its most specific contributor put it: the
-//!   first matching rule wins, as in Gateway API. (`hostnames`, which only
+//!   first matching rule wins, as in Gateway API. That contributor is the
+//!   rule's origin ([`Conf::rule_origins`]), the route whose timeouts,
+//!   retries and such the rule's requests get. (`hostnames`, which only
 //!   gateway routes carry, are not part of the conf: Kodiak runs no built-in
 //!   gateways.)
 //! - MeshTCPRoute: each entry's single rule (or, without one, a rule that
@@ -29,18 +31,21 @@ use crate::merge::merge;
 pub(crate) struct Acc<'p> {
     conf: Value,
     origins: Vec<&'p str>,
+    /// MeshHTTPRoute only: the origin of each rule of `conf`, in the same
+    /// (last-added-last) order.
+    rule_origins: Vec<&'p str>,
 }
 
 impl<'p> Acc<'p> {
     pub fn new() -> Acc<'p> {
-        Acc { conf: Value::Object(Map::new()), origins: Vec::new() }
+        Acc { conf: Value::Object(Map::new()), origins: Vec::new(), rule_origins: Vec::new() }
     }
 
     /// Lays the conf of an entry of policy `origin` over the ones before.
     pub fn add(&mut self, shape: Shape, conf: &Value, origin: &'p str) {
         match shape {
             Shape::Default | Shape::TcpRoute => merge(&mut self.conf, conf),
-            Shape::HttpRoute => add_http_rules(&mut self.conf, conf),
+            Shape::HttpRoute => add_http_rules(&mut self.conf, &mut self.rule_origins, conf, origin),
         }
         if !self.origins.contains(&origin) {
             self.origins.push(origin);
@@ -71,15 +76,20 @@ impl<'p> Acc<'p> {
                 conf
             }
         };
-        Conf { conf, origins: self.origins.into_iter().map(str::to_owned).collect() }
+        Conf {
+            conf,
+            origins: self.origins.into_iter().map(str::to_owned).collect(),
+            rule_origins: self.rule_origins.into_iter().rev().map(str::to_owned).collect(),
+        }
     }
 }
 
 /// Adds the `rules` of one MeshHTTPRoute entry to `acc`, whose rules are
 /// kept last-added-last (the reverse of their final order): each rule, taken
 /// from the entry's last to its first, either joins the rule with equal
-/// matches (which moves to the end) or is added at the end.
-fn add_http_rules(acc: &mut Value, conf: &Value) {
+/// matches (which moves to the end) or is added at the end. Either way the
+/// rule's origin becomes `origin`, kept in `origins` alongside `acc`'s rules.
+fn add_http_rules<'p>(acc: &mut Value, origins: &mut Vec<&'p str>, conf: &Value, origin: &'p str) {
     let Some(Value::Array(incoming)) = conf.get("rules") else { return };
     let Value::Object(acc) = acc else { return };
     let Value::Array(rules) = acc.entry("rules").or_insert_with(|| json!([])) else { return };
@@ -88,6 +98,7 @@ fn add_http_rules(acc: &mut Value, conf: &Value) {
         match same_matches {
             Some(at) => {
                 let mut kept = rules.remove(at);
+                origins.remove(at);
                 let default = kept.as_object_mut().map(|kept| kept.entry("default").or_insert_with(|| json!({})));
                 if let (Some(default), Some(patch)) = (default, rule.get("default")) {
                     merge(default, patch);
@@ -96,6 +107,7 @@ fn add_http_rules(acc: &mut Value, conf: &Value) {
             }
             None => rules.push(rule.clone()),
         }
+        origins.push(origin);
     }
 }
 

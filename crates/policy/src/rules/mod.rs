@@ -67,6 +67,12 @@ pub struct Conf {
     /// The names of the contributing policies, least specific first, each
     /// once.
     pub origins: Vec<String>,
+    /// MeshHTTPRoute confs only (empty for other types): for each rule of
+    /// `conf.rules`, in their order, the route whose rule with those
+    /// matches was added last and so has the last word. Policies naming a
+    /// route (see [`ToRules::routes`]) apply to the rules it is the origin of.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule_origins: Vec<String>,
 }
 
 /// What every policy type says for one proxy.

@@ -35,6 +35,12 @@ pub struct ToPolicies {
     pub load_balancing: Option<mesh_load_balancing_strategy::Conf>,
     pub http_route: Option<mesh_http_route::Conf>,
     pub tcp_route: Option<mesh_tcp_route::Conf>,
+    /// MeshTimeout toward the MeshHTTPRoutes `http_route`'s rules come from
+    /// (by route name), for the routes some policy names: the requests of
+    /// those rules get it instead of `timeout`.
+    pub route_timeouts: BTreeMap<String, mesh_timeout::Conf>,
+    /// MeshRetry likewise, instead of `retry`.
+    pub route_retries: BTreeMap<String, mesh_retry::Conf>,
 }
 
 impl ToPolicies {
@@ -115,13 +121,22 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
         inbounds = inbounds.max(type_rules.from.len());
     }
     let to = |service: Option<&str>| {
-        let conf = |kind: ResourceType| -> Option<&Value> {
+        let merged = |kind: ResourceType| -> Option<&Merged> {
             let to = &rules.types.get(&kind)?.to;
-            let merged: Option<&Merged> = match service {
+            match service {
                 Some(service) => to.for_service(service),
                 None => to.mesh.as_ref(),
-            };
-            merged.map(|merged| &merged.conf)
+            }
+        };
+        let conf = |kind: ResourceType| merged(kind).map(|merged| &merged.conf);
+        let http_route = merged(ResourceType::MeshHTTPRoute)
+            .map(|merged| mesh_http_route::read_with_origins(&merged.conf, &merged.rule_origins));
+        let origins = http_route.as_ref().map(mesh_http_route::Conf::origins).unwrap_or_default();
+        // The confs toward the routes the rules come from.
+        let routes = |kind: ResourceType| -> Vec<(String, &Value)> {
+            let Some(type_rules) = rules.types.get(&kind) else { return Vec::new() };
+            let named = type_rules.to.routes.iter().filter(|(route, _)| origins.contains(route.as_str()));
+            named.map(|(route, merged)| (route.clone(), &merged.conf)).collect()
         };
         ToPolicies {
             timeout: conf(ResourceType::MeshTimeout).map(mesh_timeout::read),
@@ -129,8 +144,16 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
             circuit_breaker: conf(ResourceType::MeshCircuitBreaker).map(mesh_circuit_breaker::read),
             health_check: conf(ResourceType::MeshHealthCheck).map(mesh_health_check::read),
             load_balancing: conf(ResourceType::MeshLoadBalancingStrategy).map(mesh_load_balancing_strategy::read),
-            http_route: conf(ResourceType::MeshHTTPRoute).map(mesh_http_route::read),
             tcp_route: conf(ResourceType::MeshTCPRoute).map(mesh_tcp_route::read),
+            route_timeouts: routes(ResourceType::MeshTimeout)
+                .into_iter()
+                .map(|(route, conf)| (route, mesh_timeout::read(conf)))
+                .collect(),
+            route_retries: routes(ResourceType::MeshRetry)
+                .into_iter()
+                .map(|(route, conf)| (route, mesh_retry::read(conf)))
+                .collect(),
+            http_route,
         }
     };
     let access_log = |service: Option<&str>| {

@@ -45,10 +45,21 @@ fn http_route_rules_with_equal_matches_merge_their_defaults_and_take_the_later_p
             {"matches": matches("/y"), "default": {"backendRefs": [{"name": "y"}]}},
         ]})
     );
+    // A merged rule comes from the route whose rule was added last.
+    assert_eq!(conf.rule_origins, ["more", "more", "less"]);
     // Matches compare as values: key order does not matter.
     let reordered =
         json!({"rules": [{"matches": [{"path": {"value": "/y", "type": "Exact"}}], "default": {"filters": []}}]});
     let conf = added(Shape::HttpRoute, &[("a", conf.conf.clone()), ("b", reordered)]);
     assert_eq!(conf.conf["rules"].as_array().unwrap().len(), 3);
     assert_eq!(conf.conf["rules"][0]["default"], json!({"backendRefs": [{"name": "y"}], "filters": []}));
+    assert_eq!(conf.rule_origins, ["b", "a", "a"]);
+}
+
+#[test]
+fn only_route_confs_have_rule_origins() {
+    let conf = added(Shape::Default, &[("a", json!({"x": 1}))]);
+    assert!(conf.rule_origins.is_empty());
+    let conf = added(Shape::TcpRoute, &[("a", json!({"default": {"backendRefs": [{"name": "a"}]}}))]);
+    assert!(conf.rule_origins.is_empty());
 }

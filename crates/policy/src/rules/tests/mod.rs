@@ -46,5 +46,5 @@ fn type_rules(kind: ResourceType, policies: &str) -> TypeRules {
 }
 
 fn conf(conf: Value, origins: &[&str]) -> Option<Conf> {
-    Some(Conf { conf, origins: origins.iter().map(|name| (*name).to_owned()).collect() })
+    Some(Conf { conf, origins: origins.iter().map(|name| (*name).to_owned()).collect(), rule_origins: Vec::new() })
 }

@@ -217,26 +217,32 @@ proptest! {
 
     /// Route rules merge by matches: each match once, in the order of its
     /// first appearance reading the most specific policy first, each field
-    /// of its default from the first rule that sets it in that reading.
+    /// of its default from the first rule that sets it in that reading, and
+    /// its origin the policy of that first appearance.
     #[test]
     fn http_route_rules_merge_by_matches(set in generated()) {
         let rules = rules_of(&set, false);
-        let reading: Vec<(u8, bool, u8)> =
-            in_force(&set, "web").iter().rev().flat_map(|policy| policy.route_rules.iter().copied()).collect();
-        let mut expected: Vec<(u8, Map<String, Value>)> = Vec::new();
-        for (number, backend, value) in reading {
-            let at = match expected.iter().position(|(seen, _)| *seen == number) {
+        let reading: Vec<(&str, (u8, bool, u8))> = in_force(&set, "web")
+            .iter()
+            .rev()
+            .flat_map(|policy| policy.route_rules.iter().map(|rule| (policy.name.as_str(), *rule)))
+            .collect();
+        let mut expected: Vec<(u8, Map<String, Value>, &str)> = Vec::new();
+        for (name, (number, backend, value)) in reading {
+            let at = match expected.iter().position(|(seen, ..)| *seen == number) {
                 Some(at) => at,
-                None => { expected.push((number, Map::new())); expected.len() - 1 }
+                None => { expected.push((number, Map::new(), name)); expected.len() - 1 }
             };
             for (key, field) in route_default(backend, value).as_object().unwrap() {
                 expected[at].1.entry(key.clone()).or_insert_with(|| field.clone());
             }
         }
+        let origins: Vec<String> = expected.iter().map(|(.., name)| (*name).to_owned()).collect();
         let expected: Vec<Value> = expected.into_iter()
-            .map(|(number, default)| json!({"matches": path(number), "default": default}))
+            .map(|(number, default, _)| json!({"matches": path(number), "default": default}))
             .collect();
-        let got = rules.types.get(&ResourceType::MeshHTTPRoute).map(|route| route.to.services["backend"].conf.clone());
-        prop_assert_eq!(got, (!expected.is_empty()).then(|| json!({"rules": expected})));
+        let got = rules.types.get(&ResourceType::MeshHTTPRoute).map(|route| &route.to.services["backend"]);
+        prop_assert_eq!(got.map(|conf| conf.conf.clone()), (!expected.is_empty()).then(|| json!({"rules": expected})));
+        prop_assert_eq!(got.map(|conf| conf.rule_origins.clone()).unwrap_or_default(), origins);
     }
 }

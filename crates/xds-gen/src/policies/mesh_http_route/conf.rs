@@ -15,6 +15,11 @@ pub struct Conf {
 }
 
 impl Conf {
+    /// The MeshHTTPRoutes the rules come from.
+    pub fn origins(&self) -> BTreeSet<&str> {
+        self.rules.iter().filter_map(|rule| rule.origin.as_deref()).collect()
+    }
+
     /// The services the rules send or mirror to, besides the destination:
     /// what the routes depend on beyond their own service (a change of one
     /// of them, in protocol or instances, changes the routes or the
@@ -38,6 +43,10 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     /// Empty: the destination itself.
     pub backend_refs: Vec<BackendRef>,
+    /// The MeshHTTPRoute the rule comes from (the one that has the last word
+    /// on it), when known: policies naming that route apply to the rule's
+    /// requests.
+    pub origin: Option<String>,
 }
 
 /// What a request must look like; every condition given must hold.
@@ -154,7 +163,15 @@ pub struct Mirror {
 /// are not what the schema allows are left out (a rule without a usable
 /// match, a filter whose type has no settings), so reading never fails.
 pub fn read(conf: &Value) -> Conf {
-    Conf { rules: items(&conf["rules"]).iter().filter_map(read_rule).collect() }
+    read_with_origins(conf, &[])
+}
+
+/// Reads a merged conf whose rules come from the routes `origins`, one per
+/// rule in their order (see `kodiak_policy::rules::Conf::rule_origins`).
+pub fn read_with_origins(conf: &Value, origins: &[String]) -> Conf {
+    let origins = origins.iter().map(|origin| Some(origin.clone())).chain(std::iter::repeat(None));
+    let rules = items(&conf["rules"]).iter().zip(origins);
+    Conf { rules: rules.filter_map(|(rule, origin)| Some(Rule { origin, ..read_rule(rule)? })).collect() }
 }
 
 fn items(value: &Value) -> &[Value] {
@@ -175,6 +192,7 @@ fn read_rule(rule: &Value) -> Option<Rule> {
         matches,
         filters: items(&default["filters"]).iter().filter_map(read_filter).collect(),
         backend_refs: items(&default["backendRefs"]).iter().filter_map(read_backend_ref).collect(),
+        origin: None,
     })
 }
 
@@ -388,6 +406,7 @@ mod tests {
                 Filter::RequestMirror(Mirror { backend: service("shadow", 1), per_million: 125_000 }),
             ],
             backend_refs: vec![service("backend", 90), service("backend-next", 10)],
+            origin: None,
         };
         assert_eq!(conf, Conf { rules: vec![expected] });
         assert_eq!(conf.backend_services(), BTreeSet::from(["backend", "backend-next", "shadow"]));

@@ -41,7 +41,7 @@ mod conf;
 pub mod order;
 mod route;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 
@@ -49,7 +49,7 @@ pub use backends::{BackendCluster, BackendRef, subset_resources};
 pub(crate) use backends::{read_backend_ref, resolves, split};
 pub use conf::{
     Conf, Filter, HeaderMatch, HeaderMatchKind, HeaderModifier, Match, Mirror, PathMatch, PathMatchKind, PathRewrite,
-    QueryParamMatch, Redirect, Rule, UrlRewrite, read,
+    QueryParamMatch, Redirect, Rule, UrlRewrite, read, read_with_origins,
 };
 
 use crate::names;
@@ -120,6 +120,17 @@ pub fn routes(
         routes.extend(route::envoy_routes(&name, &with_path, &action));
     }
     (routes, clusters.into_iter().collect())
+}
+
+/// The origin (see [`Rule::origin`]) of the Envoy routes built from each
+/// rule, by route name: routes are named after their rule's matches, and
+/// the first rule of a name is the one Envoy tries first.
+pub fn route_origins(conf: &Conf) -> HashMap<String, &str> {
+    let mut origins = HashMap::new();
+    for rule in &conf.rules {
+        origins.entry(order::route_name(&rule.matches)).or_insert(rule.origin.as_deref());
+    }
+    origins.into_iter().filter_map(|(name, origin)| Some((name, origin?))).collect()
 }
 
 /// The route configuration `outbound:<destination>` for a caller whose
