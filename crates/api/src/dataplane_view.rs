@@ -122,6 +122,11 @@ pub struct OutboundView {
 }
 
 impl DataplaneView {
+    /// The services the proxy calls, as its outbounds name them.
+    pub fn outbound_services(&self) -> impl Iterator<Item = &str> {
+        self.outbounds.iter().map(|outbound| outbound.service.as_str())
+    }
+
     /// Reads an already validated Dataplane. Outbounds that name their
     /// backend only by labels are left out: they need MeshService
     /// resources to resolve, which this view does not know.

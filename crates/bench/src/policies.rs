@@ -248,7 +248,7 @@ fn main() -> anyhow::Result<()> {
     for round in 0..=args.rounds.max(1) {
         for (dataplane, view) in dataplanes.iter().zip(&views) {
             let begin = Instant::now();
-            let policies = proxy_policies(&proxy_rules(dataplane, &mesh));
+            let policies = proxy_policies(&proxy_rules(dataplane, &mesh), view.outbound_services());
             let (generated, problems) = proxy_resources_with_policies(view, &mut shared, None, &policies);
             let took = begin.elapsed();
             anyhow::ensure!(problems.is_empty(), "{} does not generate cleanly: {problems:?}", view.name);

@@ -248,7 +248,7 @@ mod tests {
             ),
         ];
         let rules = proxy_rules(&web, &MeshPolicies::new("default", &policies));
-        let to = proxy_policies(&rules).to("backend").clone();
+        let to = proxy_policies(&rules, ["backend"]).to("backend").clone();
         assert_eq!(to.route_timeouts.keys().collect::<Vec<_>>(), ["slow-route"]);
         assert_eq!(to.route_retries.keys().collect::<Vec<_>>(), ["slow-route"]);
 

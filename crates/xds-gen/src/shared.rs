@@ -17,7 +17,8 @@ pub struct SharedServices {
     views: BTreeMap<String, ServiceView>,
     /// Each service's assignment, the same for every caller.
     endpoints: BTreeMap<String, Arc<Resource>>,
-    built: HashMap<(String, ToPolicies), Arc<ServiceResources>>,
+    /// By service, then by the callers' policies toward it.
+    built: HashMap<String, HashMap<ToPolicies, Arc<ServiceResources>>>,
 }
 
 impl SharedServices {
@@ -34,9 +35,10 @@ impl SharedServices {
             }
         }
         self.endpoints.retain(|name, _| views.contains_key(name));
-        self.built.retain(|(name, to), _| {
-            !changed.contains(name) && to.route_backends().iter().all(|backend| !changed.contains(*backend))
-        });
+        self.built.retain(|name, _| !changed.contains(name));
+        for by_policies in self.built.values_mut() {
+            by_policies.retain(|to, _| to.route_backends().iter().all(|backend| !changed.contains(*backend)));
+        }
         self.views = views;
         changed
     }
@@ -55,7 +57,7 @@ impl SharedServices {
     /// use. A service the mesh does not have (yet) gets a cluster without
     /// endpoints.
     pub fn get(&mut self, name: &str, to: &ToPolicies) -> Arc<ServiceResources> {
-        if let Some(built) = self.built.get(&(name.to_owned(), to.clone())) {
+        if let Some(built) = self.built.get(name).and_then(|by_policies| by_policies.get(to)) {
             return built.clone();
         }
         let unknown = ServiceView::default();
@@ -63,7 +65,7 @@ impl SharedServices {
         let endpoints = self.endpoints.get(name).cloned().unwrap_or_else(|| service_endpoints(name, view));
         let built = Arc::new(service_resources_for(name, view, to, endpoints, &self.views));
         if self.views.contains_key(name) {
-            self.built.insert((name.to_owned(), to.clone()), built.clone());
+            self.built.entry(name.to_owned()).or_default().insert(to.clone(), built.clone());
         }
         built
     }

@@ -127,7 +127,12 @@ fn proxy_of(case: &str, input: &str) -> Result<ProxyResources, String> {
     let mut shared = SharedServices::default();
     shared.update(views);
     let security = security.as_ref().map(|(security, _)| security);
-    let (resources, errors) = proxy_resources_with_policies(dataplane, &mut shared, security, &proxy_policies(&rules));
+    let (resources, errors) = proxy_resources_with_policies(
+        dataplane,
+        &mut shared,
+        security,
+        &proxy_policies(&rules, dataplane.outbound_services()),
+    );
     match errors.as_slice() {
         [] => Ok(resources),
         errors => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),

@@ -800,7 +800,9 @@ impl Sync {
                 self.acks.set(&proxy, progress.awaiting());
             }
             let policies = match (&document, &mesh.policies) {
-                (Some(document), Some(policies)) => proxy_policies(&proxy_rules(document, policies)),
+                (Some(document), Some(policies)) => {
+                    proxy_policies(&proxy_rules(document, policies), view.outbound_services())
+                }
                 _ => ProxyPolicies::default(),
             };
             let policies = ProxyPolicies {

@@ -111,13 +111,15 @@ impl ProxyPolicies {
 }
 
 /// Reads the merged confs of `rules` (a proxy's, from kodiak-policy) into
-/// typed policies.
-pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
+/// typed policies, toward the services the proxy calls (`outbound`) and
+/// those their routes send to: a mesh's policies may name many more
+/// services than one proxy calls, and only these are ever looked up.
+pub fn proxy_policies<'a>(rules: &ProxyRules, outbound: impl IntoIterator<Item = &'a str>) -> ProxyPolicies {
     let mut policies = ProxyPolicies::default();
-    let mut services: Vec<&String> = Vec::new();
+    let mut named: BTreeSet<&str> = BTreeSet::new();
     let mut inbounds = 0;
     for type_rules in rules.types.values() {
-        services.extend(type_rules.to.services.keys());
+        named.extend(type_rules.to.services.keys().map(String::as_str));
         inbounds = inbounds.max(type_rules.from.len());
     }
     let to = |service: Option<&str>| {
@@ -166,11 +168,21 @@ pub fn proxy_policies(rules: &ProxyRules) -> ProxyPolicies {
     };
     policies.to_any = to(None);
     policies.access_log_to_any = access_log(None);
-    for service in services {
-        policies.to.insert(service.clone(), to(Some(service)));
-        if let Some(conf) = access_log(Some(service)) {
+    // The services to read policies toward: the outbounds' and, in turn,
+    // their routes' backends (and those of the routes toward any service).
+    // Services no policy names get the policies toward any service.
+    let mut wanted: Vec<String> = outbound.into_iter().map(str::to_owned).collect();
+    wanted.extend(policies.to_any.route_backends().into_iter().map(str::to_owned));
+    while let Some(service) = wanted.pop() {
+        if !named.contains(service.as_str()) || policies.to.contains_key(&service) {
+            continue;
+        }
+        let toward = to(Some(&service));
+        wanted.extend(toward.route_backends().into_iter().map(str::to_owned));
+        if let Some(conf) = access_log(Some(&service)) {
             policies.access_logs_to.insert(service.clone(), conf);
         }
+        policies.to.insert(service, toward);
     }
     policies.patch = rules.types.get(&ResourceType::MeshProxyPatch).and_then(|patch| patch.proxy.as_ref()).map(
         |merged| match merged.origins.as_slice() {
