@@ -61,7 +61,9 @@ spec:
         (status == 504).then_some(took)
     })
     .await;
-    assert!(took >= Duration::from_secs(1), "504 after {took:?}, before the 1s timeout");
+    // Envoy's timers may fire a little early (a 999.8 ms 504 was seen); the
+    // bound tells the 1s timeout from an immediate failure.
+    assert!(took >= Duration::from_millis(900), "504 after {took:?}, well before the 1s timeout");
     assert!(took < Duration::from_millis(2500), "504 after {took:?}: the answer's own delay, not the timeout");
     let (status, _, _) = timed_get(&http, &format!("{url}/delay/200")).await;
     assert_eq!(status, 200, "a quick answer still passes");
