@@ -134,7 +134,7 @@ pub fn proxy_resources_with_policies(
 ) -> (ProxyResources, Vec<PatchError>) {
     let mut resources = build(dataplane, security, policies, services);
     let errors = match &policies.patch {
-        Some(patch) => mesh_proxy_patch::apply(patch, &mut resources),
+        Some(patch) => mesh_proxy_patch::apply(patch, &mut resources, &mesh_proxy_patch::listener_tags(dataplane)),
         None => Vec::new(),
     };
     (resources, errors)

@@ -132,7 +132,7 @@ fn run(name: &str, patch: impl Fn(&Ports) -> String) -> Seen {
     let ports = Ports { inbound: free_port(), backend: free_port(), db: free_port(), admin: free_port() };
     let mut resources = web_resources(&ports, http, echo_port);
     let conf = mesh_proxy_patch::read(&kodiak_api::parse_document(&patch(&ports)).unwrap());
-    assert_eq!(mesh_proxy_patch::apply(&conf, &mut resources), []);
+    assert_eq!(mesh_proxy_patch::apply(&conf, &mut resources, &Default::default()), []);
     let ports_to_wait_for = [ports.inbound, ports.backend, ports.admin];
     let _envoy = Envoy::start(&format!("proxy-patch-{name}"), &config(&resources, ports.admin), &ports_to_wait_for);
     let (backend, inbound) = (get(ports.backend, "/"), get(ports.inbound, "/"));
@@ -214,7 +214,7 @@ fn envoy_refuses_a_zero_connect_timeout() {
 
     let conf = mesh_proxy_patch::read(&json!({"appendModifications": [{"cluster": {
         "operation": "Patch", "match": {"name": "backend"}, "value": "connectTimeout: 0s"}}]}));
-    assert_eq!(mesh_proxy_patch::apply(&conf, &mut resources), []);
+    assert_eq!(mesh_proxy_patch::apply(&conf, &mut resources, &Default::default()), []);
     let (valid, text) = validate("zero-timeout", &resources);
     assert!(!valid, "Envoy must refuse a zero connect timeout: {text}");
     assert!(text.contains("ConnectTimeout") && text.contains("value must be greater than 0s"), "{text}");

@@ -16,7 +16,7 @@ use crate::services::ServiceView;
 use crate::{envoy, names};
 
 /// The tag that names an instance's service.
-const SERVICE_TAG: &str = "kuma.io/service";
+use kodiak_api::tags::SERVICE_TAG;
 
 /// A set of instances a route can send traffic to: every instance of
 /// `service`, or only those whose tags include all of `tags` (a subset).

@@ -32,12 +32,35 @@ mod modify;
 mod resources;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub use conf::{Conf, JsonPatch, Match, Modification, Operation, Source, Target, read, read_policies};
 pub use validate::{check_resource, validate};
 
-use crate::ProxyResources;
+use kodiak_api::dataplane_view::DataplaneView;
+use kodiak_api::tags::SERVICE_TAG;
+
+use crate::{ProxyResources, names};
+
+/// The tags of what each generated listener serves, by listener name: an
+/// inbound's tags, an outbound's service (`kuma.io/service`). `listener`
+/// matches by `tags` and `networkFilter`/`httpFilter` matches by
+/// `listenerTags` select by them.
+pub type ListenerTags = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The [`ListenerTags`] of `dataplane`'s generated listeners.
+pub fn listener_tags(dataplane: &DataplaneView) -> ListenerTags {
+    let inbounds = dataplane
+        .inbounds
+        .iter()
+        .map(|inbound| (names::inbound_listener(&inbound.address, inbound.port), inbound.tags.clone()));
+    let outbounds = dataplane.outbounds.iter().map(|outbound| {
+        let tags = BTreeMap::from([(SERVICE_TAG.to_owned(), outbound.service.clone())]);
+        (names::outbound_listener(&outbound.address, outbound.port), tags)
+    });
+    inbounds.chain(outbounds).collect()
+}
 
 /// A modification that did not apply, with where the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +111,11 @@ impl std::error::Error for PatchError {}
 ///
 /// Returns what did not apply, each left unchanged; an empty `conf`
 /// changes nothing and costs nothing.
-pub fn apply(conf: &Conf, resources: &mut ProxyResources) -> Vec<PatchError> {
+pub fn apply(conf: &Conf, resources: &mut ProxyResources, listener_tags: &ListenerTags) -> Vec<PatchError> {
     if conf.modifications.is_empty() {
         return Vec::new();
     }
-    let mut working = resources::Working::new(resources);
+    let mut working = resources::Working::new(resources, listener_tags);
     let mut errors = Vec::new();
     for modification in &conf.modifications {
         for failed in modify::apply(modification, &mut working) {

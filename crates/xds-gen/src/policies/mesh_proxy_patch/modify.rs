@@ -92,17 +92,22 @@ fn origin_matches(condition: &Match, entry: &Entry) -> bool {
     condition.origin.as_deref().is_none_or(|wanted| entry.origin == Some(wanted))
 }
 
-/// Whether the listener carries every tag of `condition` (`*`: any value).
+/// Whether the listener has every tag of `condition` (`*`: any value): the
+/// tags of what a generated listener serves, and those in its metadata (a
+/// modification may have put them there).
 fn tags_match(condition: &Match, entry: &mut Entry) -> Result<bool, String> {
     if condition.listener_tags.is_empty() {
         return Ok(true);
     }
+    let mut tags = entry.tags.clone().unwrap_or_default();
     let json = entry.json()?;
-    let tags = json.pointer(&format!("/metadata/filterMetadata/{TAGS_METADATA}"));
-    Ok(condition.listener_tags.iter().all(|(key, wanted)| {
-        let actual = tags.and_then(|tags| tags.get(key)).and_then(Value::as_str);
-        actual.is_some_and(|actual| wanted == "*" || wanted == actual)
-    }))
+    if let Some(Value::Object(metadata)) = json.pointer(&format!("/metadata/filterMetadata/{TAGS_METADATA}")) {
+        tags.extend(metadata.iter().filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned()))));
+    }
+    Ok(condition
+        .listener_tags
+        .iter()
+        .all(|(key, wanted)| tags.get(key).is_some_and(|actual| wanted == "*" || wanted == actual)))
 }
 
 /// The positions of the `kind` entries `selects` picks; a resource that

@@ -87,6 +87,8 @@ impl From<super::json_patch::Failure> for Failure {
 pub(super) struct Entry {
     pub name: String,
     pub origin: Option<&'static str>,
+    /// The tags of what a generated listener serves (see [`super::ListenerTags`]).
+    pub tags: Option<BTreeMap<String, String>>,
     /// The resource as generated, then as the last change left it.
     resource: Arc<Resource>,
     changed: bool,
@@ -97,13 +99,20 @@ pub(super) struct Entry {
 impl Entry {
     fn generated(kind: Kind, resource: &Arc<Resource>, eds: &BTreeSet<&str>) -> Entry {
         let origin = origin(kind, &resource.name, eds);
-        Entry { name: resource.name.clone(), origin, resource: resource.clone(), changed: false, json: None }
+        Entry {
+            name: resource.name.clone(),
+            origin,
+            tags: None,
+            resource: resource.clone(),
+            changed: false,
+            json: None,
+        }
     }
 
     /// A resource a modification adds, from its Envoy JSON.
     fn added(kind: Kind, name: String, json: Value) -> Result<Entry, String> {
         let resource = message::resource(&name, &kind.descriptor()?, &json)?;
-        Ok(Entry { name, origin: Some(ADDED), resource, changed: true, json: Some(json) })
+        Ok(Entry { name, origin: Some(ADDED), tags: None, resource, changed: true, json: Some(json) })
     }
 
     /// The resource's Envoy JSON.
@@ -146,12 +155,16 @@ pub(super) struct Working {
 }
 
 impl Working {
-    pub fn new(resources: &ProxyResources) -> Working {
+    pub fn new(resources: &ProxyResources, listener_tags: &super::ListenerTags) -> Working {
         let eds: BTreeSet<&str> = resources.endpoints.iter().map(|r| r.name.as_str()).collect();
         let entries = |kind, list: &[Arc<Resource>]| list.iter().map(|r| Entry::generated(kind, r, &eds)).collect();
+        let mut listeners: Vec<Entry> = entries(Kind::Listener, &resources.listeners);
+        for listener in &mut listeners {
+            listener.tags = listener_tags.get(&listener.name).cloned();
+        }
         Working {
             clusters: entries(Kind::Cluster, &resources.clusters),
-            listeners: entries(Kind::Listener, &resources.listeners),
+            listeners,
             routes: entries(Kind::Route, &resources.routes),
             original_listeners: resources.listeners.clone(),
             removed_clusters: BTreeSet::new(),

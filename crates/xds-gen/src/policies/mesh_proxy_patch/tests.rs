@@ -17,13 +17,22 @@ const INBOUND_CLUSTER: &str = "inbound:127.0.0.1:8080";
 const BACKEND_LISTENER: &str = "outbound:127.0.0.1:20001";
 const DB_LISTENER: &str = "outbound:127.0.0.1:20002";
 
-fn proxy() -> ProxyResources {
-    let web = dataplane(
+fn web() -> kodiak_api::dataplane_view::DataplaneView {
+    dataplane(
         "{type: Dataplane, mesh: default, name: web-1, networking: {address: 127.0.0.2,
             inbound: [{port: 10001, servicePort: 8080, serviceAddress: 127.0.0.1,
                        tags: {kuma.io/service: web, kuma.io/protocol: http}}],
             outbound: [{port: 20001, tags: {kuma.io/service: backend}}, {port: 20002, tags: {kuma.io/service: db}}]}}",
-    );
+    )
+}
+
+/// `conf`'s modifications applied to `resources` of `web()`.
+fn apply(conf: &Conf, resources: &mut ProxyResources) -> Vec<PatchError> {
+    super::apply(conf, resources, &listener_tags(&web()))
+}
+
+fn proxy() -> ProxyResources {
+    let web = web();
     let backend = instance("backend-1", "127.0.0.4", "backend", "http");
     let db = instance("db-1", "127.0.0.5", "db", "tcp");
     let shared: BTreeMap<_, _> = services([&web, &backend, &db])
@@ -276,6 +285,25 @@ fn listener_json_patches_and_tags() {
     assert_eq!(listener["perConnectionBufferLimitBytes"], 1024);
     assert_eq!(listener["metadata"]["filterMetadata"]["io.kuma.tags"]["team"], "a");
     only_changed(&proxy(), &after, &[DB_LISTENER]);
+}
+
+#[test]
+fn generated_listeners_match_by_the_tags_of_what_they_serve() {
+    // An outbound listener has its service's tag, an inbound its tags.
+    let after = patched(
+        "{appendModifications: [
+            {listener: {operation: Patch, match: {tags: {kuma.io/service: backend}}, jsonPatches: [
+                {op: add, path: /perConnectionBufferLimitBytes, value: 2048}]}},
+            {networkFilter: {operation: Patch, match: {listenerTags: {kuma.io/protocol: http},
+                name: envoy.filters.network.http_connection_manager}, jsonPatches: [
+                {op: replace, path: /statPrefix, value: tagged}]}},
+            {listener: {operation: Patch, match: {tags: {kuma.io/service: nobody}}, jsonPatches: [
+                {op: add, path: /perConnectionBufferLimitBytes, value: 1}]}}]}",
+    );
+    assert_eq!(render(get(&after.listeners, BACKEND_LISTENER))["perConnectionBufferLimitBytes"], 2048);
+    let inbound = render(get(&after.listeners, INBOUND_LISTENER));
+    assert_eq!(inbound["filterChains"][0]["filters"][0]["typedConfig"]["statPrefix"], "tagged");
+    only_changed(&proxy(), &after, &[BACKEND_LISTENER, INBOUND_LISTENER]);
 }
 
 #[test]
