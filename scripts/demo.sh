@@ -147,12 +147,27 @@ wait_for "web to be allowed again" curl -fsS http://127.0.0.2:30001/
 echo "  deleted it: web -> backend is allowed again by allow-all-default"
 
 echo
+echo "==> a 1 s request timeout from web to backend (examples/demo/backend-timeout.yaml)"
+"${CTL[@]}" apply -f examples/demo/backend-timeout.yaml
+wait_for "the timeout to take effect" bash -c '[[ $(curl -sS -o /dev/null -w "%{http_code}" http://127.0.0.2:30001/delay/1500) == 504 ]]'
+curl -sS -o /dev/null -w '  GET /delay/1500 (backend answers after 1.5 s): HTTP %{http_code} after %{time_total} s\n' http://127.0.0.2:30001/delay/1500
+curl -sS -o /dev/null -w '  GET /delay/200: HTTP %{http_code}\n' http://127.0.0.2:30001/delay/200
+
+echo
+echo "==> which policies shape web's sidecar: kodiakctl inspect dataplane web --type rules"
+"${CTL[@]}" inspect dataplane web --type rules
+echo
+echo "==> which sidecars the timeout shapes: kodiakctl inspect meshtimeout web-to-backend-timeout"
+"${CTL[@]}" inspect meshtimeout web-to-backend-timeout
+
+echo
 echo "==> kodiakctl inspect dataplanes"
 "${CTL[@]}" inspect dataplanes
 echo
 echo "The demo is running. Logs: $DEMO_DIR/logs. Try:"
 echo "  curl -i http://127.0.0.2:30001/          # web -> backend through the mesh"
 echo "  $BIN/kodiakctl inspect dataplanes"
+echo "  $BIN/kodiakctl inspect dataplane web --type config | less   # the Envoy configuration web's sidecar was sent"
 echo "  curl --cacert $CP_CERT https://127.0.0.1:$HTTPS_API_PORT/meshes   # the API over TLS"
 echo "  kill \$(cat $DEMO_DIR/pids/dp-backend-2.pid)   # backend-2 leaves; web stops choosing it at once"
 echo "Stop it with: scripts/demo.sh stop"
