@@ -5,6 +5,7 @@
 mod binaries;
 mod control_plane;
 pub mod dataplanes;
+pub mod policies;
 mod probe;
 mod service;
 mod sidecar;

@@ -3,43 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use kodiak_e2e::dataplanes::{backend, client};
+use kodiak_e2e::dataplanes::client;
+use kodiak_e2e::policies::{CONVERGE, a_and_b, timed_get, until_fail_first_gets};
 use kodiak_e2e::{ControlPlane, Reply, Sidecar, TestService, Transport, eventually, free_port, get};
-
-const CONVERGE: Duration = Duration::from_secs(20);
-
-/// A mesh with one instance of `b` and a caller `a-1`; returns the control
-/// plane, the sidecars and the caller's HTTP outbound to `b`.
-async fn a_and_b() -> (ControlPlane, TestService, [Sidecar; 2], String) {
-    let control_plane = ControlPlane::memory();
-    let b1 = TestService::start("b-1").await;
-    let b = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
-    let port = free_port();
-    let a = Sidecar::register(&control_plane, &client("a-1", "b", port, free_port()), Transport::Delta);
-    let url = format!("http://127.0.0.1:{port}");
-    let expected = Reply { status: 200, instance: Some("b-1".into()) };
-    eventually("a reaches b", CONVERGE, || async { (get(&format!("{url}/")).await == expected).then_some(()) }).await;
-    (control_plane, b1, [a, b], url)
-}
-
-/// A GET with a generous timeout: its status, the attempt header of
-/// `/fail-first`, and how long it took.
-async fn timed_get(http: &reqwest::Client, url: &str) -> (u16, Option<String>, Duration) {
-    let started = Instant::now();
-    match http.get(url).send().await {
-        Ok(response) => {
-            let attempt = response.headers().get("x-kodiak-attempt").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (response.status().as_u16(), attempt, started.elapsed())
-        }
-        Err(_) => (0, None, started.elapsed()),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mesh_timeout_turns_a_slow_answer_into_a_504_after_the_configured_time() {
     let (control_plane, _b1, _sidecars, url) = a_and_b().await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let (status, _, _) = timed_get(&http, &format!("{url}/delay/2500")).await;
+    let (status, _, _) = timed_get(&http, &format!("{url}/delay/2500"), &[]).await;
     assert_eq!(status, 200, "a slow answer within the default timeouts");
 
     control_plane
@@ -57,7 +29,7 @@ spec:
         )
         .await;
     let took = eventually("the timeout in effect", CONVERGE, || async {
-        let (status, _, took) = timed_get(&http, &format!("{url}/delay/2500")).await;
+        let (status, _, took) = timed_get(&http, &format!("{url}/delay/2500"), &[]).await;
         (status == 504).then_some(took)
     })
     .await;
@@ -65,7 +37,7 @@ spec:
     // bound tells the 1s timeout from an immediate failure.
     assert!(took >= Duration::from_millis(900), "504 after {took:?}, well before the 1s timeout");
     assert!(took < Duration::from_millis(2500), "504 after {took:?}: the answer's own delay, not the timeout");
-    let (status, _, _) = timed_get(&http, &format!("{url}/delay/200")).await;
+    let (status, _, _) = timed_get(&http, &format!("{url}/delay/200"), &[]).await;
     assert_eq!(status, 200, "a quick answer still passes");
 }
 
@@ -89,29 +61,12 @@ spec:
     };
     // Without retries, the first failure is what the caller gets.
     control_plane.apply(&retry(0)).await;
-    let mut key = 0;
-    eventually("no retries", CONVERGE, || {
-        key += 1;
-        let target = format!("{url}/fail-first/1?key=off-{key}");
-        let http = &http;
-        async move { (timed_get(http, &target).await.0 == 503).then_some(()) }
-    })
-    .await;
+    until_fail_first_gets(&http, &url, 1, 503, "no retries").await;
 
     control_plane.apply(&retry(3)).await;
-    let mut key = 0;
-    let attempt = eventually("three retries", CONVERGE, || {
-        key += 1;
-        let target = format!("{url}/fail-first/2?key=on-{key}");
-        let http = &http;
-        async move {
-            let (status, attempt, _) = timed_get(http, &target).await;
-            (status == 200).then_some(attempt)
-        }
-    })
-    .await;
+    let attempt = until_fail_first_gets(&http, &url, 2, 200, "three retries").await;
     assert_eq!(attempt.as_deref(), Some("3"), "answered on the third attempt");
-    let (status, attempt, _) = timed_get(&http, &format!("{url}/fail-first/4?key=too-many")).await;
+    let (status, attempt, _) = timed_get(&http, &format!("{url}/fail-first/4?key=too-many"), &[]).await;
     assert_eq!((status, attempt.as_deref()), (503, Some("4")), "three retries, then the failure comes through");
 }
 

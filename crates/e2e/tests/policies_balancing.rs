@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kodiak_e2e::dataplanes::{backend, client};
+use kodiak_e2e::policies::{CONVERGE, NO_RETRIES_TOWARD_B};
 use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free_port, get, tcp_greeting};
-
-const CONVERGE: Duration = Duration::from_secs(20);
 
 /// One instance of a service: its application and its sidecar.
 struct Instance {
@@ -64,20 +63,7 @@ async fn until_all_answer(url: &str, names: &[&str]) {
 /// request reaches the caller instead of being retried on another instance
 /// (which would hide the failures the tests below want to see go away).
 async fn no_retries_toward_b(control_plane: &ControlPlane) {
-    control_plane
-        .apply(
-            "type: MeshRetry
-mesh: default
-name: b-no-retries
-spec:
-  targetRef: {kind: Mesh}
-  to:
-  - targetRef: {kind: MeshService, name: b}
-    default:
-      http: {numRetries: 0}
-",
-        )
-        .await;
+    control_plane.apply(NO_RETRIES_TOWARD_B).await;
 }
 
 /// Waits until a GET of `url` fails with a 503: `b-2` is down and nothing

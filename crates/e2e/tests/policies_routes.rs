@@ -2,40 +2,10 @@
 //! the requests of that route's rules only, and the caller's other requests
 //! toward the same service keep the service's conf.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kodiak_e2e::dataplanes::{backend, client};
-use kodiak_e2e::{ControlPlane, Reply, Sidecar, TestService, Transport, eventually, free_port, get};
-
-const CONVERGE: Duration = Duration::from_secs(20);
-
-/// A mesh with one instance of `b` and a caller `a-1`; returns the control
-/// plane, the sidecars and the caller's HTTP outbound to `b`.
-async fn a_and_b() -> (ControlPlane, TestService, [Sidecar; 2], String) {
-    let control_plane = ControlPlane::memory();
-    let b1 = TestService::start("b-1").await;
-    let b = Sidecar::register(&control_plane, &backend("b-1", "b", &b1), Transport::Delta);
-    let port = free_port();
-    let a = Sidecar::register(&control_plane, &client("a-1", "b", port, free_port()), Transport::Delta);
-    let url = format!("http://127.0.0.1:{port}");
-    let expected = Reply { status: 200, instance: Some("b-1".into()) };
-    eventually("a reaches b", CONVERGE, || async { (get(&format!("{url}/")).await == expected).then_some(()) }).await;
-    (control_plane, b1, [a, b], url)
-}
-
-/// A GET with a generous timeout and optional headers: its status, the
-/// attempt header of `/fail-first`, and how long it took.
-async fn timed_get(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, Duration) {
-    let started = Instant::now();
-    let request = headers.iter().fold(http.get(url), |request, (name, value)| request.header(*name, *value));
-    match request.send().await {
-        Ok(response) => {
-            let attempt = response.headers().get("x-kodiak-attempt").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (response.status().as_u16(), attempt, started.elapsed())
-        }
-        Err(_) => (0, None, started.elapsed()),
-    }
-}
+use kodiak_e2e::eventually;
+use kodiak_e2e::policies::{CONVERGE, NO_RETRIES_TOWARD_B, a_and_b, timed_get, until_fail_first_gets};
 
 /// A MeshHTTPRoute `name` toward b with one rule sending matching requests
 /// to b itself.
@@ -112,20 +82,7 @@ async fn a_mesh_retry_targeting_a_route_retries_that_routes_requests_only() {
     // First no retries toward b (the mesh's default MeshRetry has some), in
     // effect before the route comes: until the route's own MeshRetry
     // arrives, its requests get none either.
-    control_plane
-        .apply(
-            "type: MeshRetry
-mesh: default
-name: b-no-retries
-spec:
-  targetRef: {kind: Mesh}
-  to:
-  - targetRef: {kind: MeshService, name: b}
-    default:
-      http: {numRetries: 0}
-",
-        )
-        .await;
+    control_plane.apply(NO_RETRIES_TOWARD_B).await;
     let mut key = 0;
     eventually("no retries toward b", CONVERGE, || {
         key += 1;
@@ -149,17 +106,7 @@ spec:
 ",
         )
         .await;
-    let mut key = 0;
-    let attempt = eventually("the route's retries in effect", CONVERGE, || {
-        key += 1;
-        let target = format!("{url}/fail-first/2?key=route-{key}");
-        let http = &http;
-        async move {
-            let (status, attempt, _) = timed_get(http, &target, &[]).await;
-            (status == 200).then_some(attempt)
-        }
-    })
-    .await;
+    let attempt = until_fail_first_gets(&http, &url, 2, 200, "the route's retries in effect").await;
     assert_eq!(attempt.as_deref(), Some("3"), "answered on the third attempt");
     let (status, attempt, _) = timed_get(&http, &format!("{url}/fail-first/1?key=catch-all"), &[]).await;
     assert_eq!((status, attempt.as_deref()), (503, Some("1")), "no retries outside the route");
