@@ -278,7 +278,8 @@ mod tests {
         assert_eq!(
             command_line(None),
             "/x/envoy --config-path /w/bootstrap.json --admin-address-path /w/admin-address.txt \
-             --disable-hot-restart --concurrency 2 --log-level warning --drain-time-s 2 --drain-strategy immediate"
+             --disable-hot-restart --concurrency 2 --log-level warning --drain-time-s 2 --drain-strategy immediate \
+             --file-flush-interval-msec 1000"
         );
     }
 
@@ -288,7 +289,7 @@ mod tests {
             command_line(Some("/usr/bin/setpriv")),
             "/usr/bin/setpriv --pdeathsig KILL -- /x/envoy --config-path /w/bootstrap.json \
              --admin-address-path /w/admin-address.txt --disable-hot-restart --concurrency 2 --log-level warning \
-             --drain-time-s 2 --drain-strategy immediate"
+             --drain-time-s 2 --drain-strategy immediate --file-flush-interval-msec 1000"
         );
     }
 
