@@ -352,4 +352,5 @@ golden! {
     http_and_tcp_routes => "routes",
     circuit_breaker_health_check_and_load_balancing => "cluster-policies",
     policies_toward_routes => "route-policies",
+    fault_injection_rate_limits_and_access_logs => "inbound-policies",
 }
