@@ -2,17 +2,18 @@
 //! (http and http2 services) and gRPC requests get a route retry policy;
 //! TCP connections get more attempts to connect.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::Metadata;
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, RetryPolicy, RouteAction, retry_policy};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::retry::host::omit_host_metadata::v3::OmitHostMetadataConfig;
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
-use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value as ProtoValue, value};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use kodiak_api::dataplane_view::Protocol;
+use prost::encoding;
 use serde_json::Value;
 
 use super::header_match::HeaderMatch;
@@ -202,8 +203,8 @@ pub fn retry_policy(conf: &Conf, protocol: Protocol) -> Option<RetryPolicy> {
             }),
             Predicate::OmitHostsWithTags(tags) => policy.retry_host_predicate.push(retry_policy::RetryHostPredicate {
                 name: "envoy.retry_host_predicates.omit_host_metadata".into(),
-                config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(envoy::any(
-                    &OmitHostMetadataConfig { metadata_match: Some(lb_metadata(tags)) },
+                config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(omit_hosts_with_tags(
+                    tags,
                 ))),
             }),
             Predicate::OmitPreviousPriorities(update_frequency) => {
@@ -287,16 +288,29 @@ fn rate_limited(back_off: &RateLimitedBackOff) -> retry_policy::RateLimitedRetry
     }
 }
 
-/// Endpoint metadata matching `tags` under Envoy's load-balancing key.
-fn lb_metadata(tags: &[(String, String)]) -> Metadata {
-    let fields = tags
-        .iter()
-        .map(|(key, text)| (key.clone(), ProtoValue { kind: Some(value::Kind::StringValue(text.clone())) }))
-        .collect();
-    Metadata {
-        filter_metadata: [("envoy.lb".to_owned(), Struct { fields })].into_iter().collect(),
-        ..Default::default()
+/// The `OmitHostMetadataConfig` that skips hosts whose metadata under
+/// Envoy's load-balancing key (`envoy.lb`) has `tags`. Encoded by hand in
+/// key order: the tags are a protobuf `Struct`, a map prost encodes in no
+/// fixed order, which would give the route a new version on every build.
+fn omit_hosts_with_tags(tags: &[(String, String)]) -> Any {
+    let sorted: BTreeMap<&String, &String> = tags.iter().map(|(key, text)| (key, text)).collect();
+    let mut fields = Vec::new();
+    for (key, text) in sorted {
+        let mut value = Vec::new();
+        encoding::string::encode(3, text, &mut value); // Value.string_value
+        let mut entry = Vec::new();
+        encoding::string::encode(1, key, &mut entry);
+        encoding::bytes::encode(2, &value, &mut entry);
+        encoding::bytes::encode(1, &entry, &mut fields); // Struct.fields
     }
+    let mut filter = Vec::new();
+    encoding::string::encode(1, &"envoy.lb".to_owned(), &mut filter);
+    encoding::bytes::encode(2, &fields, &mut filter);
+    let mut metadata = Vec::new();
+    encoding::bytes::encode(1, &filter, &mut metadata); // Metadata.filter_metadata
+    let mut value = Vec::new();
+    encoding::bytes::encode(1, &metadata, &mut value); // OmitHostMetadataConfig.metadata_match
+    Any { type_url: <OmitHostMetadataConfig as prost::Name>::type_url(), value }
 }
 
 #[cfg(test)]
@@ -347,6 +361,26 @@ mod tests {
         assert_eq!(policy(conf, Protocol::Tcp), json!({}));
         assert_eq!(policy(json!({"http": {"numRetries": 0}}), Protocol::Http), json!({}));
         assert_eq!(policy(json!({"grpc": {"numRetries": 1}}), Protocol::Http), json!({}));
+    }
+
+    /// The encoded route action under `conf`.
+    fn policy_bytes(conf: &Value) -> Vec<u8> {
+        use prost::Message;
+        let mut action = RouteAction::default();
+        apply_to_route(&read(conf), Protocol::Http, &mut action);
+        action.encode_to_vec()
+    }
+
+    #[test]
+    fn hosts_to_omit_by_several_tags_encode_the_same_every_time() {
+        let several = json!({"http": {"hostSelection": [
+            {"predicate": "OmitHostsWithTags", "tags": {"version": "v1", "zone": "a", "team": "blue", "tier": "x"}}]}});
+        let (once, again) = (policy_bytes(&several), policy_bytes(&several));
+        assert_eq!(once, again, "the same tags encode the same bytes every time");
+        assert_eq!(
+            policy(several, Protocol::Http)["retryPolicy"]["retryHostPredicate"][0]["typedConfig"]["metadataMatch"],
+            json!({"filterMetadata": {"envoy.lb": {"team": "blue", "tier": "x", "version": "v1", "zone": "a"}}})
+        );
     }
 
     #[test]
