@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::merge_rules::Acc;
-use super::read::{Destination, Policy, Shape};
+use super::read::{Destination, Policy, Shape, ToEntry, ToKind};
 use super::{Conf, ToRules};
 
 /// A service's conf being added up, and how many of the `Mesh` entries met
@@ -25,38 +25,44 @@ pub(super) fn to_rules(shape: Shape, applying: &[(&Policy, u32)], route_applies:
     let mut mesh_entries: Vec<(&str, &Value)> = Vec::new();
     let mut services: BTreeMap<&str, Open> = BTreeMap::new();
     let mut route_entries = Vec::new();
-    for (position, (policy, class)) in applying.iter().enumerate() {
-        for entry in &policy.to {
-            match &entry.destination {
-                Destination::Mesh => {
-                    // Toward any destination, so toward every named service
-                    // too, which catch up later.
-                    mesh.get_or_insert_with(Acc::new).add(shape, &entry.conf, &policy.name);
-                    mesh_entries.push((&policy.name, &entry.conf));
-                    route_entries.push((*class, entry.kind, position, None, entry));
-                }
-                Destination::Service(service) => {
-                    let open = services.entry(service).or_insert_with(|| Open {
-                        acc: mesh.clone().unwrap_or_else(Acc::new),
-                        seen: mesh_entries.len(),
-                    });
-                    for (name, conf) in &mesh_entries[open.seen..] {
-                        open.acc.add(shape, conf, name);
-                    }
-                    open.seen = mesh_entries.len();
-                    open.acc.add(shape, &entry.conf, &policy.name);
-                }
-                Destination::Route(route) if route_applies(route) => {
-                    route_entries.push((*class, entry.kind, position, Some(route.as_str()), entry));
-                }
-                Destination::Route(_) | Destination::Elsewhere => {}
+    // Entries rank by their policy's class, then by their own kind (an entry
+    // naming a service outranks a `Mesh` one of an equally specific
+    // policy), then by policy position; a stable sort keeps each policy's
+    // entries of one kind in order.
+    let mut entries: Vec<(u32, ToKind, usize, &Policy, &ToEntry)> = applying
+        .iter()
+        .enumerate()
+        .flat_map(|(position, (policy, class))| {
+            policy.to.iter().map(move |entry| (*class, entry.kind, position, *policy, entry))
+        })
+        .collect();
+    entries.sort_by_key(|(class, kind, position, ..)| (*class, *kind, *position));
+    for (class, _, position, policy, entry) in entries {
+        match &entry.destination {
+            Destination::Mesh => {
+                // Toward any destination, so toward every named service
+                // too, which catch up later.
+                mesh.get_or_insert_with(Acc::new).add(shape, &entry.conf, &policy.name);
+                mesh_entries.push((&policy.name, &entry.conf));
+                route_entries.push((class, entry.kind, position, None, entry));
             }
+            Destination::Service(service) => {
+                let open = services
+                    .entry(service)
+                    .or_insert_with(|| Open { acc: mesh.clone().unwrap_or_else(Acc::new), seen: mesh_entries.len() });
+                for (name, conf) in &mesh_entries[open.seen..] {
+                    open.acc.add(shape, conf, name);
+                }
+                open.seen = mesh_entries.len();
+                open.acc.add(shape, &entry.conf, &policy.name);
+            }
+            Destination::Route(route) if route_applies(route) => {
+                route_entries.push((class, entry.kind, position, Some(route.as_str()), entry));
+            }
+            Destination::Route(_) | Destination::Elsewhere => {}
         }
     }
     let services = catch_up(shape, services, &mesh_entries);
-    // Entries toward routes rank by policy class, then entry kind, then
-    // policy position; a stable sort keeps each policy's entries in order.
-    route_entries.sort_by_key(|(class, kind, position, ..)| (*class, *kind, *position));
     let named: BTreeSet<&str> = route_entries.iter().filter_map(|(.., route, _)| *route).collect();
     let routes = named
         .into_iter()

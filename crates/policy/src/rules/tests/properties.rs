@@ -191,11 +191,16 @@ proptest! {
         let timeouts = rules.types.get(&ResourceType::MeshTimeout).cloned().unwrap_or_default();
         let ordered = in_force(&set, "web");
         for service in ["a", "b", "c"] {
-            let covering = ordered.iter().flat_map(|policy| policy.to.iter())
-                .filter(|(name, ..)| name.is_none_or(|name| name == service))
-                .map(|(_, key, seconds)| (*key, *seconds));
+            // Within one rank, entries naming the service come after `Mesh` ones.
+            let mut covering: Vec<(u8, bool, &str, u8)> = ordered
+                .iter()
+                .flat_map(|policy| policy.to.iter().map(|(name, key, seconds)| (rank(&policy.target), name.is_some(), *name, *key, *seconds)))
+                .filter(|(.., name, _, _)| name.is_none_or(|name| name == service))
+                .map(|(rank, named, _, key, seconds)| (rank, named, key, seconds))
+                .collect();
+            covering.sort_by_key(|(rank, named, ..)| (*rank, *named));
             let got = timeouts.to.for_service(service).map(|conf| conf.conf.clone());
-            prop_assert_eq!(got, merged_in_order(covering), "service {}", service);
+            prop_assert_eq!(got, merged_in_order(covering.into_iter().map(|(.., key, seconds)| (key, seconds))), "service {}", service);
         }
         for (i, service) in ["web", "web-admin"].into_iter().enumerate() {
             let expected = merged_in_order(in_force(&set, service).iter().flat_map(|p| p.from.iter().copied()));

@@ -78,6 +78,44 @@ spec:
 }
 
 #[test]
+fn between_equally_specific_policies_an_entry_naming_the_service_outranks_a_mesh_entry_whatever_the_names() {
+    // "quick-backend" sorts after "mesh-timeout-all-default", and would
+    // lose to it by name; its entry names backend, so it wins for backend.
+    let rules = rules(
+        "
+type: MeshTimeout
+mesh: default
+name: mesh-timeout-all-default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: Mesh}
+    default: {connectionTimeout: 5s, http: {requestTimeout: 15s}}
+---
+type: MeshTimeout
+mesh: default
+name: quick-backend
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    default: {http: {requestTimeout: 1s}}
+",
+    );
+    assert_eq!(
+        rules.for_service("backend").cloned(),
+        conf(
+            json!({"connectionTimeout": "5s", "http": {"requestTimeout": "1s"}}),
+            &["mesh-timeout-all-default", "quick-backend"]
+        )
+    );
+    assert_eq!(
+        rules.mesh,
+        conf(json!({"connectionTimeout": "5s", "http": {"requestTimeout": "15s"}}), &["mesh-timeout-all-default"])
+    );
+}
+
+#[test]
 fn between_two_policies_of_the_same_kind_the_smaller_name_wins() {
     let rules = rules(
         "
