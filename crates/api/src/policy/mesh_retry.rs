@@ -7,6 +7,7 @@ use super::{
     DESTINATION_OR_ROUTE_KINDS, GATEWAY_DESTINATION_KINDS, HEADER_MATCH, MESH_GATEWAY, MESH_HTTP_ROUTE,
     POSITIVE_DURATION, POSITIVE_UINT32, TOP_KINDS_WITH_ROUTE, UINT32, items, limit_kinds, top_kind,
 };
+use crate::duration::parse_duration;
 use crate::schema::{Schema, optional, required};
 use crate::violations::{FieldPath, Violations};
 
@@ -31,9 +32,12 @@ const HTTP_RETRY_ON: &[&str] = &[
     "HttpMethodTrace",
 ];
 
-const BACK_OFF: Schema = Schema::AtLeastOneOf(
-    &["baseInterval", "maxInterval"],
-    &Schema::Object(&[optional("baseInterval", Schema::Duration), optional("maxInterval", Schema::Duration)]),
+const BACK_OFF: Schema = Schema::Check(
+    &Schema::AtLeastOneOf(
+        &["baseInterval", "maxInterval"],
+        &Schema::Object(&[optional("baseInterval", Schema::Duration), optional("maxInterval", Schema::Duration)]),
+    ),
+    ceiling_above_base,
 );
 
 /// Back off as the upstream asks in a rate-limit response header.
@@ -158,5 +162,15 @@ fn host_selection(value: &Value, path: &FieldPath, out: &mut Violations) {
             }
             _ => {}
         }
+    }
+}
+
+/// Envoy refuses a back-off whose `maxInterval` is below its `baseInterval`.
+fn ceiling_above_base(value: &Value, path: &FieldPath, out: &mut Violations) {
+    let interval = |key: &str| value.get(key).and_then(Value::as_str).and_then(|text| parse_duration(text).ok());
+    if let (Some(base), Some(max)) = (interval("baseInterval"), interval("maxInterval"))
+        && max < base
+    {
+        out.add(&path.field("maxInterval"), "must not be less than baseInterval");
     }
 }

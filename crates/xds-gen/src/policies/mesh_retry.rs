@@ -173,8 +173,12 @@ pub fn retry_policy(conf: &Conf, protocol: Protocol) -> Option<RetryPolicy> {
         num_retries: section.num_retries.map(|value| UInt32Value { value }),
         per_try_timeout: section.per_try_timeout.map(envoy::duration),
         retry_back_off: section.back_off.map(|(base, max)| retry_policy::RetryBackOff {
-            base_interval: base.or(grpc.then_some(DEFAULT_BASE_INTERVAL)).map(envoy::duration),
-            max_interval: max.map(envoy::duration),
+            // Envoy needs a base once there is a back-off (Kuma's default, 25ms).
+            base_interval: Some(envoy::duration(base.unwrap_or(DEFAULT_BASE_INTERVAL))),
+            // Envoy refuses a ceiling under the base, which merging one
+            // policy's base with another's ceiling can make; without one,
+            // its ceiling is ten times the base.
+            max_interval: max.filter(|max| *max >= base.unwrap_or(DEFAULT_BASE_INTERVAL)).map(envoy::duration),
         }),
         rate_limited_retry_back_off: section.rate_limited_back_off.as_ref().map(rate_limited),
         retriable_headers: section.retriable_response_headers.iter().map(HeaderMatch::matcher).collect(),
@@ -369,6 +373,23 @@ mod tests {
         let mut action = RouteAction::default();
         apply_to_route(&read(conf), Protocol::Http, &mut action);
         action.encode_to_vec()
+    }
+
+    #[test]
+    fn a_merged_ceiling_under_the_base_is_left_to_envoy() {
+        // A user's base of 1s laid over the default ceiling of 250ms.
+        let merged = json!({"http": {"backOff": {"baseInterval": "1s", "maxInterval": "250ms"}}});
+        assert_eq!(policy(merged, Protocol::Http)["retryPolicy"]["retryBackOff"], json!({"baseInterval": "1s"}));
+        let unset_base = json!({"http": {"backOff": {"maxInterval": "10ms"}}});
+        assert_eq!(
+            policy(unset_base, Protocol::Http)["retryPolicy"]["retryBackOff"],
+            json!({"baseInterval": "0.025s"})
+        );
+        let fine = json!({"http": {"backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}}});
+        assert_eq!(
+            policy(fine, Protocol::Http)["retryPolicy"]["retryBackOff"],
+            json!({"baseInterval": "0.025s", "maxInterval": "0.250s"})
+        );
     }
 
     #[test]
