@@ -138,6 +138,14 @@ async fn a_proxy_patch_envoy_refuses_is_reported_and_the_last_good_config_stays(
             && p.contains("/no/such/field")),
         "{problems:?}"
     );
+    // kodiakctl inspect dataplane shows it under MeshProxyPatch too.
+    let path = ["meshes", "default", "dataplanes", "a-1", "_rules"];
+    let rules = control_plane.client().get_path(&path, &[]).await.unwrap();
+    let patch = rules["rules"].as_array().unwrap().iter().find(|rule| rule["type"] == "MeshProxyPatch").unwrap();
+    assert_eq!(
+        patch["warnings"],
+        serde_json::json!([format!("not applied to the proxy: {}", problems[0].as_str().unwrap())])
+    );
     assert_eq!(get(&format!("{url}/")).await, expected);
 }
 

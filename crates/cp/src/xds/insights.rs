@@ -214,6 +214,11 @@ impl Insights {
         }
     }
 
+    /// What policies could not do to the proxy's newest configuration.
+    pub fn problems(&self, proxy: &ProxyId) -> Vec<String> {
+        self.policy_problems.lock().unwrap().get(proxy).cloned().unwrap_or_default()
+    }
+
     /// The proxy's current mesh mTLS certificate (none: mTLS is off for it).
     pub fn mtls(&self, proxy: &ProxyId, insight: Option<MtlsInsight>) {
         let mut all = self.mtls.lock().unwrap();

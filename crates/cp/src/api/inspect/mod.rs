@@ -59,7 +59,9 @@ pub async fn dataplane(
         InspectView::Rules => {
             let shadow = flag(uri.query(), "shadow")?;
             let policies = MeshView::load(state.store.as_ref(), mesh, shadow).await?;
-            Ok(Json(rules::response(&dataplane, &policies.inspect(&dataplane), shadow)).into_response())
+            let mut answer = rules::response(&dataplane, &policies.inspect(&dataplane), shadow);
+            rules::with_policy_problems(&mut answer, state.insights.problems(&ProxyId::new(mesh, name)));
+            Ok(Json(answer).into_response())
         }
         InspectView::Config => {
             no_query(uri.query())?;

@@ -71,6 +71,17 @@ pub fn response(dataplane: &Resource, inspected: &Inspected<'_>, shadow: bool) -
     json!({ "resource": meta_of(dataplane), "shadow": shadow, "httpMatches": [], "rules": rules })
 }
 
+/// Adds to the MeshProxyPatch entry of a `_rules` answer what its
+/// modifications could not do to the proxy's newest configuration (as the
+/// Dataplane's insight says), so the user sees it where the patch shows.
+pub fn with_policy_problems(answer: &mut Value, problems: Vec<String>) {
+    let Some(rules) = answer["rules"].as_array_mut() else { return };
+    let patch = rules.iter_mut().find(|rule| rule["type"] == ResourceType::MeshProxyPatch.name());
+    if let Some(warnings) = patch.and_then(|rule| rule["warnings"].as_array_mut()) {
+        warnings.extend(problems.into_iter().map(|problem| format!("not applied to the proxy: {problem}").into()));
+    }
+}
+
 /// One inbound as the answer names it.
 struct Inbound {
     port: u16,
