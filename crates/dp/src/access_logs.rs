@@ -9,8 +9,10 @@
 //! One connection per address is opened on its first entry and kept. An
 //! entry whose address cannot be reached (within [`CONNECT_TIMEOUT`]) or
 //! whose connection fails is dropped, not retried: a retried backlog would
-//! grow without bound and delay every other address. The next entry for
-//! that address connects again.
+//! grow without bound and delay every other address. After a failed
+//! connection, the address's entries are dropped for [`RETRY_AFTER`] before
+//! the next one connects again (one warning a second, not one an entry);
+//! after a failed write, the next entry connects again at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,6 +30,8 @@ use tokio::net::unix::pipe;
 pub const PIPE_FILE: &str = "kodiak-access-logs.pipe";
 /// How long an address may take to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a failed connection the next one to that address is tried.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longer lines are dropped (Envoy's entries are far shorter).
 const MAX_LINE: usize = 1 << 20;
 
@@ -126,28 +130,54 @@ fn entry(line: &[u8]) -> Option<(String, Vec<u8>)> {
     (!address.is_empty()).then_some((address, message))
 }
 
-/// The open connections, by address.
+/// The open connections, by address, and the addresses that could not be
+/// reached lately.
 #[derive(Default)]
 struct Destinations {
     connections: HashMap<String, TcpStream>,
+    unreachable: HashMap<String, Unreachable>,
+}
+
+/// An address that could not be reached: its entries are dropped without
+/// trying again until `until`, so a collector that is down costs neither a
+/// connection attempt nor a log line per entry.
+struct Unreachable {
+    until: tokio::time::Instant,
+    dropped: u64,
 }
 
 impl Destinations {
     async fn send(&mut self, address: &str, message: &[u8]) {
+        if let Some(unreachable) = self.unreachable.get_mut(address)
+            && tokio::time::Instant::now() < unreachable.until
+        {
+            unreachable.dropped += 1;
+            return;
+        }
         if !self.connections.contains_key(address) {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+            let reason = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
                 Ok(Ok(stream)) => {
-                    tracing::info!("sending access logs to {address}");
+                    let dropped = self.unreachable.remove(address).map_or(0, |unreachable| unreachable.dropped);
+                    tracing::info!(
+                        "sending access logs to {address} ({dropped} entries dropped while it was unreachable)"
+                    );
                     self.connections.insert(address.to_owned(), stream);
+                    None
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!("dropping an access log entry: cannot connect to {address}: {error}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!("dropping an access log entry: {address} did not accept within {CONNECT_TIMEOUT:?}");
-                    return;
-                }
+                Ok(Err(error)) => Some(format!("cannot connect: {error}")),
+                Err(_) => Some(format!("it did not accept within {CONNECT_TIMEOUT:?}")),
+            };
+            if let Some(reason) = reason {
+                let until = tokio::time::Instant::now() + RETRY_AFTER;
+                let unreachable =
+                    self.unreachable.entry(address.to_owned()).or_insert(Unreachable { until, dropped: 0 });
+                unreachable.until = until;
+                unreachable.dropped += 1;
+                tracing::warn!(
+                    "dropping access log entries for {address} ({} so far): {reason}; trying again in {RETRY_AFTER:?}",
+                    unreachable.dropped
+                );
+                return;
             }
         }
         let Some(stream) = self.connections.get_mut(address) else { return };
@@ -262,6 +292,27 @@ mod tests {
         forwarding.abort();
         let _ = forwarding.await;
         assert!(!path.exists(), "the pipe is removed once the streamer is gone");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_collector_is_tried_again_a_while_later_not_for_every_entry() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let mut destinations = Destinations::default();
+        for _ in 0..3 {
+            destinations.send(&address, b"lost\n").await;
+        }
+        assert_eq!(destinations.unreachable[&address].dropped, 3, "one attempt, then two dropped without one");
+        // It comes up: entries are dropped until RETRY_AFTER has passed.
+        let listener = TcpListener::bind(&address).await.unwrap();
+        destinations.send(&address, b"still lost\n").await;
+        assert!(destinations.connections.is_empty());
+        tokio::time::sleep(RETRY_AFTER).await;
+        destinations.send(&address, b"arrives\n").await;
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap().unwrap();
+        assert_eq!(read_exactly(&mut stream, 8).await, "arrives\n");
+        assert!(destinations.unreachable.is_empty());
     }
 
     #[tokio::test]
