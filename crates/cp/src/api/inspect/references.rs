@@ -32,7 +32,14 @@ pub fn unknown_services(policy: &Resource, served: &BTreeSet<String>) -> Vec<Str
         .into_iter()
         .filter(|(_, service)| !served.contains(service))
         .map(|(path, service)| {
-            format!("{path}: no Dataplane of the mesh serves service {service:?}: nothing is shaped toward it until one does")
+            let effect = if path.starts_with("spec.targetRef") {
+                "the policy selects no proxy through it"
+            } else if path.starts_with("spec.from") || path.starts_with("spec.rules") {
+                "no caller is matched through it"
+            } else {
+                "nothing is shaped toward it"
+            };
+            format!("{path}: no Dataplane of the mesh serves service {service:?}: {effect} until one does")
         })
         .collect()
 }
@@ -83,6 +90,12 @@ mod tests {
                 "spec.to[0].rules[0].default.backendRefs[1]: no Dataplane of the mesh serves service \"backnd\": nothing is shaped toward it until one does"
             ]
         );
-        assert_eq!(unknown_services(&policy, &BTreeSet::new()).len(), 4, "every reference when nothing is served");
+        let all = unknown_services(&policy, &BTreeSet::new());
+        assert_eq!(all.len(), 4, "every reference when nothing is served");
+        assert!(
+            all[0].starts_with("spec.targetRef: ")
+                && all[0].ends_with("the policy selects no proxy through it until one does"),
+            "{all:?}"
+        );
     }
 }
