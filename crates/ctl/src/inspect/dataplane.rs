@@ -3,6 +3,8 @@
 //! for it (`--type config`) and its Envoy's own config dump
 //! (`--type config-dump`).
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::{emit, raw};
@@ -72,7 +74,10 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     let answer = client.get_path(&["meshes", &args.mesh, "dataplanes", &args.name, segment], &query).await?;
     emit(&match (args.output, args.view) {
-        (Output::Table, View::Rules) => rules_text(&answer),
+        (Output::Table, View::Rules) => {
+            let dataplane = client.get_path(&["meshes", &args.mesh, "dataplanes", &args.name], &[]).await?;
+            rules_text(&answer, &called_services(&dataplane))
+        }
         (Output::Table, View::Config) => config_text(&answer),
         // Envoy's own format: JSON, as its admin API answers.
         (Output::Table, View::ConfigDump) => raw(Output::Json, &answer),
@@ -82,10 +87,17 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
 
 const HEADERS: [&str; 4] = ["TARGET", "CALLERS", "ORIGINS", "CONF"];
 
+/// The services a Dataplane's outbounds call (`kuma.io/service` tags).
+fn called_services(dataplane: &Value) -> BTreeSet<String> {
+    let outbounds = list(&dataplane["networking"]["outbound"]);
+    outbounds.iter().filter_map(|outbound| outbound["tags"]["kuma.io/service"].as_str().map(str::to_owned)).collect()
+}
+
 /// A `_rules` answer as text: per policy type, a table of what each target
 /// (the proxy, an outbound, an inbound) gets and from which policies, then
-/// the type's warnings.
-pub fn rules_text(answer: &Value) -> String {
+/// the type's warnings. Confs toward services the proxy does not call
+/// (`called`: its outbounds' services) are marked so.
+pub fn rules_text(answer: &Value, called: &BTreeSet<String>) -> String {
     let mut out = String::new();
     let resource = &answer["resource"];
     out.push_str(&format!(
@@ -104,7 +116,7 @@ pub fn rules_text(answer: &Value) -> String {
             table.push(row("proxy".into(), "-".into(), proxy));
         }
         for to in list(&rule["toRules"]) {
-            table.push(row(outbound(&to["matchers"]), "-".into(), to));
+            table.push(row(outbound(&to["matchers"], called), "-".into(), to));
         }
         for inbound in list(&rule["fromRules"]) {
             let target = inbound_name(&inbound["inbound"]);
@@ -137,13 +149,18 @@ fn row(target: String, callers: String, rule: &Value) -> Vec<String> {
     vec![target, callers, names(list(&rule["origin"]).iter()), compact(&rule["conf"])]
 }
 
-/// `outbound backend`, `outbound route my-route`, `outbound *` (every other destination).
-fn outbound(matchers: &Value) -> String {
+/// `outbound backend`, `outbound route my-route`, `outbound *` (every other
+/// destination); `outbound db (not called)` for a service no outbound names.
+fn outbound(matchers: &Value, called: &BTreeSet<String>) -> String {
     let matchers = list(matchers);
     match matchers.first() {
         None => "outbound *".into(),
         Some(first) if first["key"] == "meshhttproute" => format!("outbound route {}", text(&first["value"])),
-        Some(_) => format!("outbound {}", matchers.iter().map(|m| text(&m["value"])).collect::<Vec<_>>().join(",")),
+        Some(_) => {
+            let services: Vec<&str> = matchers.iter().map(|m| text(&m["value"])).collect();
+            let note = if services.iter().any(|service| called.contains(*service)) { "" } else { " (not called)" };
+            format!("outbound {}{note}", services.join(","))
+        }
     }
 }
 
@@ -226,6 +243,8 @@ mod tests {
                 "toRules": [
                     {"matchers": [{"key": "kuma.io/service", "value": "backend", "not": false}],
                      "conf": {"idleTimeout": "1s"}, "origin": [meta("all"), meta("backend")]},
+                    {"matchers": [{"key": "kuma.io/service", "value": "db", "not": false}],
+                     "conf": {"idleTimeout": "2s"}, "origin": [meta("all"), meta("db")]},
                     {"matchers": [], "conf": {"idleTimeout": "1h"}, "origin": [meta("all")]},
                 ],
                 "fromRules": [{"inbound": {"port": 10001, "tags": {}}, "rules": [
@@ -236,15 +255,17 @@ mod tests {
                 "warnings": ["something to know"],
             }],
         });
+        let called = BTreeSet::from(["backend".to_owned()]);
         assert_eq!(
-            rules_text(&answer),
+            rules_text(&answer, &called),
             "Dataplane \"web-1\" in mesh \"shop\"\n\
              \n\
              MeshTimeout\n\
-             TARGET             CALLERS                  ORIGINS       CONF\n\
-             outbound backend   -                        all,backend   {\"idleTimeout\":\"1s\"}\n\
-             outbound *         -                        all           {\"idleTimeout\":\"1h\"}\n\
-             inbound 10001      !kuma.io/service=other   all           {\"idleTimeout\":\"2h\"}\n\
+             TARGET                     CALLERS                  ORIGINS       CONF\n\
+             outbound backend           -                        all,backend   {\"idleTimeout\":\"1s\"}\n\
+             outbound db (not called)   -                        all,db        {\"idleTimeout\":\"2s\"}\n\
+             outbound *                 -                        all           {\"idleTimeout\":\"1h\"}\n\
+             inbound 10001              !kuma.io/service=other   all           {\"idleTimeout\":\"2h\"}\n\
              warning: something to know\n"
         );
     }
@@ -253,7 +274,7 @@ mod tests {
     fn a_proxy_nothing_applies_to_says_so() {
         let answer = json!({"resource": {"mesh": "m", "name": "a"}, "shadow": true, "rules": []});
         assert_eq!(
-            rules_text(&answer),
+            rules_text(&answer, &BTreeSet::new()),
             "Dataplane \"a\" in mesh \"m\" (shadow policies counted)\n\nNo policy applies to this proxy.\n"
         );
     }
