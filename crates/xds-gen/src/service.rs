@@ -196,12 +196,7 @@ mod tests {
     use super::*;
     use crate::policies::proxy_policies;
     use crate::services::services;
-    use crate::test_support::instance;
-
-    fn resource(yaml: &str) -> kodiak_api::Resource {
-        kodiak_api::Resource::from_document(&kodiak_api::parse_document(yaml).unwrap())
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::test_support::{instance, resource};
 
     /// Each Envoy route of a route configuration: its match (as JSON text),
     /// its timeout and its number of retries.

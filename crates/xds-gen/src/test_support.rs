@@ -1,12 +1,16 @@
-//! Helpers for the unit tests: Dataplanes from YAML, as users write them.
+//! Helpers for the unit tests: Dataplanes and policies from YAML, as users write them.
 
 use kodiak_api::Resource;
 use kodiak_api::dataplane_view::DataplaneView;
 
+/// A validated resource (a Dataplane, a policy) from a YAML document.
+pub fn resource(yaml: &str) -> Resource {
+    Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A validated Dataplane view from a YAML document.
 pub fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
+    DataplaneView::from_resource(&resource(yaml))
 }
 
 /// A Dataplane `name` at `address` with one inbound of `service` speaking `protocol`.

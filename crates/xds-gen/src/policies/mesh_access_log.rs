@@ -733,10 +733,8 @@ mod tests {
     /// The example of the user docs is valid and reads as they say.
     #[test]
     fn the_documented_example_logs_both_ways() {
-        use kodiak_api::{Resource, ResourceType};
-        let resource = |yaml: &str| {
-            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
-        };
+        use crate::test_support::resource;
+        use kodiak_api::ResourceType;
         let web = resource(
             "{type: Dataplane, mesh: default, name: web-1, networking: {address: 127.0.0.2, inbound: [
                 {port: 10001, tags: {kuma.io/service: web, kuma.io/protocol: http}}],

@@ -504,10 +504,8 @@ mod tests {
 
     #[test]
     fn reads_what_the_policy_engine_computes_for_an_inbound() {
-        use kodiak_api::{Resource, ResourceType};
-        let resource = |yaml: &str| {
-            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
-        };
+        use crate::test_support::resource;
+        use kodiak_api::ResourceType;
         let backend = resource(
             "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
                 {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
@@ -565,10 +563,8 @@ mod tests {
     /// The example of the user docs is valid and reads as they say.
     #[test]
     fn the_documented_example_faults_the_inbound() {
-        use kodiak_api::{Resource, ResourceType};
-        let resource = |yaml: &str| {
-            Resource::from_document(&kodiak_api::parse_document(yaml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
-        };
+        use crate::test_support::resource;
+        use kodiak_api::ResourceType;
         let backend = resource(
             "{type: Dataplane, mesh: default, name: backend-1, networking: {address: 127.0.0.4, inbound: [
                 {port: 10001, tags: {kuma.io/service: backend, kuma.io/protocol: http}}]}}",
