@@ -18,6 +18,7 @@
 mod support;
 
 use support::free_port;
+use support::running::{exchange, talk};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -218,42 +219,6 @@ fn get(port: u16, host: &str) -> String {
 fn get_path(port: u16, host: &str, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     talk(port, &request, false)
-}
-
-/// Sends `data` (if any) to `port`, closes the sending side and returns
-/// everything it sends back until it closes the connection.
-fn exchange(port: u16, data: &str) -> String {
-    talk(port, data, true)
-}
-
-/// Sends `data` (if any) to `port` (then half-closes if `half_close`), and
-/// returns everything it sends back until it closes the connection (panics
-/// if it does not within 10 s). HTTP proxies take a half-close as the end
-/// of the connection, so a request keeps its side open.
-fn talk(port: u16, data: &str, half_close: bool) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    if !data.is_empty() {
-        // A refused connection may be reset while the data is written.
-        let _ = stream.write_all(data.as_bytes());
-        if half_close {
-            let _ = stream.shutdown(Shutdown::Write);
-        }
-    }
-    let mut bytes = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
-            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("port {port} neither answered nor closed within 10 s (got {bytes:?})")
-            }
-            // Reset: closed, what came before stays.
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Everything `port` sends before closing, without sending anything.

@@ -14,9 +14,9 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,8 @@ use kodiak_xds_gen::{ProxyResources, names, proxy_resources, service_resources, 
 use kodiak_xds_server::Resource;
 use prost::Message;
 use serde_json::{Value, json};
-use support::free_port;
-use support::running::serve;
+use support::running::{exchange, serve};
+use support::{Envoy, free_port, static_config};
 
 const MESH: &str = "default";
 /// The size of the body `/big` answers with.
@@ -182,53 +182,6 @@ fn work_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A running Envoy, stopped when dropped.
-struct Envoy {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Envoy {
-    /// Starts Envoy on `resources` and waits (30 s at most) until it
-    /// accepts on each of `ports`. Access logs are flushed every 100 ms.
-    /// Each probe is a connection without a request: give only HTTP ports
-    /// (a TCP proxy would log it, a connection limit count it); Envoy opens
-    /// all its static listeners together.
-    fn start(dir: &Path, name: &str, resources: &ProxyResources, ports: &[u16]) -> Envoy {
-        let (file, log) = (dir.join(format!("{name}.json")), dir.join(format!("{name}.log")));
-        let config = support::static_config(resources);
-        std::fs::write(&file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-        let child = Command::new(support::envoy_bin())
-            .args(["--disable-hot-restart", "--concurrency", "1", "--file-flush-interval-msec", "100", "-c"])
-            .arg(&file)
-            .arg("--log-level")
-            .arg(std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut envoy = Envoy { child, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for &port in ports {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(status)) = envoy.child.try_wait() {
-                    panic!("Envoy {name} exited ({status}):\n{}", std::fs::read_to_string(&envoy.log).unwrap());
-                }
-                assert!(Instant::now() < deadline, "Envoy {name} does not listen on {port}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        envoy
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTP response as the client sees it.
 #[derive(Debug)]
 struct Response {
@@ -282,28 +235,6 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
     }
     response.body_len = body.len();
     response
-}
-
-/// Sends `data` to `port`, half-closes and returns what comes back until
-/// the connection closes ("" when it is closed or reset first).
-fn exchange(port: u16, data: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = stream.write_all(data.as_bytes());
-    let _ = stream.shutdown(Shutdown::Write);
-    let mut bytes = Vec::new();
-    let mut buffer = [0u8; 1024];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
-            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("port {port} neither answered nor closed within 10 s")
-            }
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Waits (10 s at most) until `file` holds at least `count` lines, and returns them.
@@ -395,9 +326,8 @@ fn fault_injection_aborts_delays_and_limits_bandwidth() {
             });
         });
     }
-    let dir = work_dir("faults");
-    let _server = Envoy::start(&dir, "backend", &server_resources, &ports);
-    let _client = Envoy::start(&dir, "web", &client_resources, &outbound);
+    let _server = Envoy::start("faults-backend", &static_config(&server_resources), &ports);
+    let _client = Envoy::start("faults-web", &static_config(&client_resources), &outbound);
 
     // Abort 100%: every request gets the status, none reaches the application.
     for _ in 0..5 {
@@ -466,8 +396,7 @@ fn rate_limits_answer_past_the_limit_and_close_extra_connections() {
     change_listener(&mut server_resources, &inbound_listener(ports[2]), |listener| {
         first_on_chains(listener, &mesh_rate_limit::network_filters(&connections));
     });
-    let dir = work_dir("rate-limits");
-    let _server = Envoy::start(&dir, "backend", &server_resources, &ports[..1]);
+    let _server = Envoy::start("limits-backend", &static_config(&server_resources), &ports[..1]);
 
     // 5 requests per 10 s: five quick ones pass, the sixth gets 429 with the headers.
     for i in 0..5 {
@@ -559,8 +488,8 @@ fn access_logs_reach_files_the_tcp_pipe_and_an_open_telemetry_collector() {
     change_listener(&mut client_resources, &outbound_listener(outbound), |listener| {
         mesh_access_log::apply_to_listener(&to_conf, &context, listener);
     });
-    let _server = Envoy::start(&dir, "backend", &server_resources, &ports[..1]);
-    let _client = Envoy::start(&dir, "web", &client_resources, &[outbound]);
+    let _server = Envoy::start("logs-backend", &static_config(&server_resources), &ports[..1]);
+    let _client = Envoy::start("logs-web", &static_config(&client_resources), &[outbound]);
 
     assert_eq!(get(outbound, "/through-web", &[]).status, 200);
     assert_eq!(get(ports[0], "/direct", &[]).status, 200);

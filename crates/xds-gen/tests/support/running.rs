@@ -1,7 +1,7 @@
 //! Applications on 127.0.0.1 and plain HTTP/1.1 requests to them or to Envoy.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// An application on a free port of 127.0.0.1, handling each connection
@@ -65,4 +65,40 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     body
+}
+
+/// Sends `data` (if any) to `port`, closes the sending side and returns
+/// everything it sends back until it closes the connection.
+pub fn exchange(port: u16, data: &str) -> String {
+    talk(port, data, true)
+}
+
+/// Sends `data` (if any) to `port` (then half-closes if `half_close`), and
+/// returns everything it sends back until it closes the connection (panics
+/// if it does not within 10 s). HTTP proxies take a half-close as the end
+/// of the connection, so a request keeps its side open.
+pub fn talk(port: u16, data: &str, half_close: bool) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if !data.is_empty() {
+        // A refused connection may be reset while the data is written.
+        let _ = stream.write_all(data.as_bytes());
+        if half_close {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("port {port} neither answered nor closed within 10 s (got {bytes:?})")
+            }
+            // Reset: closed, what came before stays.
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
