@@ -17,18 +17,20 @@
 
 mod support;
 
+use support::dataplane;
+use support::running::echo_app;
+
 use support::free_port;
-use support::running::{exchange, talk};
+use support::running::{exchange, serve, talk};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use kodiak_api::Resource;
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_ca::{Ca, KeyKind, RootCa, WorkloadRequest};
 use kodiak_policy::traffic_permission::{Action, Callers, InboundPermissions, PermissionRule, TagCondition};
@@ -42,19 +44,6 @@ const MESH: &str = "default";
 const HELLO: &str = "hello";
 const GREETING: &str = "greetings from the server\n";
 
-/// An application on a free port of 127.0.0.1, handling each connection
-/// with `handle` on a thread of its own.
-fn serve(handle: fn(TcpStream)) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || handle(stream));
-        }
-    });
-    port
-}
-
 /// An HTTP/1.1 application answering every request with 200 `hello`.
 fn http_app(mut stream: TcpStream) {
     let mut request = Vec::new();
@@ -66,21 +55,10 @@ fn http_app(mut stream: TcpStream) {
     let _ = stream.write_all(response.as_bytes());
 }
 
-/// A TCP application sending back what it reads.
-fn echo_app(mut stream: TcpStream) {
-    let mut reader = stream.try_clone().unwrap();
-    let _ = std::io::copy(&mut reader, &mut stream);
-}
-
 /// A TCP application that speaks first: it sends [`GREETING`] on accept.
 fn greeter_app(mut stream: TcpStream) {
     let _ = stream.write_all(GREETING.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
-}
-
-fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A server Dataplane: `<http>` and `<tcp>` served by the applications.

@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::dataplane;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,11 +130,6 @@ fn serve_lines(name: &str, stream: TcpStream, behaviour: &Behaviour) {
         }
         line.clear();
     }
-}
-
-fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&ApiResource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// The policies' merged `to` confs for `backend`, as manifests write them.

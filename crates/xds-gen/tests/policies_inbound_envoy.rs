@@ -12,6 +12,9 @@
 
 mod support;
 
+use support::dataplane;
+use support::running::echo_app;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,7 +27,6 @@ use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager::RouteSpecifier,
 };
-use kodiak_api::Resource as ApiResource;
 use kodiak_api::dataplane_view::{DataplaneView, Protocol};
 use kodiak_xds_gen::policies::{mesh_access_log, mesh_fault_injection, mesh_rate_limit};
 use kodiak_xds_gen::{ProxyResources, names, proxy_resources, service_resources, services};
@@ -73,18 +75,7 @@ fn http_app(stream: TcpStream) {
     }
 }
 
-/// A TCP application sending back what it reads.
-fn echo_app(mut stream: TcpStream) {
-    let mut reader = stream.try_clone().unwrap();
-    let _ = std::io::copy(&mut reader, &mut stream);
-}
-
 // ---- Dataplanes and resources ----------------------------------------------
-
-fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&ApiResource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
-}
 
 /// The server `backend-1` with one inbound per `(service, protocol, port)`,
 /// the HTTP ones served by `http`, the TCP ones by `tcp`.

@@ -6,6 +6,9 @@
 
 mod support;
 
+use support::dataplane;
+use support::running::echo_app;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,8 +17,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodiak_api::Resource;
-use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_xds_gen::policies::mesh_proxy_patch;
 use kodiak_xds_gen::{ProxyResources, proxy_resources, service_resources, services};
 use serde_json::{Value, json};
@@ -33,17 +34,6 @@ fn http_app(mut stream: TcpStream) {
         head.push(byte[0]);
     }
     let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{BODY}", BODY.len());
-}
-
-/// Sends back what it reads.
-fn echo_app(mut stream: TcpStream) {
-    let mut reader = stream.try_clone().unwrap();
-    let _ = std::io::copy(&mut reader, &mut stream);
-}
-
-fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// The ports of one proxy's inbound, its two outbounds and Envoy's admin.

@@ -10,6 +10,8 @@
 
 mod support;
 
+use support::dataplane;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
-use kodiak_api::Resource as ApiResource;
 use kodiak_api::dataplane_view::DataplaneView;
 use kodiak_xds_gen::policies::{mesh_http_route, mesh_tcp_route};
 use kodiak_xds_gen::{ProxyResources, ServiceResources, ServiceView, proxy_resources, service_resources, services};
@@ -73,11 +74,6 @@ fn tcp_app(instance: &'static str) -> u16 {
     serve(move |mut stream| {
         let _ = stream.write_all(instance.as_bytes());
     })
-}
-
-fn dataplane(yaml: &str) -> DataplaneView {
-    let document = kodiak_api::parse_document(yaml).unwrap();
-    DataplaneView::from_resource(&ApiResource::from_document(&document).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A Dataplane whose inbound is the application on `port` itself (the

@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use kodiak_xds_gen::{ProxyResources, render};
 use serde_json::{Value, json};
 
+/// A validated Dataplane view from a YAML document, as users write them.
+pub fn dataplane(yaml: &str) -> kodiak_api::dataplane_view::DataplaneView {
+    let document = kodiak_api::parse_document(yaml).unwrap();
+    let resource = kodiak_api::Resource::from_document(&document).unwrap_or_else(|e| panic!("{e}"));
+    kodiak_api::dataplane_view::DataplaneView::from_resource(&resource)
+}
+
 /// `ENVOY_BIN`, else the Envoy scripts/install-envoy.sh installs.
 pub fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| {

@@ -17,6 +17,12 @@ pub fn serve(handle: fn(TcpStream)) -> u16 {
     port
 }
 
+/// A TCP application sending back what it reads.
+pub fn echo_app(mut stream: TcpStream) {
+    let mut reader = stream.try_clone().unwrap();
+    let _ = std::io::copy(&mut reader, &mut stream);
+}
+
 /// An HTTP response as the client sees it.
 #[derive(Debug)]
 pub struct Response {
