@@ -3,13 +3,10 @@
 //! the origin of the outbound's conf, and `xds` returns the sidecar Envoy's
 //! own config dump, which holds it too once Envoy took it.
 
-use std::time::Duration;
-
 use kodiak_e2e::dataplanes::{backend, client};
+use kodiak_e2e::policies::CONVERGE;
 use kodiak_e2e::{ControlPlane, Reply, Sidecar, TestService, Transport, eventually, free_port, get};
 use serde_json::Value;
-
-const CONVERGE: Duration = Duration::from_secs(20);
 
 const TIMEOUT: &str = "type: MeshTimeout
 mesh: default

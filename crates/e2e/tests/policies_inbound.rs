@@ -14,10 +14,9 @@
 use std::time::{Duration, Instant};
 
 use kodiak_e2e::dataplanes::{backend, client};
+use kodiak_e2e::policies::CONVERGE;
 use kodiak_e2e::{ControlPlane, Reply, Sidecar, TestService, Transport, eventually, free_port, get, tcp_greeting};
 use serde_json::Value;
-
-const CONVERGE: Duration = Duration::from_secs(20);
 
 /// The port of the `index`th inbound of a Dataplane document.
 fn inbound_port(dataplane: &str, index: usize) -> u16 {
