@@ -93,18 +93,18 @@ pub async fn policy_dataplanes(
     // A shadow policy shapes nothing; asking about it means asking where it would.
     let shadow = is_shadow(&policy);
     let policies = MeshView::load(state.store.as_ref(), mesh, shadow).await?;
-    let mut query = super::resources::query(ResourceType::Dataplane, Some(mesh.to_owned()), &params);
-    query.offset = 0;
-    let dataplanes = list_all(state.store.as_ref(), query).await?;
-    let affected: Vec<&Resource> = dataplanes
+    // Every Dataplane of the mesh: the query's filters pick the listed
+    // ones, while the services the policy names are checked against all.
+    let all = list_all(state.store.as_ref(), ListQuery::in_mesh(ResourceType::Dataplane, mesh, 0)).await?;
+    let query = super::resources::query(ResourceType::Dataplane, Some(mesh.to_owned()), &params);
+    let affected: Vec<&Resource> = all
         .iter()
+        .filter(|dataplane| query.matches(dataplane))
         .filter(|dataplane| affected::is_affected(&policies.inspect(dataplane), key.kind, &key.name))
         .collect();
     let total = affected.len();
     let items = affected.into_iter().skip(params.offset).take(params.size).map(affected::item).collect();
     let mut body = paging::page_body(total, items, &params, uri, headers);
-    // Every Dataplane of the mesh, whatever the query's filters.
-    let all = list_all(state.store.as_ref(), ListQuery::in_mesh(ResourceType::Dataplane, mesh, 0)).await?;
     let warnings = references::unknown_services(&policy, &references::served(&all));
     if !warnings.is_empty() {
         body["warnings"] = warnings.into();
