@@ -1,8 +1,11 @@
 //! What the benchmark programs share: a real `kodiak-cp` as a child process
-//! (so its CPU time and memory are its own), readings from `/proc`, and
-//! percentiles.
+//! (so its CPU time and memory are its own), readings from `/proc`,
+//! percentiles, an open-loop load generator, request paths through two
+//! Kodiak sidecars and through two minimal static Envoys.
 
 pub mod load;
+pub mod static_envoy;
+pub mod two_sidecars;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -63,3 +63,34 @@ pub async fn fixed_rate(
     result.latencies.sort();
     result
 }
+
+/// One line about one round: requests sent, errors, p50, p90, p99 and the maximum.
+pub fn round_line(round: usize, path: &str, result: &LoadResult) -> String {
+    if result.latencies.is_empty() {
+        return format!("round {round} {path:<10} no successful request ({} errors)", result.errors);
+    }
+    let l = &result.latencies;
+    format!(
+        "round {round} {path:<10} sent {:>6}  errors {:>3}  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms",
+        result.sent,
+        result.errors,
+        crate::ms(crate::percentile(l, 0.5)),
+        crate::ms(crate::percentile(l, 0.9)),
+        crate::ms(crate::percentile(l, 0.99)),
+        crate::ms(l[l.len() - 1]),
+    )
+}
+
+/// The median over rounds of p50, p90 and p99, in milliseconds (NaN when
+/// no round had a successful request).
+pub fn median_percentiles(rounds: &[LoadResult]) -> [f64; 3] {
+    [0.5, 0.9, 0.99].map(|q| {
+        let mut values: Vec<f64> = rounds
+            .iter()
+            .filter(|r| !r.latencies.is_empty())
+            .map(|r| crate::ms(crate::percentile(&r.latencies, q)))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    })
+}
