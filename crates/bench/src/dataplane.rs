@@ -16,8 +16,10 @@
 //! loop, latency counted from when a request was due) after a warm-up that
 //! is not counted. It reports, per path, the median over rounds of p50, p90
 //! and p99, what each pair of Envoys adds over `direct`, Kodiak's share of
-//! the minimal pair's, and the resident memory of every Envoy, idle and
-//! after the load.
+//! the minimal pair's, the time each Envoy spent on a core per request
+//! (from `/proc/<pid>/task/*/schedstat`, which waiting for a busy core does
+//! not inflate), and the resident memory of every Envoy, idle and after the
+//! load.
 //!
 //! Every loop is bounded by a count and a deadline.
 
@@ -28,9 +30,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use kodiak_api::{ResourceKey, ResourceType};
 use kodiak_bench::load::{LoadResult, fixed_rate, median_percentiles, round_line};
-use kodiak_bench::rss_kib;
-use kodiak_bench::static_envoy::{Proxy, StaticEnvoy, mesh_certificates};
+use kodiak_bench::static_envoy::{Extra, Proxy, StaticEnvoy, mesh_certificates};
 use kodiak_bench::two_sidecars::{SETUP_TIMEOUT, SidecarPath, handshakes};
+use kodiak_bench::{rss_kib, sched_times};
 use kodiak_e2e::{ControlPlane, TestService, eventually, free_port, get};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,8 +60,14 @@ struct Args {
     /// The paths to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "direct,plain,mtls,kodiak")]
     paths: Vec<Which>,
-    /// Write every Envoy's `/config_dump` (with EDS) into this directory, to
-    /// compare Kodiak's configuration with the minimal one.
+    /// For the path `mtls-with`: what to add to the minimal mTLS pair, so
+    /// its cost can be told apart (the backend gets `rbac` and `denied-log`,
+    /// the caller `retries` and `breakers`).
+    #[arg(long, value_delimiter = ',')]
+    extras: Vec<Extra>,
+    /// Write every Envoy's `/config_dump` (with EDS), `/stats` and `/memory`
+    /// into this directory after the rounds, to compare Kodiak's Envoys with
+    /// the minimal ones.
     #[arg(long)]
     dump_dir: Option<PathBuf>,
 }
@@ -69,6 +77,8 @@ enum Which {
     Direct,
     Plain,
     Mtls,
+    /// The minimal mTLS pair with `--extras`.
+    MtlsWith,
     Kodiak,
 }
 
@@ -78,6 +88,7 @@ impl Which {
             Which::Direct => "direct",
             Which::Plain => "plain",
             Which::Mtls => "mtls",
+            Which::MtlsWith => "mtls-with",
             Which::Kodiak => "kodiak",
         }
     }
@@ -118,15 +129,16 @@ impl Path {
         }
     }
 
-    /// The caller's and the backend's `/config_dump?include_eds`.
-    async fn config_dumps(&self) -> anyhow::Result<Option<[String; 2]>> {
-        const DUMP: &str = "/config_dump?include_eds";
+    /// What the caller's and the backend's admin API answer to `admin_path`.
+    async fn admin(&self, admin_path: &str) -> anyhow::Result<Option<[String; 2]>> {
         Ok(match &self.running {
             Running::Direct { .. } => None,
-            Running::Minimal { caller, backend, .. } => Some([caller.admin(DUMP).await?, backend.admin(DUMP).await?]),
+            Running::Minimal { caller, backend, .. } => {
+                Some([caller.admin(admin_path).await?, backend.admin(admin_path).await?])
+            }
             Running::Kodiak(path) => {
-                let caller = path.caller.admin(DUMP).await.context("the caller's Envoy admin answers")?;
-                let backend = path.backend.admin(DUMP).await.context("the backend's Envoy admin answers")?;
+                let caller = path.caller.admin(admin_path).await.context("the caller's Envoy admin answers")?;
+                let backend = path.backend.admin(admin_path).await.context("the backend's Envoy admin answers")?;
                 Some([caller, backend])
             }
         })
@@ -146,7 +158,9 @@ async fn main() -> anyhow::Result<()> {
     for which in args.paths.iter().copied() {
         let path = match which {
             Which::Direct => direct().await,
-            Which::Plain | Which::Mtls => minimal(&envoy, which, certificates.path()).await?,
+            Which::Plain | Which::Mtls | Which::MtlsWith => {
+                minimal(&envoy, which, certificates.path(), &args.extras).await?
+            }
             Which::Kodiak => {
                 let control_plane = control_plane.as_ref().context("a control plane for the Kodiak path")?;
                 let path = SidecarPath::start(control_plane, "kodiak").await;
@@ -157,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     }
     for path in &paths {
         let tls = path.handshakes().await?;
-        let expected = matches!(path.which, Which::Mtls | Which::Kodiak);
+        let expected = matches!(path.which, Which::Mtls | Which::MtlsWith | Which::Kodiak);
         if (tls > 0) != expected {
             bail!(
                 "{}: expected TLS between the Envoys to be {expected}, the caller made {tls} handshakes",
@@ -179,12 +193,19 @@ async fn main() -> anyhow::Result<()> {
         args.rounds, args.duration, args.rate, args.warm_up
     );
     let mut results: Vec<Vec<LoadResult>> = paths.iter().map(|_| Vec::new()).collect();
+    // On-core time of each path's caller and backend Envoy during its measured rounds.
+    let mut cpu_used = vec![[Duration::ZERO; 2]; paths.len()];
     for round in 0..args.rounds {
         for turn in 0..paths.len() {
             let which = (round + turn) % paths.len();
             let path = &paths[which];
             fixed_rate(&client, &path.url, &BODY, args.rate, warm_up, REQUEST_TIMEOUT).await;
+            let before = cpu(path)?;
             let result = fixed_rate(&client, &path.url, &BODY, args.rate, duration, REQUEST_TIMEOUT).await;
+            let after = cpu(path)?;
+            for (total, (after, before)) in cpu_used[which].iter_mut().zip(after.iter().zip(before)) {
+                *total += after.saturating_sub(before);
+            }
             println!("{}", round_line(round + 1, path.which.label(), &result));
             results[which].push(result);
         }
@@ -194,16 +215,28 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir)?;
         for path in &paths {
-            if let Some([caller, backend]) = path.config_dumps().await? {
-                std::fs::write(dir.join(format!("{}-caller.json", path.which.label())), caller)?;
-                std::fs::write(dir.join(format!("{}-backend.json", path.which.label())), backend)?;
+            for (admin_path, what) in
+                [("/config_dump?include_eds", "config.json"), ("/stats", "stats.txt"), ("/memory", "memory.json")]
+            {
+                if let Some([caller, backend]) = path.admin(admin_path).await? {
+                    std::fs::write(dir.join(format!("{}-caller-{what}", path.which.label())), caller)?;
+                    std::fs::write(dir.join(format!("{}-backend-{what}", path.which.label())), backend)?;
+                }
             }
         }
-        println!("config dumps written to {}", dir.display());
+        println!("config dumps, stats and memory of every Envoy written to {}", dir.display());
     }
 
     let latency: Vec<[f64; 3]> = results.iter().map(|rounds| median_percentiles(rounds)).collect();
-    report(&paths, &latency, &idle, &loaded);
+    let cpu_per_request: Vec<[f64; 2]> = cpu_used
+        .iter()
+        .zip(&results)
+        .map(|(used, rounds)| {
+            let requests = rounds.iter().map(|r| r.sent).sum::<usize>().max(1) as f64;
+            used.map(|used| used.as_secs_f64() * 1e6 / requests)
+        })
+        .collect();
+    report(&paths, &latency, &cpu_per_request, &idle, &loaded);
     let errors: usize = results.iter().flatten().map(|r| r.errors).sum();
     if errors > 0 {
         bail!("{errors} requests failed");
@@ -256,9 +289,21 @@ async fn direct() -> Path {
 
 /// Two minimal static Envoys in front of a test service: plaintext, or
 /// mutual TLS between them.
-async fn minimal(envoy: &std::path::Path, which: Which, certificates: &std::path::Path) -> anyhow::Result<Path> {
+async fn minimal(
+    envoy: &std::path::Path,
+    which: Which,
+    certificates: &std::path::Path,
+    extras: &[Extra],
+) -> anyhow::Result<Path> {
     let service = TestService::start(&format!("{}-1", which.label())).await;
-    let (caller_tls, backend_tls) = if which == Which::Mtls {
+    let extras = |side: &[Extra]| -> Vec<Extra> {
+        if which == Which::MtlsWith {
+            extras.iter().copied().filter(|extra| side.contains(extra)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let (caller_tls, backend_tls) = if which != Which::Plain {
         let (caller, backend) = mesh_certificates(certificates)?;
         (Some(caller), Some(backend))
     } else {
@@ -271,6 +316,7 @@ async fn minimal(envoy: &std::path::Path, which: Which, certificates: &std::path
         upstream: service.http,
         downstream_tls: backend_tls,
         upstream_tls: None,
+        extras: extras(&[Extra::Rbac, Extra::DeniedLog]),
     };
     let caller = Proxy {
         listen: outbound,
@@ -278,6 +324,7 @@ async fn minimal(envoy: &std::path::Path, which: Which, certificates: &std::path
         upstream: ([127, 0, 0, 1], inbound).into(),
         downstream_tls: None,
         upstream_tls: caller_tls,
+        extras: extras(&[Extra::Retries, Extra::Breakers]),
     };
     let backend = StaticEnvoy::start(envoy, &backend, SETUP_TIMEOUT).await?;
     let caller = StaticEnvoy::start(envoy, &caller, SETUP_TIMEOUT).await?;
@@ -287,6 +334,13 @@ async fn minimal(envoy: &std::path::Path, which: Which, certificates: &std::path
     })
     .await;
     Ok(Path { which, url, running: Running::Minimal { caller, backend, _service: service } })
+}
+
+/// How long a path's caller and backend Envoy have run on a core so far
+/// (zero for a path without Envoys).
+fn cpu(path: &Path) -> anyhow::Result<[Duration; 2]> {
+    let Some(pids) = path.envoys()? else { return Ok([Duration::ZERO; 2]) };
+    Ok([sched_times(pids[0])?.0, sched_times(pids[1])?.0])
 }
 
 /// VmRSS (KiB) of every path's caller and backend Envoy, in path order.
@@ -300,13 +354,19 @@ fn memory(paths: &[Path]) -> anyhow::Result<Vec<Option<[u64; 2]>>> {
         .collect()
 }
 
-fn report(paths: &[Path], latency: &[[f64; 3]], idle: &[Option<[u64; 2]>], loaded: &[Option<[u64; 2]>]) {
+fn report(
+    paths: &[Path],
+    latency: &[[f64; 3]],
+    cpu_per_request: &[[f64; 2]],
+    idle: &[Option<[u64; 2]>],
+    loaded: &[Option<[u64; 2]>],
+) {
     let index = |which: Which| paths.iter().position(|path| path.which == which);
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("\nmedian over rounds (ms), and each Envoy's RSS (MiB): caller / backend");
+    println!("\nmedian over rounds (ms); each Envoy's CPU per request (µs) and RSS (MiB): caller / backend");
     println!(
-        "{:<8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>17} {:>17}",
-        "path", "p50", "p90", "p99", "added p50", "added p99", "RSS idle", "RSS after load"
+        "{:<8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>13} {:>13} {:>13}",
+        "path", "p50", "p90", "p99", "added p50", "added p99", "CPU/request", "RSS idle", "RSS loaded"
     );
     let direct = index(Which::Direct).map(|i| latency[i]);
     for (i, path) in paths.iter().enumerate() {
@@ -314,8 +374,12 @@ fn report(paths: &[Path], latency: &[[f64; 3]], idle: &[Option<[u64; 2]>], loade
         let added = |q: usize| direct.map_or(String::from("-"), |direct| format!("{:+.3}", latency[i][q] - direct[q]));
         let rss =
             |rss: Option<[u64; 2]>| rss.map_or(String::from("-"), |[c, b]| format!("{:.1} / {:.1}", mib(c), mib(b)));
+        let cpu = match (path.which, cpu_per_request[i]) {
+            (Which::Direct, _) => String::from("-"),
+            (_, [caller, backend]) => format!("{caller:.0} / {backend:.0}"),
+        };
         println!(
-            "{:<8} {p50:>8.3} {p90:>8.3} {p99:>8.3} {:>10} {:>10} {:>17} {:>17}",
+            "{:<8} {p50:>8.3} {p90:>8.3} {p99:>8.3} {:>10} {:>10} {cpu:>13} {:>13} {:>13}",
             path.which.label(),
             added(0),
             added(2),
@@ -333,6 +397,9 @@ fn report(paths: &[Path], latency: &[[f64; 3]], idle: &[Option<[u64; 2]>], loade
             let ratio = (latency[kodiak][q] - direct[q]) / (latency[m][q] - direct[q]);
             println!("  added {name}, kodiak / {:<6} {ratio:>6.2}  {}", minimal.label(), verdict(ratio));
         }
+        let pair_cpu = |i: usize| cpu_per_request[i][0] + cpu_per_request[i][1];
+        let ratio = pair_cpu(kodiak) / pair_cpu(m);
+        println!("  CPU per request, kodiak / {:<6} {ratio:>6.2}", minimal.label());
         for (name, rss) in [("idle", idle), ("after load", loaded)] {
             let ratio = mean_rss(rss[kodiak]) / mean_rss(rss[m]);
             println!("  RSS {name:<10}, kodiak / {:<6} {ratio:>6.2}  {}", minimal.label(), verdict(ratio));

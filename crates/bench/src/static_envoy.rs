@@ -55,7 +55,7 @@ fn path_text(path: &Path) -> String {
 
 /// What one static Envoy does: listen on `listen` (with `downstream_tls`,
 /// requiring a client certificate) and send every request to `upstream`
-/// (with `upstream_tls`), through a cluster named `cluster`.
+/// (with `upstream_tls`), through a cluster named `cluster`, with `extras`.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     pub listen: u16,
@@ -63,12 +63,75 @@ pub struct Proxy {
     pub upstream: SocketAddr,
     pub downstream_tls: Option<TlsFiles>,
     pub upstream_tls: Option<TlsFiles>,
+    pub extras: Vec<Extra>,
+}
+
+/// A piece of what Kodiak's generated configuration has and the minimal one
+/// lacks, to add to the minimal one and measure its cost alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Extra {
+    /// The RBAC HTTP filter before the router, denying nothing (as for an
+    /// inbound under `allow-all`).
+    Rbac,
+    /// An access log of denied requests only, chosen per request by a CEL
+    /// expression on the response's code details.
+    DeniedLog,
+    /// The route of the default MeshTimeout and MeshRetry: a 15 s request
+    /// timeout, a 30 min stream idle timeout, up to 5 retries with back-off.
+    Retries,
+    /// The default MeshCircuitBreaker's thresholds, with remaining counts tracked.
+    Breakers,
 }
 
 impl Proxy {
     /// The bootstrap (YAML), with the admin API on `admin_port`.
     pub fn bootstrap(&self, admin_port: u16) -> String {
-        let Proxy { listen, cluster, upstream, .. } = self;
+        let Proxy { listen, cluster, upstream, extras, .. } = self;
+        let rbac = if extras.contains(&Extra::Rbac) {
+            "
+          - name: envoy.filters.http.rbac
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules: {action: DENY}"
+        } else {
+            ""
+        };
+        let access_log = if extras.contains(&Extra::DeniedLog) {
+            "
+          access_log:
+          - name: envoy.access_loggers.stderr
+            filter:
+              extension_filter:
+                name: envoy.access_loggers.extension_filters.cel
+                typed_config:
+                  \"@type\": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                  expression: response.code_details.startsWith('rbac_access_denied')
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
+              log_format: {text_format_source: {inline_string: \"denied %REQ(:PATH)% %RESPONSE_CODE_DETAILS%\\n\"}}"
+        } else {
+            ""
+        };
+        let route = if extras.contains(&Extra::Retries) {
+            "
+                  timeout: 15s
+                  idle_timeout: 1800s
+                  retry_policy:
+                    retry_on: gateway-error,connect-failure,refused-stream
+                    num_retries: 5
+                    per_try_timeout: 16s
+                    retry_back_off: {base_interval: 0.025s, max_interval: 0.250s}"
+        } else {
+            ""
+        };
+        let breakers = if extras.contains(&Extra::Breakers) {
+            "
+    circuit_breakers:
+      thresholds:
+      - {max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3, track_remaining: true}"
+        } else {
+            ""
+        };
         let downstream_tls = self.downstream_tls.as_ref().map_or(String::new(), |tls| {
             format!(
                 "
@@ -111,15 +174,16 @@ static_resources:
               domains: [\"*\"]
               routes:
               - match: {{prefix: /}}
-                route: {{cluster: {cluster}}}
-          http_filters:
+                route:
+                  cluster: {cluster}{route}{access_log}
+          http_filters:{rbac}
           - name: envoy.filters.http.router
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router{downstream_tls}
   clusters:
   - name: {cluster}
     type: STATIC
-    connect_timeout: 5s
+    connect_timeout: 5s{breakers}
     load_assignment:
       cluster_name: {cluster}
       endpoints:
