@@ -193,8 +193,8 @@ async fn main() -> anyhow::Result<()> {
         args.rounds, args.duration, args.rate, args.warm_up
     );
     let mut results: Vec<Vec<LoadResult>> = paths.iter().map(|_| Vec::new()).collect();
-    // On-core time of each path's caller and backend Envoy during its measured rounds.
-    let mut cpu_used = vec![[Duration::ZERO; 2]; paths.len()];
+    // On-core time per request (µs) of each path's caller and backend Envoy, per measured round.
+    let mut cpu_used: Vec<Vec<[f64; 2]>> = paths.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
         for turn in 0..paths.len() {
             let which = (round + turn) % paths.len();
@@ -203,10 +203,15 @@ async fn main() -> anyhow::Result<()> {
             let before = cpu(path)?;
             let result = fixed_rate(&client, &path.url, &BODY, args.rate, duration, REQUEST_TIMEOUT).await;
             let after = cpu(path)?;
-            for (total, (after, before)) in cpu_used[which].iter_mut().zip(after.iter().zip(before)) {
-                *total += after.saturating_sub(before);
-            }
-            println!("{}", round_line(round + 1, path.which.label(), &result));
+            let [caller, backend] =
+                [0, 1].map(|i| after[i].saturating_sub(before[i]).as_secs_f64() * 1e6 / result.sent.max(1) as f64);
+            cpu_used[which].push([caller, backend]);
+            let cpu = if path.which == Which::Direct {
+                String::new()
+            } else {
+                format!("  CPU/request {caller:.0} / {backend:.0} µs")
+            };
+            println!("{}{cpu}", round_line(round + 1, path.which.label(), &result));
             results[which].push(result);
         }
     }
@@ -228,14 +233,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let latency: Vec<[f64; 3]> = results.iter().map(|rounds| median_percentiles(rounds)).collect();
-    let cpu_per_request: Vec<[f64; 2]> = cpu_used
-        .iter()
-        .zip(&results)
-        .map(|(used, rounds)| {
-            let requests = rounds.iter().map(|r| r.sent).sum::<usize>().max(1) as f64;
-            used.map(|used| used.as_secs_f64() * 1e6 / requests)
-        })
-        .collect();
+    let cpu_per_request: Vec<[f64; 2]> =
+        cpu_used.iter().map(|rounds| [0, 1].map(|i| median(rounds.iter().map(|round| round[i])))).collect();
     report(&paths, &latency, &cpu_per_request, &idle, &loaded);
     let errors: usize = results.iter().flatten().map(|r| r.errors).sum();
     if errors > 0 {
@@ -336,6 +335,13 @@ async fn minimal(
     Ok(Path { which, url, running: Running::Minimal { caller, backend, _service: service } })
 }
 
+/// The median of some values (NaN for none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// How long a path's caller and backend Envoy have run on a core so far
 /// (zero for a path without Envoys).
 fn cpu(path: &Path) -> anyhow::Result<[Duration; 2]> {
@@ -363,7 +369,9 @@ fn report(
 ) {
     let index = |which: Which| paths.iter().position(|path| path.which == which);
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("\nmedian over rounds (ms); each Envoy's CPU per request (µs) and RSS (MiB): caller / backend");
+    println!(
+        "\nmedian over rounds (ms); each Envoy's CPU per request (µs, median over rounds) and RSS (MiB): caller / backend"
+    );
     println!(
         "{:<8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>13} {:>13} {:>13}",
         "path", "p50", "p90", "p99", "added p50", "added p99", "CPU/request", "RSS idle", "RSS loaded"
