@@ -255,3 +255,165 @@ fn socket_secrets<C: Message + Name + Default>(
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::core::v3::TransportSocket;
+    use envoy_types::pb::envoy::config::endpoint::v3::{LbEndpoint, LocalityLbEndpoints};
+    use envoy_types::pb::envoy::config::listener::v3::Filter;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
+    use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+
+    use super::*;
+
+    fn any<M: Message + Name>(message: &M) -> Any {
+        Any { type_url: M::type_url(), value: message.encode_to_vec() }
+    }
+
+    fn tls_socket<C: Message + Name>(context: &C) -> Option<TransportSocket> {
+        Some(TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(any(context))),
+        })
+    }
+
+    fn common(certificate: &str, validation: &str) -> Option<CommonTlsContext> {
+        Some(CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![SdsSecretConfig {
+                name: certificate.into(),
+                ..Default::default()
+            }],
+            validation_context_type: Some(common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                SdsSecretConfig { name: validation.into(), ..Default::default() },
+            )),
+            ..Default::default()
+        })
+    }
+
+    fn eds_cluster(name: &str, connect_ms: i64) -> Any {
+        any(&Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            connect_timeout: Some(ProtoDuration {
+                seconds: connect_ms / 1000,
+                nanos: (connect_ms % 1000) as i32 * 1_000_000,
+            }),
+            transport_socket: tls_socket(&UpstreamTlsContext {
+                common_tls_context: common("identity", "ca"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn static_cluster(name: &str) -> Any {
+        any(&Cluster { name: name.into(), ..Default::default() })
+    }
+
+    fn rds_listener(name: &str, route: &str) -> Any {
+        let manager = HttpConnectionManager {
+            route_specifier: Some(RouteSpecifier::Rds(Rds { route_config_name: route.into(), ..Default::default() })),
+            ..Default::default()
+        };
+        let filter = Filter { name: "hcm".into(), config_type: Some(filter::ConfigType::TypedConfig(any(&manager))) };
+        any(&Listener {
+            name: name.into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![filter],
+                transport_socket: tls_socket(&DownstreamTlsContext {
+                    common_tls_context: common("identity", "ca"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn assignment(name: &str, endpoints: usize) -> Any {
+        any(&ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint::default(); endpoints],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn apply(
+        config: &mut ProxyConfig,
+        type_url: &str,
+        resources: &[Any],
+        removed: &[&str],
+        whole: bool,
+    ) -> Result<(), String> {
+        let incoming: Vec<Incoming<'_>> = resources.iter().map(|body| Incoming { name: "", body }).collect();
+        let removed: Vec<String> = removed.iter().map(|name| (*name).to_owned()).collect();
+        config.apply(type_url, &incoming, &removed, whole)
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_proxy_asks_for_what_its_clusters_and_listeners_name_and_is_complete_once_it_holds_it() {
+        let mut config = ProxyConfig::default();
+        apply(&mut config, CLUSTER, &[eds_cluster("backend", 5000), static_cluster("inbound:8080")], &[], true)
+            .unwrap();
+        assert_eq!(config.wanted(ENDPOINT), names(&["backend"]), "static clusters need no endpoints");
+        assert!(!config.complete(), "no listeners yet");
+        apply(&mut config, LISTENER, &[rds_listener("outbound:backend", "outbound:backend")], &[], true).unwrap();
+        assert_eq!(config.wanted(ROUTE), names(&["outbound:backend"]));
+        assert_eq!(config.wanted(SECRET), names(&["ca", "identity"]));
+        apply(&mut config, ENDPOINT, &[assignment("backend", 2)], &[], false).unwrap();
+        apply(
+            &mut config,
+            ROUTE,
+            &[any(&RouteConfiguration { name: "outbound:backend".into(), ..Default::default() })],
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(!config.complete(), "no secrets yet");
+        let secret = |name: &str| any(&Secret { name: name.into(), ..Default::default() });
+        apply(&mut config, SECRET, &[secret("identity"), secret("ca")], &[], false).unwrap();
+        assert!(config.complete());
+        assert_eq!((config.endpoint_count("backend"), config.has_connect_timeout(5000)), (Some(2), true));
+        assert!(config.secret("identity").is_some());
+        assert_eq!(config.resource_count(), 7);
+    }
+
+    #[test]
+    fn a_whole_response_replaces_a_type_and_what_is_no_longer_named_is_dropped() {
+        let mut config = ProxyConfig::default();
+        apply(&mut config, CLUSTER, &[eds_cluster("a", 1000), eds_cluster("b", 1000)], &[], true).unwrap();
+        apply(&mut config, ENDPOINT, &[assignment("a", 1), assignment("b", 3)], &[], false).unwrap();
+        apply(&mut config, CLUSTER, &[eds_cluster("b", 2500)], &[], true).unwrap();
+        assert_eq!(config.wanted(ENDPOINT), names(&["b"]));
+        assert_eq!((config.endpoint_count("a"), config.endpoint_count("b")), (None, Some(3)));
+        assert!(config.has_connect_timeout(2500) && !config.has_connect_timeout(1000));
+    }
+
+    #[test]
+    fn a_delta_response_removes_what_it_lists() {
+        let mut config = ProxyConfig::default();
+        apply(&mut config, CLUSTER, &[eds_cluster("a", 1000), eds_cluster("b", 1000)], &[], false).unwrap();
+        apply(&mut config, CLUSTER, &[], &["a"], false).unwrap();
+        assert_eq!(config.wanted(ENDPOINT), names(&["b"]));
+    }
+
+    #[test]
+    fn a_response_with_a_resource_that_does_not_decode_changes_nothing() {
+        let mut config = ProxyConfig::default();
+        apply(&mut config, CLUSTER, &[eds_cluster("a", 1000)], &[], true).unwrap();
+        let wrong = any(&Listener { name: "not a cluster".into(), ..Default::default() });
+        let error = apply(&mut config, CLUSTER, &[eds_cluster("b", 1000), wrong], &[], true).unwrap_err();
+        assert!(error.contains("expected type.googleapis.com/envoy.config.cluster.v3.Cluster"), "{error}");
+        assert_eq!(config.wanted(ENDPOINT), names(&["a"]));
+        let unknown = apply(&mut config, "type.googleapis.com/some.Other", &[], &[], false).unwrap_err();
+        assert!(unknown.contains("does not know resources of type"), "{unknown}");
+    }
+}

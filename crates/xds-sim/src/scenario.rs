@@ -16,6 +16,9 @@ use crate::proxy::{self, Identity, Variant};
 use crate::stats::Spread;
 use crate::topology::Topology;
 
+/// The longest wait for the proxies to go quiet between phases.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
 /// How the simulated proxies' Dataplanes reach the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Register {
@@ -151,7 +154,7 @@ pub async fn run(
     };
 
     // The connect storm: each proxy timed from its own start.
-    let phase = Phase::begin(control_plane, &fleet);
+    let phase = Phase::begin(control_plane, &fleet).await;
     let mut starts = Vec::with_capacity(deployed);
     for (index, document) in documents.iter().enumerate() {
         let delay = settings.ramp_up.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(index as f64 / rate));
@@ -168,7 +171,7 @@ pub async fn run(
     // timeout no cluster has yet.
     let millis = 4_000 + u64::from(std::process::id() % 997);
     let probe = fleet.arm(Probe::ConnectTimeout { millis });
-    let mut phase = Phase::begin(control_plane, &fleet);
+    let mut phase = Phase::begin(control_plane, &fleet).await;
     let path = format!("/meshes/{0}/meshtimeouts/mesh-timeout-all-{0}", topology.mesh);
     let mut timeout = control_plane.rest.get(&path).await.context("cannot read the mesh's default MeshTimeout")?;
     timeout["spec"]["to"][0]["default"]["connectionTimeout"] = format!("{millis}ms").into();
@@ -184,7 +187,7 @@ pub async fn run(
     if added > 0 {
         let scaled = 0;
         let probe = fleet.arm(Probe::Endpoints { assignment: Topology::service(scaled), count: settings.scale_to });
-        let mut phase = Phase::begin(control_plane, &fleet);
+        let mut phase = Phase::begin(control_plane, &fleet).await;
         let new: Vec<serde_json::Value> =
             (topology.instances..settings.scale_to).map(|instance| topology.dataplane(scaled, instance)).collect();
         if settings.register == Register::Api {
@@ -208,7 +211,7 @@ pub async fn run(
     if topology.mtls {
         let name = format!("identity_cert:secret:{}", topology.mesh);
         let probe = fleet.arm(Probe::SecretReplaced { name });
-        let mut phase = Phase::begin(control_plane, &fleet);
+        let mut phase = Phase::begin(control_plane, &fleet).await;
         let root = new_root(&topology.mesh, "second")?;
         for secret in topology.ca_secrets(root.cert_pem(), root.key_pem()) {
             control_plane.rest.put(&secret).await?;
@@ -218,7 +221,7 @@ pub async fn run(
     }
 
     // Idle: nothing changes; the control plane should do nothing.
-    let phase = Phase::begin(control_plane, &fleet);
+    let phase = Phase::begin(control_plane, &fleet).await;
     tokio::time::sleep(settings.idle).await;
     report_phase(phase.end("idle", Spread::of(Vec::new(), 0), control_plane, &fleet));
 
@@ -240,7 +243,9 @@ struct Phase {
 }
 
 impl Phase {
-    fn begin(control_plane: &ControlPlane, fleet: &Fleet) -> Phase {
+    /// Once the proxies are quiet, opens a phase whose cause happens now.
+    async fn begin(control_plane: &ControlPlane, fleet: &Fleet) -> Phase {
+        settle(fleet).await;
         Phase { start: Instant::now(), usage: control_plane.usage(), totals: fleet.totals() }
     }
 
@@ -277,6 +282,21 @@ impl Phase {
             usage,
             cpu_share,
             wall: self.start.elapsed(),
+        }
+    }
+}
+
+/// Waits until the proxies received nothing for a second (at most
+/// [`SETTLE_LIMIT`]), so what one phase caused is not counted in the next.
+async fn settle(fleet: &Fleet) {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let mut last = fleet.totals().responses;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = fleet.totals().responses;
+        if now != last {
+            (last, quiet_since) = (now, Instant::now());
         }
     }
 }
