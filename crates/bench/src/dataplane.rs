@@ -61,8 +61,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "direct,plain,mtls,kodiak")]
     paths: Vec<Which>,
     /// For the path `mtls-with`: what to add to the minimal mTLS pair, so
-    /// its cost can be told apart (the backend gets `rbac` and `denied-log`,
-    /// the caller `retries` and `breakers`).
+    /// its cost can be told apart (the backend gets `rbac`, `denied-log` and
+    /// `inbound-route`, the caller `retries` and `breakers`, both `alpn`).
     #[arg(long, value_delimiter = ',')]
     extras: Vec<Extra>,
     /// Write every Envoy's `/config_dump` (with EDS), `/stats` and `/memory`
@@ -315,7 +315,7 @@ async fn minimal(
         upstream: service.http,
         downstream_tls: backend_tls,
         upstream_tls: None,
-        extras: extras(&[Extra::Rbac, Extra::DeniedLog]),
+        extras: extras(&[Extra::Rbac, Extra::DeniedLog, Extra::InboundRoute, Extra::Alpn]),
     };
     let caller = Proxy {
         listen: outbound,
@@ -323,7 +323,7 @@ async fn minimal(
         upstream: ([127, 0, 0, 1], inbound).into(),
         downstream_tls: None,
         upstream_tls: caller_tls,
-        extras: extras(&[Extra::Retries, Extra::Breakers]),
+        extras: extras(&[Extra::Retries, Extra::Breakers, Extra::Alpn]),
     };
     let backend = StaticEnvoy::start(envoy, &backend, SETUP_TIMEOUT).await?;
     let caller = StaticEnvoy::start(envoy, &caller, SETUP_TIMEOUT).await?;

@@ -81,6 +81,13 @@ pub enum Extra {
     Retries,
     /// The default MeshCircuitBreaker's thresholds, with remaining counts tracked.
     Breakers,
+    /// An inbound's route and connection manager: no request timeout, a 1 h
+    /// stream idle timeout on the route, no connection idle timeout.
+    InboundRoute,
+    /// The mesh's ALPN and SNI: the caller offers `kuma` and names the
+    /// service; the backend reads them with the TLS inspector and takes
+    /// only TLS connections offering `kuma`.
+    Alpn,
 }
 
 impl Proxy {
@@ -109,6 +116,42 @@ impl Proxy {
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
               log_format: {text_format_source: {inline_string: \"denied %REQ(:PATH)% %RESPONSE_CODE_DETAILS%\\n\"}}"
+        } else {
+            ""
+        };
+        let has = |extra: Extra| extras.contains(&extra);
+        // The backend side (TLS from downstream) checks ALPN, the caller side offers it.
+        let inspect = has(Extra::Alpn) && self.downstream_tls.is_some();
+        let (listener_filters, chain_match) = if inspect {
+            (
+                "
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                "
+    - filter_chain_match: {transport_protocol: tls, application_protocols: [kuma]}
+      filters:",
+            )
+        } else {
+            (
+                "",
+                "
+    - filters:",
+            )
+        };
+        let alpn = if has(Extra::Alpn) && self.upstream_tls.is_some() {
+            "
+          alpn_protocols: [kuma]
+        sni: backend"
+        } else {
+            ""
+        };
+        let inbound_route = if has(Extra::InboundRoute) {
+            "
+                  timeout: 0s
+                  idle_timeout: 3600s
+          common_http_protocol_options: {idle_timeout: 0s}"
         } else {
             ""
         };
@@ -151,8 +194,8 @@ impl Proxy {
       name: envoy.transport_sockets.tls
       typed_config:
         \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-{}",
-                common_tls_context(tls, 8)
+{}{alpn}",
+                common_tls_context(tls, 8),
             )
         });
         format!(
@@ -162,8 +205,7 @@ static_resources:
   listeners:
   - name: listener
     address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
-    filter_chains:
-    - filters:
+    filter_chains:{chain_match}
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -175,11 +217,11 @@ static_resources:
               routes:
               - match: {{prefix: /}}
                 route:
-                  cluster: {cluster}{route}{access_log}
+                  cluster: {cluster}{route}{inbound_route}{access_log}
           http_filters:{rbac}
           - name: envoy.filters.http.router
             typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router{downstream_tls}
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router{downstream_tls}{listener_filters}
   clusters:
   - name: {cluster}
     type: STATIC
