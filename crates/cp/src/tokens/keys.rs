@@ -5,6 +5,9 @@
 //! so every key still stored verifies the tokens it signed: rotating is
 //! adding serial N+1, then deleting the old key once its tokens are replaced.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use super::Refusal;
 use crate::secrets::{self, data};
 use kodiak_api::{Resource, ResourceKey, ResourceType};
@@ -71,7 +74,7 @@ impl KeyScope {
 }
 
 /// The key with the highest serial, generated (serial 1) when there is none.
-pub async fn newest(store: &dyn ResourceStore, scope: &KeyScope) -> Result<(u64, SigningKey), Refusal> {
+pub async fn newest(store: &dyn ResourceStore, scope: &KeyScope) -> Result<(u64, Arc<SigningKey>), Refusal> {
     let mut query = ListQuery::all(scope.kind(), usize::MAX);
     query.mesh = scope.mesh().map(str::to_owned);
     query.name_contains = Some(scope.prefix());
@@ -93,7 +96,7 @@ pub async fn newest(store: &dyn ResourceStore, scope: &KeyScope) -> Result<(u64,
     match store.create(secret).await {
         Ok(_) => {
             tracing::info!(secret = %scope.resource_key(&name), "created a token signing key");
-            Ok((1, key))
+            Ok((1, Arc::new(key)))
         }
         // Made meanwhile by another request or control plane: use theirs.
         Err(StoreError::AlreadyExists(key)) => {
@@ -105,7 +108,7 @@ pub async fn newest(store: &dyn ResourceStore, scope: &KeyScope) -> Result<(u64,
 }
 
 /// The key a token's `kid` names.
-pub async fn by_kid(store: &dyn ResourceStore, scope: &KeyScope, kid: &str) -> Result<SigningKey, Refusal> {
+pub async fn by_kid(store: &dyn ResourceStore, scope: &KeyScope, kid: &str) -> Result<Arc<SigningKey>, Refusal> {
     let serial: u64 =
         kid.parse().map_err(|_| Refusal::Token(format!("the token's kid {kid:?} is not a key serial")))?;
     let name = scope.key_name(serial);
@@ -130,13 +133,29 @@ pub async fn revocations(store: &dyn ResourceStore, scope: &KeyScope) -> Result<
     Ok(Revocations::parse(&String::from_utf8_lossy(&data)))
 }
 
-fn read_key(scope: &KeyScope, secret: &Resource) -> Result<SigningKey, Refusal> {
+/// Signing keys already parsed, by their PEM: reading and checking an RSA
+/// key costs far more than verifying a token with it, and every sidecar
+/// stream verifies one. Keys are few (one per mesh, more while rotating);
+/// the memo is emptied should it ever hold more than [`PARSED_LIMIT`].
+static PARSED: Mutex<BTreeMap<Vec<u8>, Arc<SigningKey>>> = Mutex::new(BTreeMap::new());
+const PARSED_LIMIT: usize = 256;
+
+fn read_key(scope: &KeyScope, secret: &Resource) -> Result<Arc<SigningKey>, Refusal> {
     let bad = |reason: String| {
         tracing::error!(secret = %secret.key, %reason, "a token signing key is unusable");
         Refusal::Token(format!("{} ({:?}) is not a usable signing key: {reason}", secret.key, scope.prefix()))
     };
     let pem = data(secret).map_err(bad)?;
-    SigningKey::from_pem(&pem).map_err(|e| bad(e.to_string()))
+    if let Some(key) = PARSED.lock().unwrap().get(&pem) {
+        return Ok(key.clone());
+    }
+    let key = Arc::new(SigningKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?);
+    let mut parsed = PARSED.lock().unwrap();
+    if parsed.len() >= PARSED_LIMIT {
+        parsed.clear();
+    }
+    parsed.insert(pem, key.clone());
+    Ok(key)
 }
 
 /// A Secret (or GlobalSecret) of the scope holding `bytes`.

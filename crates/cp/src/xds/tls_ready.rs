@@ -18,7 +18,7 @@
 //! stays on: instances and callers that join later are given mTLS from
 //! their first configuration.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// What one proxy was sent and has ACKed, by snapshot generation.
@@ -175,9 +175,21 @@ impl Latches {
         } else {
             self.plaintext_done.clear();
         }
+        // Each service's instances and callers, found once rather than by
+        // scanning every member for every service.
+        let mut serving: HashMap<&str, Vec<&Member<'_>>> = HashMap::new();
+        let mut calling: HashMap<&str, Vec<&Member<'_>>> = HashMap::new();
+        for member in members.iter().filter(|_| !force) {
+            for service in member.serves {
+                serving.entry(service).or_default().push(member);
+            }
+            for service in member.calls {
+                calling.entry(service).or_default().push(member);
+            }
+        }
         for service in services {
-            let instances = || members.iter().filter(|m| !force && m.serves.contains(service));
-            let callers = || members.iter().filter(|m| !force && m.calls.contains(service));
+            let instances = || serving.get(service.as_str()).into_iter().flatten();
+            let callers = || calling.get(service.as_str()).into_iter().flatten();
             match intent {
                 Intent::Off => {
                     if callers().all(|m| m.progress.calls_with(service, false)) {
