@@ -1,5 +1,6 @@
 //! The tonic `AggregatedDiscoveryService`: one task per stream.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +12,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::stream::{self, Protocol};
@@ -19,6 +21,9 @@ use crate::{Callbacks, SnapshotCache, delta, sotw};
 /// Responses a stream may have queued for a slow client; the connection holds
 /// at most one unanswered response per type, so this is rarely reached.
 const RESPONSE_BUFFER: usize = 8;
+
+/// The responses of one stream, as the gRPC response body reads them.
+pub type ResponseStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
 
 /// An ADS server (SotW and delta) serving each node the newest snapshot in a [`SnapshotCache`].
 pub struct AdsServer<C: Callbacks> {
@@ -49,10 +54,7 @@ impl<C: Callbacks> AdsServer<C> {
     }
 
     /// Starts the task that runs one stream; its responses come out of the returned stream.
-    fn open<P: Protocol>(
-        &self,
-        request: Request<Streaming<P::Request>>,
-    ) -> ReceiverStream<Result<P::Response, Status>> {
+    fn open<P: Protocol>(&self, request: Request<Streaming<P::Request>>) -> ResponseStream<P::Response> {
         let (responses, body) = mpsc::channel(RESPONSE_BUFFER);
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
@@ -63,18 +65,18 @@ impl<C: Callbacks> AdsServer<C> {
             tokio::select! {
                 () = stream::run::<P, C>(id, peer, metadata, request.into_inner(), cache, callbacks, responses.clone()) => {}
                 () = stream::shutting_down(shutdown) => {
-                    let _ = responses.send(Err(Status::unavailable("the control plane is shutting down"))).await;
+                    let _ = responses.send(Box::new(Err(Status::unavailable("the control plane is shutting down")))).await;
                 }
             }
         });
-        ReceiverStream::new(body)
+        Box::pin(ReceiverStream::new(body).map(|response| *response))
     }
 }
 
 #[tonic::async_trait]
 impl<C: Callbacks> AggregatedDiscoveryService for AdsServer<C> {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
 
     async fn stream_aggregated_resources(
         &self,

@@ -34,8 +34,11 @@ pub(crate) trait Protocol: Encode<Response: Send + 'static> + Default + Send + '
     }
 }
 
-/// Where a stream's responses go: a bounded channel read by the gRPC response body.
-pub(crate) type Responses<P> = mpsc::Sender<Result<<P as Encode>::Response, Status>>;
+/// Where a stream's responses go: a bounded channel read by the gRPC response
+/// body. Its items are boxed: a channel allocates its slots in blocks of 32
+/// whatever its capacity, and a response or status inline would make each
+/// idle stream hold several kilobytes.
+pub(crate) type Responses<P> = mpsc::Sender<Box<Result<<P as Encode>::Response, Status>>>;
 
 /// Runs one stream to its end.
 pub(crate) async fn run<P: Protocol, C: Callbacks>(
@@ -56,7 +59,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     };
     let Some(mut node) = P::take_node(&mut first).filter(|node| !node.id.is_empty()) else {
         let status = Status::invalid_argument("the first request of an ADS stream must carry node.id");
-        let _ = responses.send(Err(status)).await;
+        let _ = responses.send(Box::new(Err(status))).await;
         return;
     };
     // Envoy lists every extension compiled into it (hundreds): kept for the
@@ -67,7 +70,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
         Ok(identity) => identity,
         Err(status) => {
             debug!(id, node = %stream.node.id, %status, "ADS stream refused");
-            let _ = responses.send(Err(status)).await;
+            let _ = responses.send(Box::new(Err(status))).await;
             return;
         }
     };
@@ -77,7 +80,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
     let mut node_watch = cache.watch(&stream.node.id);
     if let Err(status) = callbacks.stream_opened(&stream, &identity) {
         debug!(id, node = %stream.node.id, %status, "ADS stream refused");
-        let _ = responses.send(Err(status)).await;
+        let _ = responses.send(Box::new(Err(status))).await;
         return;
     }
     let _closed = Closed { callbacks: &*callbacks, stream: &stream, identity: &identity };
@@ -107,7 +110,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
                             "the node id changed within the stream from {:?} to {:?}; open a new stream", stream.node.id, node.id
                         ));
                         warn!(id, node = %stream.node.id, %status, "ADS stream ended");
-                        let _ = responses.send(Err(status)).await;
+                        let _ = responses.send(Box::new(Err(status))).await;
                         return;
                     }
                     Some(connection.on_request(request))
@@ -125,7 +128,7 @@ pub(crate) async fn run<P: Protocol, C: Callbacks>(
                 let status = node_watch.close.borrow_and_update().clone();
                 let status = status.unwrap_or_else(|| Status::unavailable("the stream was closed"));
                 debug!(id, node = %stream.node.id, %status, "ADS stream closed by the server");
-                let _ = responses.send(Err(status)).await;
+                let _ = responses.send(Box::new(Err(status))).await;
                 return;
             }
             () = responses.closed() => return,
@@ -164,7 +167,7 @@ async fn deliver<P: Protocol, C: Callbacks>(
     for response in output.responses {
         let (type_url, version) = P::sent(&response);
         let (type_url, version) = (type_url.to_owned(), version.to_owned());
-        responses.send(Ok(response)).await.map_err(drop)?;
+        responses.send(Box::new(Ok(response))).await.map_err(drop)?;
         callbacks.response_sent(stream, identity, &type_url, &version);
     }
     Ok(())
