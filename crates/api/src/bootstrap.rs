@@ -138,6 +138,14 @@ pub mod node_metadata {
     pub const ACCESS_LOG_PIPE: &str = "kodiak.io/access-log-pipe";
 }
 
+/// How often a sidecar's Envoy sends an HTTP/2 PING on its connection to
+/// the control plane (the bootstrap's `connection_keepalive`), to notice a
+/// control plane that stopped answering. A dead host is noticed sooner, by
+/// TCP keepalive; every PING costs the control plane a wake-up and two TLS
+/// records, so with thousands of sidecars it is most of what an idle
+/// control plane does.
+pub const ADS_KEEPALIVE_INTERVAL_SECONDS: u64 = 60;
+
 /// The label the control plane puts on Dataplanes that `kodiak-dp`
 /// registered from a dataplane file: those are removed again a while after
 /// their sidecar goes away; applied ones are never removed by the control plane.

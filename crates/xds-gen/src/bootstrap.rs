@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use kodiak_api::bootstrap::{BootstrapRequest, Versions, XdsTransport, node_metadata};
+use kodiak_api::bootstrap::{ADS_KEEPALIVE_INTERVAL_SECONDS, BootstrapRequest, Versions, XdsTransport, node_metadata};
 use kodiak_api::dataplane_view::DataplaneView;
 use serde_json::{Map, Value, json};
 
@@ -194,7 +194,10 @@ fn xds_cluster(host: &str, port: u16, tls: Option<&XdsTls>) -> Value {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {
-                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}},
+                    "http2_protocol_options": {"connection_keepalive": {
+                        "interval": format!("{ADS_KEEPALIVE_INTERVAL_SECONDS}s"),
+                        "timeout": "5s",
+                    }},
                 },
             },
         },

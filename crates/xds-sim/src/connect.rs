@@ -53,7 +53,8 @@ impl DpServer {
     pub fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.url.clone())?
             .connect_timeout(CONNECT_TIMEOUT)
-            .http2_keep_alive_interval(Duration::from_secs(30))
+            // As often as a sidecar's Envoy pings the control plane.
+            .http2_keep_alive_interval(Duration::from_secs(kodiak_api::bootstrap::ADS_KEEPALIVE_INTERVAL_SECONDS))
             .keep_alive_while_idle(true);
         Ok(match &self.tls {
             None => endpoint.connect_lazy(),

@@ -18,8 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// A PING every this long on an idle connection ...
-const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A PING every this long on an idle connection ... Sidecars ping every
+/// `ADS_KEEPALIVE_INTERVAL_SECONDS` themselves, and the server's timer does
+/// not count their PINGs as activity, so an interval as short would double
+/// the idle traffic of thousands of connections: this one is the fallback
+/// for a sidecar whose Envoy stopped answering.
+const PING_INTERVAL: Duration = Duration::from_secs(2 * kodiak_api::bootstrap::ADS_KEEPALIVE_INTERVAL_SECONDS);
 /// ... must be answered within this long.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that opened a connection must finish the TLS handshake this soon.
