@@ -31,7 +31,7 @@ use clap::{Parser, ValueEnum};
 use kodiak_api::{ResourceKey, ResourceType};
 use kodiak_bench::load::{LoadResult, fixed_rate, median_percentiles, round_line};
 use kodiak_bench::static_envoy::{Extra, Proxy, StaticEnvoy, mesh_certificates};
-use kodiak_bench::two_sidecars::{SETUP_TIMEOUT, SidecarPath, handshakes};
+use kodiak_bench::two_sidecars::{SETUP_TIMEOUT, SidecarPath, apply_strict_mtls_mesh, handshakes};
 use kodiak_bench::{rss_kib, sched_times};
 use kodiak_e2e::{ControlPlane, TestService, eventually, free_port, get};
 
@@ -248,19 +248,7 @@ async fn main() -> anyhow::Result<()> {
 /// mesh gets are there.
 async fn kodiak_control_plane() -> anyhow::Result<ControlPlane> {
     let control_plane = ControlPlane::memory();
-    control_plane
-        .apply(
-            "type: Mesh
-name: kodiak
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
-    mode: STRICT
-",
-        )
-        .await;
+    apply_strict_mtls_mesh(&control_plane, "kodiak").await;
     let defaults = [
         (ResourceType::MeshTrafficPermission, "allow-all-kodiak"),
         (ResourceType::MeshTimeout, "mesh-timeout-all-kodiak"),

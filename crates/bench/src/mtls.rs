@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Parser;
 use kodiak_bench::load::{LoadResult, fixed_rate, median_percentiles, round_line};
-use kodiak_bench::two_sidecars::SidecarPath;
+use kodiak_bench::two_sidecars::{SidecarPath, apply_strict_mtls_mesh};
 use kodiak_e2e::ControlPlane;
 
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -41,19 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let control_plane = ControlPlane::memory();
     control_plane.apply("type: Mesh\nname: plain\n").await;
-    control_plane
-        .apply(
-            "type: Mesh
-name: secure
-mtls:
-  enabledBackend: ca-1
-  backends:
-  - name: ca-1
-    type: builtin
-    mode: STRICT
-",
-        )
-        .await;
+    apply_strict_mtls_mesh(&control_plane, "secure").await;
     control_plane
         .apply(
             "type: MeshTrafficPermission

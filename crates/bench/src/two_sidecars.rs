@@ -12,6 +12,14 @@ use kodiak_e2e::{ControlPlane, Sidecar, TestService, Transport, eventually, free
 /// How long a path may take to answer its first request.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Applies the Mesh `mesh` with mutual TLS from a built-in CA in STRICT mode.
+pub async fn apply_strict_mtls_mesh(control_plane: &ControlPlane, mesh: &str) {
+    let document = format!(
+        "type: Mesh\nname: {mesh}\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    mode: STRICT\n"
+    );
+    control_plane.apply(&document).await;
+}
+
 /// The caller's outbound URL, kept alive with everything it needs.
 pub struct SidecarPath {
     pub mesh: String,
