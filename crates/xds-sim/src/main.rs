@@ -55,7 +55,7 @@ struct Args {
     /// Services each proxy calls.
     #[arg(long)]
     outbounds: Option<usize>,
-    /// Mesh mTLS with the built-in CA.
+    /// Mesh mTLS, from a provided CA whose root the simulator generates (and replaces in the rotation phase).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     mtls: bool,
     /// The mesh the proxies join.
