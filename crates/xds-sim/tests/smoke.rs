@@ -60,8 +60,10 @@ async fn two_hundred_sotw_proxies_converge_in_every_phase() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delta_proxies_that_register_themselves_converge_in_every_phase() {
-    let report = run(&settings(30, 2, Variant::Delta, Register::Inline), Store::Memory).await;
+async fn delta_proxies_that_register_themselves_and_ramp_up_converge_in_every_phase() {
+    let mut settings = settings(30, 2, Variant::Delta, Register::Inline);
+    settings.ramp_up = Some(100.0);
+    let report = run(&settings, Store::Memory).await;
     assert_converged(
         &report,
         &[
