@@ -153,7 +153,8 @@ impl ProxyConfig {
         self.secrets.get(name).copied()
     }
 
-    pub fn resource_count(&self) -> usize {
+    #[cfg(test)]
+    fn resource_count(&self) -> usize {
         self.clusters.len() + self.listeners.len() + self.endpoints.len() + self.routes.len() + self.secrets.len()
     }
 }

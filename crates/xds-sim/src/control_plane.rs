@@ -20,7 +20,6 @@ pub enum Store {
 }
 
 pub struct ControlPlane {
-    pub api_url: String,
     pub dp_server_url: String,
     /// The certificate the dp-server presents, when it speaks TLS.
     pub ca_pem: Option<String>,
@@ -74,7 +73,6 @@ impl ControlPlane {
         let pid = child.id();
         let scheme = if launch.dp_tls { "https" } else { "http" };
         let mut control_plane = Self {
-            api_url: format!("http://127.0.0.1:{api}"),
             dp_server_url: format!("{scheme}://127.0.0.1:{dp}"),
             ca_pem: None,
             pid,
@@ -83,13 +81,13 @@ impl ControlPlane {
             _data_dir: None,
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        while control_plane.rest.http.get(&control_plane.api_url).send().await.is_err() {
+        while control_plane.rest.http.get(&control_plane.rest.url).send().await.is_err() {
             if let Some(status) = control_plane.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
                 let log = std::fs::read_to_string(data_dir.path().join("kodiak-cp.log")).unwrap_or_default();
                 bail!("kodiak-cp exited ({status}) before it answered:\n{log}");
             }
             if Instant::now() > deadline {
-                bail!("kodiak-cp did not answer on {} within {START_TIMEOUT:?}", control_plane.api_url);
+                bail!("kodiak-cp did not answer on {} within {START_TIMEOUT:?}", control_plane.rest.url);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -115,7 +113,6 @@ impl ControlPlane {
             .map(|path| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display())))
             .transpose()?;
         Ok(Self {
-            api_url: api_url.trim_end_matches('/').to_owned(),
             dp_server_url: dp_server_url.trim_end_matches('/').to_owned(),
             ca_pem,
             pid,

@@ -69,14 +69,6 @@ impl Fleet {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     pub fn record(&self, proxy: usize) -> &Record {
         &self.records[proxy]
     }
@@ -103,15 +95,16 @@ impl Fleet {
     pub fn observe(&self, proxy: usize, config: &ProxyConfig, first_secrets: &dyn Fn(&str) -> Option<u64>) -> bool {
         let record = &self.records[proxy];
         let now = Instant::now();
+        let complete = config.complete();
         let mut first = false;
-        if record.first_config.load(Ordering::Relaxed) == 0 && config.complete() {
+        if record.first_config.load(Ordering::Relaxed) == 0 && complete {
             record.first_config.store(self.stamp(now), Ordering::Relaxed);
             first = true;
         }
         let armed = self.armed.read().unwrap().clone();
         if let Some(armed) = armed
             && record.probe_id.load(Ordering::Relaxed) != armed.id
-            && config.complete()
+            && complete
             && armed.probe.seen_in(config, first_secrets)
         {
             record.probe_seen.store(self.stamp(now), Ordering::Relaxed);

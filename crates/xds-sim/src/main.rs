@@ -1,7 +1,6 @@
 //! `kodiak-xds-sim`: see the crate documentation and `--help`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -233,11 +232,8 @@ fn print_summary(report: &Report) {
 
 /// Each simulated proxy holds a connection: ask for as many open files as allowed.
 fn raise_open_files_limit() {
-    if let Ok(limits) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.ok_or(()) {
-        let _ = rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit { current: Some(limits), maximum: Some(limits) },
-        );
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    if let Some(hard) = getrlimit(Resource::Nofile).maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) });
     }
-    let _ = Duration::ZERO;
 }

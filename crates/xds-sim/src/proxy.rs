@@ -86,8 +86,8 @@ impl Identity {
 /// Runs the proxy until `stop` turns true: its stream, opened again after
 /// each failure.
 pub async fn run(identity: Identity, channel: Channel, fleet: Arc<Fleet>, mut stop: watch::Receiver<bool>) {
-    let mut proxy = Proxy { identity, fleet, config: ProxyConfig::default(), first_secrets: HashMap::new(), dice: 0 };
-    proxy.dice = 0x9E37_79B9_7F4A_7C15 ^ (proxy.identity.index as u64 + 1);
+    let dice = 0x9E37_79B9_7F4A_7C15 ^ (identity.index as u64 + 1);
+    let mut proxy = Proxy { identity, fleet, config: ProxyConfig::default(), first_secrets: HashMap::new(), dice };
     loop {
         let client = AggregatedDiscoveryServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         let outcome = tokio::select! {
@@ -95,7 +95,7 @@ pub async fn run(identity: Identity, channel: Channel, fleet: Arc<Fleet>, mut st
             _ = stop.wait_for(|stop| *stop) => return,
         };
         if let Err(error) = outcome {
-            tracing_line(&proxy.identity, &error);
+            report_stream_end(&proxy.identity, &error);
         }
         proxy.fleet.record(proxy.identity.index).reconnects.fetch_add(1, Ordering::Relaxed);
         tokio::select! {
@@ -105,7 +105,9 @@ pub async fn run(identity: Identity, channel: Channel, fleet: Arc<Fleet>, mut st
     }
 }
 
-fn tracing_line(identity: &Identity, error: &anyhow::Error) {
+/// Says why a stream ended, when `KODIAK_XDS_SIM_VERBOSE` is set (reconnects
+/// are counted either way).
+fn report_stream_end(identity: &Identity, error: &anyhow::Error) {
     if std::env::var_os("KODIAK_XDS_SIM_VERBOSE").is_some() {
         eprintln!("{}.{}: stream ended: {error:#}", identity.mesh, identity.name);
     }

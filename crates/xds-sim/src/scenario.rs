@@ -135,10 +135,8 @@ pub async fn run(
         }
     }
     control_plane.rest.put(&topology.mesh_document()).await.context("cannot apply the Mesh")?;
-    let token = match control_plane.rest.dataplane_token(&topology.mesh).await {
-        Ok(token) => Some(Arc::from(token)),
-        Err(error) => return Err(error.context("cannot get a dataplane token")),
-    };
+    let token = control_plane.rest.dataplane_token(&topology.mesh).await.context("cannot get a dataplane token")?;
+    let token: Option<Arc<str>> = Some(Arc::from(token));
     let documents: Vec<serde_json::Value> = (0..deployed).map(|index| topology.dataplane_of(index)).collect();
     if settings.register == Register::Api {
         apply_all(control_plane, &documents, settings.api_concurrency).await?;
