@@ -196,6 +196,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_key_is_parsed_once_and_a_broken_one_is_refused() {
+        let scope = KeyScope::Dataplane("m".into());
+        let pem = SigningKey::generate().unwrap().to_pem();
+        let stored = secret(&scope, &scope.key_name(1), pem.as_bytes()).unwrap();
+        let (first, again) = (read_key(&scope, &stored).unwrap(), read_key(&scope, &stored).unwrap());
+        assert!(Arc::ptr_eq(&first, &again), "the second read reuses the parsed key");
+        assert_eq!(first.to_pem(), pem);
+        let broken = secret(&scope, &scope.key_name(2), b"not a key").unwrap();
+        let refusal = read_key(&scope, &broken).unwrap_err();
+        assert!(refusal.to_string().contains("is not a usable signing key"), "{refusal}");
+    }
+
+    #[test]
     fn names_and_serials() {
         let mesh = KeyScope::Dataplane("default".into());
         assert_eq!(mesh.key_name(1), "dataplane-token-signing-key-default-1");
