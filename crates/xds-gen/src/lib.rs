@@ -47,5 +47,5 @@ pub use render::{RenderError, descriptor_pool, render, try_render};
 pub use security::{Identity, MESH_ALPN, MtlsMode, ProxySecurity};
 pub use service::{ServiceResources, service_resources};
 pub use services::{Endpoint, ServiceView, services};
-pub use shared::SharedServices;
+pub use shared::{ServiceChanges, SharedServices};
 pub use snapshot::{ProxyResources, proxy_resources, proxy_resources_with_policies, proxy_snapshot};

@@ -21,26 +21,58 @@ pub struct SharedServices {
     built: HashMap<String, HashMap<ToPolicies, Arc<ServiceResources>>>,
 }
 
+/// What [`SharedServices::update`] found changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct ServiceChanges {
+    /// Services that came, went, or changed how they are called (protocol,
+    /// mTLS): what was built for them, and routes toward them, is dropped.
+    pub rebuilt: BTreeSet<String>,
+    /// Services whose endpoints alone changed, with their new assignment,
+    /// which replaces the old one in what was built for them: a caller's
+    /// configuration needs only the new assignment, unless its routes cut
+    /// subsets out of the service.
+    pub endpoints: BTreeMap<String, Arc<Resource>>,
+}
+
 impl SharedServices {
     /// Takes the mesh's services as they are now (see [`crate::services`]) and
-    /// returns the names of those that came, went or changed; what was built
-    /// for them is dropped.
-    pub fn update(&mut self, views: BTreeMap<String, ServiceView>) -> BTreeSet<String> {
-        let mut changed: BTreeSet<String> =
-            self.views.keys().filter(|name| !views.contains_key(*name)).cloned().collect();
+    /// says which came, went or changed.
+    pub fn update(&mut self, views: BTreeMap<String, ServiceView>) -> ServiceChanges {
+        let mut changes = ServiceChanges {
+            rebuilt: self.views.keys().filter(|name| !views.contains_key(*name)).cloned().collect(),
+            ..ServiceChanges::default()
+        };
         for (name, view) in &views {
-            if self.views.get(name) != Some(view) {
-                changed.insert(name.clone());
-                self.endpoints.insert(name.clone(), service_endpoints(name, view));
+            let before = self.views.get(name);
+            if before == Some(view) {
+                continue;
+            }
+            let assignment = service_endpoints(name, view);
+            self.endpoints.insert(name.clone(), assignment.clone());
+            match before {
+                Some(before) if before.protocol == view.protocol && before.mtls == view.mtls => {
+                    changes.endpoints.insert(name.clone(), assignment);
+                }
+                _ => {
+                    changes.rebuilt.insert(name.clone());
+                }
             }
         }
         self.endpoints.retain(|name, _| views.contains_key(name));
-        self.built.retain(|name, _| !changed.contains(name));
+        self.built.retain(|name, _| !changes.rebuilt.contains(name));
+        for (name, by_policies) in &mut self.built {
+            if let Some(assignment) = changes.endpoints.get(name) {
+                for built in by_policies.values_mut() {
+                    *built =
+                        Arc::new(ServiceResources { endpoints: assignment.clone(), ..ServiceResources::clone(built) });
+                }
+            }
+        }
         for by_policies in self.built.values_mut() {
-            by_policies.retain(|to, _| to.route_backends().iter().all(|backend| !changed.contains(*backend)));
+            by_policies.retain(|to, _| to.route_backends().iter().all(|backend| !changes.rebuilt.contains(*backend)));
         }
         self.views = views;
-        changed
+        changes
     }
 
     /// Drops everything built: the policies changed, and resources built for
@@ -98,20 +130,50 @@ mod tests {
         assert!(Arc::ptr_eq(&plain.endpoints, &timed.endpoints), "one assignment for every caller");
     }
 
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
     #[test]
-    fn a_changed_service_is_rebuilt_and_reported() {
+    fn services_that_come_go_or_change_how_they_are_called_are_rebuilt() {
+        let mut shared = SharedServices::default();
+        let one = instance("backend-1", "127.0.0.4", "backend", "http");
+        let db = instance("db-1", "127.0.0.6", "db", "tcp");
+        let changes = shared.update(services([&one, &db]));
+        assert_eq!((changes.rebuilt, changes.endpoints.len()), (names(&["backend", "db"]), 0));
+        let before = shared.get("backend", &ToPolicies::default());
+        let db_before = shared.get("db", &ToPolicies::default());
+
+        let mut with_mtls = services([&one, &db]);
+        with_mtls.get_mut("backend").unwrap().mtls = Some("default".into());
+        assert_eq!(shared.update(with_mtls).rebuilt, names(&["backend"]));
+        let after = shared.get("backend", &ToPolicies::default());
+        assert_ne!(before.cluster.version, after.cluster.version, "the cluster now has mTLS");
+        assert!(Arc::ptr_eq(&db_before, &shared.get("db", &ToPolicies::default())));
+
+        let grpc = instance("backend-1", "127.0.0.4", "backend", "grpc");
+        assert_eq!(shared.update(services([&grpc, &db])).rebuilt, names(&["backend"]));
+        assert_eq!(shared.update(services([&grpc])).rebuilt, names(&["db"]));
+    }
+
+    #[test]
+    fn new_endpoints_only_replace_the_assignment_in_what_was_built() {
         let mut shared = SharedServices::default();
         let one = instance("backend-1", "127.0.0.4", "backend", "http");
         let two = instance("backend-2", "127.0.0.5", "backend", "http");
-        let db = instance("db-1", "127.0.0.6", "db", "tcp");
-        assert_eq!(shared.update(services([&one, &db])), BTreeSet::from(["backend".into(), "db".into()]));
+        shared.update(services([&one]));
         let before = shared.get("backend", &ToPolicies::default());
-        let db_before = shared.get("db", &ToPolicies::default());
-        assert_eq!(shared.update(services([&one, &two, &db])), BTreeSet::from(["backend".into()]));
-        let after = shared.get("backend", &ToPolicies::default());
-        assert_ne!(before.endpoints.version, after.endpoints.version);
-        assert!(Arc::ptr_eq(&db_before, &shared.get("db", &ToPolicies::default())));
-        assert_eq!(shared.update(services([&one, &two])), BTreeSet::from(["db".into()]));
+        let timed_before = shared.get("backend", &with_timeout(2));
+
+        let changes = shared.update(services([&one, &two]));
+        assert!(changes.rebuilt.is_empty(), "{changes:?}");
+        let assignment = &changes.endpoints["backend"];
+        assert_ne!(assignment.version, before.endpoints.version);
+        for (was, to) in [(before, ToPolicies::default()), (timed_before, with_timeout(2))] {
+            let now = shared.get("backend", &to);
+            assert!(Arc::ptr_eq(&now.endpoints, assignment), "every caller gets the new assignment");
+            assert!(Arc::ptr_eq(&now.cluster, &was.cluster) && now.route == was.route, "the rest is kept");
+        }
     }
 
     #[test]

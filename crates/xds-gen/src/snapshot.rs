@@ -1,7 +1,7 @@
 //! One proxy's snapshot: its own inbound and outbound listeners and inbound
 //! clusters, plus the shared resources of every service it calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kodiak_api::dataplane_view::DataplaneView;
@@ -29,6 +29,10 @@ pub struct ProxyResources {
     pub endpoints: Vec<Arc<Resource>>,
     pub listeners: Vec<Arc<Resource>>,
     pub routes: Vec<Arc<Resource>>,
+    /// The services the proxy's routes send to (whether it also calls them
+    /// directly or not): their changes reach the proxy too, subsets of their
+    /// instances among them.
+    pub route_backends: BTreeSet<String>,
 }
 
 impl ProxyResources {
@@ -150,6 +154,7 @@ fn build(
     let mut clusters: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut endpoints: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
     let mut routes: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
+    let mut route_backends: BTreeSet<String> = BTreeSet::new();
 
     let no_permissions = InboundPermissions::default();
     let mut uses_secrets = false;
@@ -216,6 +221,7 @@ fn build(
             };
             clusters.entry(cluster.name.clone()).or_insert(cluster);
             endpoints.entry(assignment.name.clone()).or_insert(assignment);
+            route_backends.insert(backend.service.clone());
         }
     }
 
@@ -235,6 +241,7 @@ fn build(
         endpoints: endpoints.into_values().collect(),
         listeners: listeners.into_values().collect(),
         routes: routes.into_values().collect(),
+        route_backends,
     }
 }
 

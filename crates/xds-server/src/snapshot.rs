@@ -37,6 +37,12 @@ impl Snapshot {
         self
     }
 
+    /// A copy numbered `generation`, to change with [`Snapshot::with`]; it
+    /// shares every resource with this one.
+    pub fn renumbered(&self, generation: u64) -> Self {
+        Self { generation, types: self.types.clone() }
+    }
+
     /// The generation the caller gave this snapshot.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -67,5 +73,15 @@ mod tests {
         assert_eq!(snapshot.type_urls().collect::<Vec<_>>(), [CLUSTER, LISTENER]);
         assert_eq!(snapshot.resources(CLUSTER)["a"], resource(CLUSTER, "a", 2));
         assert!(snapshot.resources(LISTENER).is_empty() && snapshot.resources("unknown").is_empty());
+    }
+
+    #[test]
+    fn a_renumbered_copy_shares_the_resources_and_changes_apart() {
+        let first = Snapshot::new(1).with(CLUSTER, [resource(CLUSTER, "a", 1), resource(CLUSTER, "b", 1)]);
+        let second = first.renumbered(2).with(CLUSTER, [resource(CLUSTER, "b", 2)]);
+        assert_eq!((first.generation(), second.generation()), (1, 2));
+        assert!(Arc::ptr_eq(&first.resources(CLUSTER)["a"], &second.resources(CLUSTER)["a"]));
+        assert_eq!(first.resources(CLUSTER)["b"], resource(CLUSTER, "b", 1));
+        assert_eq!(second.resources(CLUSTER)["b"], resource(CLUSTER, "b", 2));
     }
 }

@@ -1,8 +1,9 @@
 //! Keeps every connected sidecar's snapshot up to date, driven by store
 //! change events: a burst of changes is collected for a short, bounded
 //! time, then only the proxies whose inputs changed are regenerated. Shared
-//! service resources (cluster, endpoints, route) are rebuilt only when that
-//! service's endpoints change. Nothing runs while nothing changes: the loop
+//! service resources (cluster, endpoints, route) are rebuilt only when how
+//! that service is called changes; when only its endpoints do, its callers'
+//! last snapshots get the new assignment and nothing else. Nothing runs while nothing changes: the loop
 //! sleeps until the next workload certificate renewal, the end of a wait
 //! for ACKs, or the retry of a proxy whose certificate could not be issued,
 //! and sleeps for good when none is pending.
@@ -24,8 +25,8 @@ use kodiak_policy::rules::{MeshPolicies, proxy_rules};
 use kodiak_policy::traffic_permission::{MeshTrafficPermission, proxy_permissions};
 use kodiak_store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use kodiak_xds_gen::policies::{ProxyPolicies, proxy_policies};
-use kodiak_xds_gen::{Identity, ProxySecurity, SharedServices, proxy_resources_with_policies};
-use kodiak_xds_server::SnapshotCache;
+use kodiak_xds_gen::{Identity, ProxySecurity, ServiceChanges, SharedServices, proxy_resources_with_policies};
+use kodiak_xds_server::{Resource as EnvoyResource, SnapshotCache, type_url};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -119,6 +120,9 @@ struct MeshState {
     documents: BTreeMap<String, Arc<Resource>>,
     /// The mesh's services and their resources, shared between callers.
     services: SharedServices,
+    /// The services each proxy's routes send to, for the proxies with
+    /// routes: changes to those services reach it as if it called them.
+    route_backends: HashMap<String, BTreeSet<String>>,
     /// The mesh's policies other than MeshTrafficPermission, read once;
     /// `None` until they are.
     policies: Option<MeshPolicies>,
@@ -350,15 +354,26 @@ impl Sync {
             self.load_policies(mesh).await?;
             whole.insert(mesh.clone());
         }
-        let mut touched: BTreeSet<String> = batch.presence;
+        // Meshes whose services may differ: a sidecar came, went or changed,
+        // or a wait for ACKs ended.
+        let mut reshaped: BTreeSet<String> = batch.presence;
         for proxy in &batch.changed {
             let dataplane = match self.store.get(&proxy.resource_key()).await? {
                 Some(dataplane) => Some((view_of(&dataplane).await, dataplane)),
                 None => None,
             };
             self.put_dataplane(proxy, dataplane);
-            touched.insert(proxy.mesh.clone());
+            reshaped.insert(proxy.mesh.clone());
         }
+        reshaped.extend(whole.iter().cloned());
+        let now = SystemTime::now();
+        reshaped.extend(
+            self.meshes
+                .iter()
+                .filter(|(_, mesh)| mesh.tls.wait_ends().is_some_and(|end| end <= now))
+                .map(|(name, _)| name.clone()),
+        );
+        let mut touched = reshaped.clone();
         for (proxy, generation) in batch.synced {
             let progress = self.meshes.get_mut(&proxy.mesh).and_then(|mesh| mesh.tls.progress.get_mut(&proxy.name));
             if let Some(progress) = progress {
@@ -367,31 +382,30 @@ impl Sync {
                 touched.insert(proxy.mesh.clone());
             }
         }
-        touched.extend(whole.iter().cloned());
-        let now = SystemTime::now();
-        touched.extend(
-            self.meshes
-                .iter()
-                .filter(|(_, mesh)| mesh.tls.wait_ends().is_some_and(|end| end <= now))
-                .map(|(name, _)| name.clone()),
-        );
         let mut regenerate: BTreeSet<ProxyId> = batch.changed;
         regenerate.extend(batch.arrived);
+        let mut new_endpoints = BTreeMap::new();
         for mesh in touched {
             match self.advance_tls(&mesh) {
+                // Only ACKs came, and they moved nothing: the services are as they were.
+                TlsChange::Nothing if !reshaped.contains(&mesh) => continue,
+                TlsChange::Nothing => {}
                 TlsChange::Whole => {
                     whole.insert(mesh.clone());
                 }
                 TlsChange::Instances(services) => regenerate.extend(self.instances_of(&mesh, &services)),
             }
-            let changed_services = self.refresh_services(&mesh);
-            regenerate.extend(self.callers_of(&mesh, &changed_services));
+            let changes = self.refresh_services(&mesh);
+            regenerate.extend(self.callers_of(&mesh, &changes.rebuilt));
+            new_endpoints.insert(mesh, changes.endpoints);
         }
         for mesh in whole {
             regenerate.extend(self.proxies_of(&mesh));
         }
         regenerate.extend(self.due_for_renewal(now));
+        let patches = self.endpoint_patches(&new_endpoints, &mut regenerate);
         self.publish(regenerate);
+        self.patch(patches);
         Ok(())
     }
 
@@ -497,15 +511,19 @@ impl Sync {
     /// instances of the services whose inbound mode changed (callers follow
     /// their services' shared resources, see [`Sync::refresh_services`]).
     fn advance_tls(&mut self, mesh_name: &str) -> TlsChange {
-        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Instances(BTreeSet::new()) };
+        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Nothing };
         if mesh.tls.idle() {
             // No mTLS and nothing left to wind down: the common case costs
             // nothing, and no wait is left pending.
-            mesh.tls.latches = Latches::default();
+            let latches = std::mem::take(&mut mesh.tls.latches);
             mesh.tls.forced = true;
             mesh.tls.root_trusted = true;
             mesh.tls.retries.clear();
-            return TlsChange::Instances(BTreeSet::new());
+            return if latches == Latches::default() {
+                TlsChange::Nothing
+            } else {
+                TlsChange::Instances(BTreeSet::new())
+            };
         }
         let connections = &self.connections;
         let connected: BTreeSet<&String> = mesh
@@ -563,7 +581,7 @@ impl Sync {
             tls.forced = true;
         }
         let before = tls.latches.clone();
-        tls.latches.advance(tls.intent(), &services, &members, force);
+        let latches_moved = tls.latches.advance(tls.intent(), &services, &members, force);
         if let Some(ca) = &tls.ca {
             let bundle = trust_bundle(&ca.root, members.iter().map(|member| member.progress));
             let trusted = tls.root_trusted
@@ -574,6 +592,9 @@ impl Sync {
                 tls.root_trusted = trusted;
                 return TlsChange::Whole;
             }
+        }
+        if !latches_moved {
+            return TlsChange::Nothing;
         }
         let after = &tls.latches;
         let moved = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.symmetric_difference(b).cloned().collect::<Vec<_>>();
@@ -682,6 +703,7 @@ impl Sync {
                 if let Some(mesh) = self.meshes.get_mut(&proxy.mesh) {
                     mesh.dataplanes.remove(&proxy.name);
                     mesh.documents.remove(&proxy.name);
+                    mesh.route_backends.remove(&proxy.name);
                     mesh.tls.progress.remove(&proxy.name);
                     mesh.tls.certs.remove(&proxy.name);
                     mesh.tls.retries.remove(&proxy.name);
@@ -700,10 +722,10 @@ impl Sync {
         }
     }
 
-    /// Recomputes a mesh's services from its serving Dataplanes, rebuilds
-    /// the shared resources of those that changed, and returns their names.
-    fn refresh_services(&mut self, mesh_name: &str) -> BTreeSet<String> {
-        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return BTreeSet::new() };
+    /// Recomputes a mesh's services from its serving Dataplanes and says
+    /// which changed, and how.
+    fn refresh_services(&mut self, mesh_name: &str) -> ServiceChanges {
+        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return ServiceChanges::default() };
         let connections = &self.connections;
         let (serving, departed): (Vec<_>, Vec<_>) = mesh
             .dataplanes
@@ -723,17 +745,70 @@ impl Sync {
         mesh.services.update(services)
     }
 
-    /// Connected proxies of a mesh with an outbound to one of `services`.
+    /// Proxies of a mesh with an outbound, or a route, to one of `services`.
     fn callers_of(&self, mesh_name: &str, services: &BTreeSet<String>) -> Vec<ProxyId> {
         let Some(mesh) = self.meshes.get(mesh_name) else { return Vec::new() };
         if services.is_empty() {
             return Vec::new();
         }
+        let routes_to =
+            |name: &String| mesh.route_backends.get(name).is_some_and(|backends| !backends.is_disjoint(services));
         mesh.dataplanes
             .iter()
-            .filter(|(_, view)| view.outbounds.iter().any(|outbound| services.contains(&outbound.service)))
+            .filter(|(name, view)| {
+                view.outbounds.iter().any(|outbound| services.contains(&outbound.service)) || routes_to(name)
+            })
             .map(|(name, _)| ProxyId::new(mesh_name, name.as_str()))
             .collect()
+    }
+
+    /// The callers of services whose endpoints alone changed, each with the
+    /// new assignments it needs. A caller whose routes send to one of those
+    /// services is added to `regenerate` instead: its routes may cut subsets
+    /// out of the service's instances. So is one not configured yet.
+    fn endpoint_patches(
+        &self,
+        changes: &BTreeMap<String, BTreeMap<String, Arc<EnvoyResource>>>,
+        regenerate: &mut BTreeSet<ProxyId>,
+    ) -> Vec<(ProxyId, Vec<Arc<EnvoyResource>>)> {
+        let mut patches = Vec::new();
+        for (mesh_name, assignments) in changes.iter().filter(|(_, assignments)| !assignments.is_empty()) {
+            let Some(mesh) = self.meshes.get(mesh_name) else { continue };
+            let changed: BTreeSet<String> = assignments.keys().cloned().collect();
+            for proxy in self.callers_of(mesh_name, &changed) {
+                if regenerate.contains(&proxy) || !self.connections.is_connected(&proxy) {
+                    continue;
+                }
+                if mesh.route_backends.contains_key(&proxy.name) || self.cache.get(&proxy.node_id()).is_none() {
+                    regenerate.insert(proxy);
+                    continue;
+                }
+                let view = &mesh.dataplanes[&proxy.name];
+                let needed = view.outbounds.iter().filter_map(|outbound| assignments.get(&outbound.service));
+                patches.push((proxy, needed.cloned().collect()));
+            }
+        }
+        patches
+    }
+
+    /// Gives each proxy its last snapshot with the new assignments in place
+    /// of their namesakes, as a new generation. How it speaks TLS is as it
+    /// was, so the TLS bookkeeping stays as it is.
+    fn patch(&mut self, patches: Vec<(ProxyId, Vec<Arc<EnvoyResource>>)>) {
+        for (proxy, assignments) in patches {
+            let node = proxy.node_id();
+            let Some(last) = self.cache.get(&node) else { continue };
+            let held = last.resources(type_url::ENDPOINT);
+            // A MeshProxyPatch may have dropped the cluster, and its endpoints with it.
+            let assignments: Vec<_> =
+                assignments.into_iter().filter(|assignment| held.contains_key(&assignment.name)).collect();
+            if assignments.is_empty() {
+                continue;
+            }
+            self.generation += 1;
+            self.cache.set(&node, Arc::new(last.renumbered(self.generation).with(type_url::ENDPOINT, assignments)));
+            self.insights.generated(&proxy, self.generation);
+        }
     }
 
     /// Generates and publishes a snapshot for each connected proxy given.
@@ -810,8 +885,12 @@ impl Sync {
                 access_log_pipe: self.connections.access_log_pipe(&proxy),
                 ..policies
             };
-            let (resources, problems) =
+            let (mut resources, problems) =
                 proxy_resources_with_policies(&view, &mut mesh.services, security.as_ref(), &policies);
+            match std::mem::take(&mut resources.route_backends) {
+                backends if backends.is_empty() => mesh.route_backends.remove(&proxy.name),
+                backends => mesh.route_backends.insert(proxy.name.clone(), backends),
+            };
             for problem in &problems {
                 tracing::warn!(dataplane = %proxy, %problem, "a policy does not apply to the proxy as written; what it targets is left as generated");
             }
@@ -870,9 +949,12 @@ impl Batch {
 
 /// Whose snapshots a step of a mesh's mTLS change touches.
 enum TlsChange {
+    /// Nothing moved: no proxy's snapshot, and no service, changes.
+    Nothing,
     /// Every proxy of the mesh.
     Whole,
-    /// The instances of these services.
+    /// The instances of these services (callers follow their services'
+    /// shared resources, which the move may change).
     Instances(BTreeSet<String>),
 }
 
@@ -1639,10 +1721,19 @@ mod tests {
         }
         let (a, c) = (generation(&xds, "default.a").await, generation(&xds, "default.c").await);
         assert!(xds.cache.get("default.b-1").is_none(), "proxies without a sidecar get no snapshot");
+        let before = xds.cache.get("default.a").unwrap();
 
         store.create(backend("b-2", "b", 10003)).await.unwrap();
         generation_above(&xds, "default.a", a).await;
         assert_eq!(generation(&xds, "default.c").await, c, "c calls d only: nothing changed for it");
+        // Only b's assignment is new in a's snapshot; everything else is the same.
+        let after = xds.cache.get("default.a").unwrap();
+        for kind in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT] {
+            let same =
+                before.resources(kind).iter().zip(after.resources(kind)).all(|((_, x), (_, y))| Arc::ptr_eq(x, y));
+            assert_eq!(same, kind != type_url::ENDPOINT, "{kind}");
+        }
+        assert_eq!(ports_of(&after, "b"), [10001, 10003]);
 
         // Both callers of b share one encoded cluster and one endpoint assignment.
         store.create(caller("e", "b", 20003)).await.unwrap();
@@ -1655,6 +1746,44 @@ mod tests {
             let shared = |snapshot: &kodiak_xds_server::Snapshot| snapshot.resources(kind)["b"].clone();
             assert!(Arc::ptr_eq(&shared(&snapshot_a), &shared(&snapshot_e)), "{kind} of b is shared");
         }
+    }
+
+    /// The ports of `service`'s endpoints in `snapshot`, read from Envoy's JSON form.
+    fn ports_of(snapshot: &kodiak_xds_server::Snapshot, service: &str) -> Vec<u64> {
+        let json = kodiak_xds_gen::render(&snapshot.resources(type_url::ENDPOINT)[service]);
+        json["endpoints"][0]["lbEndpoints"]
+            .as_array()
+            .map(|endpoints| {
+                endpoints
+                    .iter()
+                    .filter_map(|e| e["endpoint"]["address"]["socketAddress"]["portValue"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_new_endpoint_of_a_route_backend_reaches_the_callers_of_the_route() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        crate::defaults::ensure_default_mesh(store.as_ref()).await.unwrap();
+        for resource in [backend("b-1", "b", 10001), caller("a", "b", 20001)] {
+            store.create(resource).await.unwrap();
+        }
+        let (_stop, stopped) = watch::channel(false);
+        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
+        let a = ProxyId::new("default", "a");
+        xds.connections.opened(&a, None).unwrap();
+        xds.signals.send(Signal::Arrived(a)).unwrap();
+        let first = generation(&xds, "default.a").await;
+        let split = "type: MeshTCPRoute\nmesh: default\nname: split\nspec:\n  targetRef: {kind: Mesh}\n  to:\n  - targetRef: {kind: MeshService, name: b}\n    rules:\n    - default:\n        backendRefs:\n        - {kind: MeshService, name: b, weight: 3}\n        - {kind: MeshService, name: c, weight: 1}\n";
+        store.create(dataplane(split)).await.unwrap();
+        let routed = generation_above(&xds, "default.a", first).await;
+        assert_eq!(ports_of(&xds.cache.get("default.a").unwrap(), "c"), [] as [u64; 0], "c has no instance yet");
+
+        // a does not call c itself: c's first instance reaches it through the route.
+        store.create(backend("c-1", "c", 10002)).await.unwrap();
+        generation_above(&xds, "default.a", routed).await;
+        assert_eq!(ports_of(&xds.cache.get("default.a").unwrap(), "c"), [10002]);
     }
 
     #[tokio::test]
@@ -1671,20 +1800,7 @@ mod tests {
             xds.connections.opened(&proxy, None).unwrap();
             xds.signals.send(Signal::Arrived(proxy)).unwrap();
         }
-        // The ports of b's endpoints in a's snapshot, read from Envoy's JSON form.
-        let ports_of_b = |xds: &Xds| -> Vec<u64> {
-            let snapshot = xds.cache.get("default.a").unwrap();
-            let json = kodiak_xds_gen::render(&snapshot.resources(type_url::ENDPOINT)["b"]);
-            json["endpoints"][0]["lbEndpoints"]
-                .as_array()
-                .map(|endpoints| {
-                    endpoints
-                        .iter()
-                        .filter_map(|e| e["endpoint"]["address"]["socketAddress"]["portValue"].as_u64())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let ports_of_b = |xds: &Xds| ports_of(&xds.cache.get("default.a").unwrap(), "b");
         let before = generation(&xds, "default.a").await;
         assert_eq!(ports_of_b(&xds), [10001, 10003]);
 
