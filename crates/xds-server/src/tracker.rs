@@ -267,6 +267,10 @@ impl Tracker {
                 state.forced.extend(held.collect::<Vec<_>>());
             }
             let desired = desired(&snapshot, &self.retained, &type_url, &state.subscription);
+            if state.up_to_date(&desired) {
+                continue;
+            }
+            // Hashed only now: most pushes (an ACK's) find most types up to date.
             let version = version::of_pairs(desired.iter().map(|(name, resource)| (*name, resource.version.as_str())));
             if !state.answered && state.forced.is_empty() && state.claimed.as_ref() == Some(&version) {
                 // A reconnecting client already holds this: do not resend, count it as
@@ -275,9 +279,6 @@ impl Tracker {
                 state.sent = pairs(&desired);
                 state.acked = state.sent.clone();
                 self.events.push(Event::Acked { type_url, version });
-                continue;
-            }
-            if state.up_to_date(&desired) {
                 continue;
             }
             if state.in_flight.is_some() {
