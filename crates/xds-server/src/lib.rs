@@ -28,6 +28,7 @@
 mod cache;
 mod callbacks;
 mod delta;
+mod grpc;
 mod resource;
 mod server;
 mod snapshot;
@@ -42,6 +43,7 @@ mod version;
 
 pub use cache::SnapshotCache;
 pub use callbacks::{Callbacks, StreamInfo, Transport};
+pub use grpc::AdsService;
 pub use resource::Resource;
 pub use server::AdsServer;
 pub use snapshot::{Resources, Snapshot};

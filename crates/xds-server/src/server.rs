@@ -4,19 +4,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 
+use crate::grpc::AdsService;
 use crate::stream::{self, Protocol};
-use crate::{Callbacks, SnapshotCache, delta, sotw};
+use crate::{Callbacks, SnapshotCache};
 
 /// Responses a stream may have queued for a slow client; the connection holds
 /// at most one unanswered response per type, so this is rarely reached.
@@ -49,12 +44,12 @@ impl<C: Callbacks> AdsServer<C> {
 
     /// The tonic service, ready to add to a router: SotW
     /// (StreamAggregatedResources) and delta (DeltaAggregatedResources).
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
+    pub fn into_service(self) -> AdsService<C> {
+        AdsService::new(self)
     }
 
     /// Starts the task that runs one stream; its responses come out of the returned stream.
-    fn open<P: Protocol>(&self, request: Request<Streaming<P::Request>>) -> ResponseStream<P::Response> {
+    pub(crate) fn open<P: Protocol>(&self, request: Request<Streaming<P::Request>>) -> ResponseStream<P::Response> {
         let (responses, body) = mpsc::channel(RESPONSE_BUFFER);
         let id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let peer = request.remote_addr();
@@ -70,25 +65,5 @@ impl<C: Callbacks> AdsServer<C> {
             }
         });
         Box::pin(ReceiverStream::new(body).map(|response| *response))
-    }
-}
-
-#[tonic::async_trait]
-impl<C: Callbacks> AggregatedDiscoveryService for AdsServer<C> {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open::<sotw::Connection>(request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open::<delta::Connection>(request)))
     }
 }

@@ -410,3 +410,49 @@ async fn a_node_leaves_the_cache_with_its_last_stream_when_it_has_no_snapshot() 
     .await
     .expect("the node leaves the cache with its last stream");
 }
+
+/// The codec's buffers start small; a response and a request far larger
+/// than that still arrive whole.
+#[tokio::test]
+async fn messages_larger_than_the_codec_buffers_arrive_whole() {
+    let mut harness = Harness::start().await;
+    let large = "x".repeat(300_000);
+    harness.cache.set("node-1", snapshot(1, &["a", "b"], &large));
+    let (requests, request_stream) = mpsc::channel(8);
+    let mut responses =
+        harness.client.stream_aggregated_resources(ReceiverStream::new(request_stream)).await.unwrap().into_inner();
+    let first = DiscoveryRequest {
+        node: node("node-1"),
+        type_url: CLUSTER.into(),
+        // About 100 KiB of names: a and b, and many the snapshot does not have.
+        resource_names: ["a".to_owned(), "b".to_owned()]
+            .into_iter()
+            .chain((0..10_000).map(|i| format!("name-{i:05}")))
+            .collect(),
+        ..Default::default()
+    };
+    requests.send(first).await.unwrap();
+    let clusters = next(&mut responses).await;
+    let stats_names: Vec<usize> = (clusters.resources.iter())
+        .map(|any| Cluster::decode(any.value.as_slice()).unwrap().alt_stat_name.len())
+        .collect();
+    assert_eq!(stats_names, [300_000, 300_000]);
+    let opened = Call::Opened { node: "node-1".into(), transport: Transport::Sotw, loopback_peer: true };
+    assert_eq!(harness.calls(2).await, [opened, sent(CLUSTER, &clusters.version_info)]);
+}
+
+#[tokio::test]
+async fn a_method_the_service_does_not_have_is_unimplemented() {
+    let harness = Harness::start().await;
+    let channel = Channel::from_shared(format!("http://{}", harness.address)).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/FetchClusters",
+    );
+    let request = tonic::Request::new(DiscoveryRequest::default());
+    let codec = tonic_prost::ProstCodec::<DiscoveryRequest, DiscoveryResponse>::default();
+    let status = grpc.unary(request, path, codec).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("FetchClusters"), "{status:?}");
+}
