@@ -38,16 +38,31 @@ impl SharedServices {
     /// Takes the mesh's services as they are now (see [`crate::services`]) and
     /// says which came, went or changed.
     pub fn update(&mut self, views: BTreeMap<String, ServiceView>) -> ServiceChanges {
-        let mut changes = ServiceChanges {
-            rebuilt: self.views.keys().filter(|name| !views.contains_key(*name)).cloned().collect(),
-            ..ServiceChanges::default()
-        };
-        for (name, view) in &views {
-            let before = self.views.get(name);
-            if before == Some(view) {
+        let gone: BTreeSet<String> = self.views.keys().filter(|name| !views.contains_key(*name)).cloned().collect();
+        self.apply(views, gone)
+    }
+
+    /// Like [`SharedServices::update`] for the services named in `scope`
+    /// only: `views` are those of them the mesh still has; the others in
+    /// `scope` are gone. Services outside `scope` stay as they are.
+    pub fn update_some(&mut self, scope: &BTreeSet<String>, views: BTreeMap<String, ServiceView>) -> ServiceChanges {
+        let gone = scope.iter().filter(|name| !views.contains_key(*name) && self.views.contains_key(*name)).cloned();
+        let gone = gone.collect();
+        self.apply(views, gone)
+    }
+
+    fn apply(&mut self, views: BTreeMap<String, ServiceView>, gone: BTreeSet<String>) -> ServiceChanges {
+        let mut changes = ServiceChanges { rebuilt: gone, ..ServiceChanges::default() };
+        for name in &changes.rebuilt {
+            self.views.remove(name);
+            self.endpoints.remove(name);
+        }
+        for (name, view) in views {
+            let before = self.views.get(&name);
+            if before == Some(&view) {
                 continue;
             }
-            let assignment = service_endpoints(name, view);
+            let assignment = service_endpoints(&name, &view);
             self.endpoints.insert(name.clone(), assignment.clone());
             match before {
                 Some(before) if before.protocol == view.protocol && before.mtls == view.mtls => {
@@ -57,8 +72,8 @@ impl SharedServices {
                     changes.rebuilt.insert(name.clone());
                 }
             }
+            self.views.insert(name, view);
         }
-        self.endpoints.retain(|name, _| views.contains_key(name));
         self.built.retain(|name, _| !changes.rebuilt.contains(name));
         for (name, by_policies) in &mut self.built {
             if let Some(assignment) = changes.endpoints.get(name) {
@@ -71,7 +86,6 @@ impl SharedServices {
         for by_policies in self.built.values_mut() {
             by_policies.retain(|to, _| to.route_backends().iter().all(|backend| !changes.rebuilt.contains(*backend)));
         }
-        self.views = views;
         changes
     }
 
@@ -174,6 +188,28 @@ mod tests {
             assert!(Arc::ptr_eq(&now.endpoints, assignment), "every caller gets the new assignment");
             assert!(Arc::ptr_eq(&now.cluster, &was.cluster) && now.route == was.route, "the rest is kept");
         }
+    }
+
+    #[test]
+    fn a_scoped_update_touches_only_the_services_it_names() {
+        let mut shared = SharedServices::default();
+        let one = instance("backend-1", "127.0.0.4", "backend", "http");
+        let two = instance("backend-2", "127.0.0.5", "backend", "http");
+        let db = instance("db-1", "127.0.0.6", "db", "tcp");
+        let web = instance("web-1", "127.0.0.7", "web", "http");
+        shared.update(services([&one, &db, &web]));
+        let db_before = shared.get("db", &ToPolicies::default());
+
+        // backend got an instance and db went; web, outside the scope, is not looked at.
+        let changes = shared.update_some(&names(&["backend", "db"]), services([&one, &two]));
+        assert_eq!(
+            (changes.rebuilt, changes.endpoints.keys().cloned().collect()),
+            (names(&["db"]), names(&["backend"]))
+        );
+        assert_eq!(shared.views().keys().cloned().collect::<BTreeSet<_>>(), names(&["backend", "web"]));
+        assert_eq!(shared.views()["backend"], services([&one, &two])["backend"]);
+        assert!(!Arc::ptr_eq(&db_before, &shared.get("db", &ToPolicies::default())), "db is built anew, empty");
+        assert!(shared.update_some(&names(&["web"]), services([&web])) == ServiceChanges::default());
     }
 
     #[test]

@@ -232,8 +232,8 @@ impl MeshTls {
 struct Batch {
     /// Dataplanes to read again from the store.
     changed: BTreeSet<ProxyId>,
-    /// Meshes whose endpoints may differ (a sidecar came or went).
-    presence: BTreeSet<String>,
+    /// Sidecars that left or started draining: their endpoints go.
+    departed: BTreeSet<ProxyId>,
     /// Proxies that need a snapshot even if nothing else changed.
     arrived: BTreeSet<ProxyId>,
     /// Events were lost (the loop fell behind): read everything again.
@@ -354,48 +354,56 @@ impl Sync {
             self.load_policies(mesh).await?;
             whole.insert(mesh.clone());
         }
-        // Meshes whose services may differ: a sidecar came, went or changed,
-        // or a wait for ACKs ended.
-        let mut reshaped: BTreeSet<String> = batch.presence;
+        // Per mesh touched, the services whose views the batch may have
+        // changed: those of the sidecars that came, went or changed.
+        let mut scopes: BTreeMap<String, Scope> = whole.iter().map(|mesh| (mesh.clone(), Scope::All)).collect();
         for proxy in &batch.changed {
+            let before = self.served(proxy);
             let dataplane = match self.store.get(&proxy.resource_key()).await? {
                 Some(dataplane) => Some((view_of(&dataplane).await, dataplane)),
                 None => None,
             };
             self.put_dataplane(proxy, dataplane);
-            reshaped.insert(proxy.mesh.clone());
+            let after = self.served(proxy);
+            scopes.entry(proxy.mesh.clone()).or_default().add(before.into_iter().chain(after));
         }
-        reshaped.extend(whole.iter().cloned());
+        for proxy in batch.arrived.iter().chain(&batch.departed) {
+            let served = self.served(proxy);
+            scopes.entry(proxy.mesh.clone()).or_default().add(served);
+        }
+        // ACKs, and waits for them that ended, move only what advance_tls says.
         let now = SystemTime::now();
-        reshaped.extend(
-            self.meshes
-                .iter()
-                .filter(|(_, mesh)| mesh.tls.wait_ends().is_some_and(|end| end <= now))
-                .map(|(name, _)| name.clone()),
-        );
-        let mut touched = reshaped.clone();
+        for (name, mesh) in &self.meshes {
+            if mesh.tls.wait_ends().is_some_and(|end| end <= now) {
+                scopes.entry(name.clone()).or_default();
+            }
+        }
         for (proxy, generation) in batch.synced {
             let progress = self.meshes.get_mut(&proxy.mesh).and_then(|mesh| mesh.tls.progress.get_mut(&proxy.name));
             if let Some(progress) = progress {
                 progress.acked(generation);
                 self.acks.set(&proxy, progress.awaiting());
-                touched.insert(proxy.mesh.clone());
+                scopes.entry(proxy.mesh.clone()).or_default();
             }
         }
         let mut regenerate: BTreeSet<ProxyId> = batch.changed;
         regenerate.extend(batch.arrived);
         let mut new_endpoints = BTreeMap::new();
-        for mesh in touched {
+        for (mesh, mut scope) in scopes {
             match self.advance_tls(&mesh) {
-                // Only ACKs came, and they moved nothing: the services are as they were.
-                TlsChange::Nothing if !reshaped.contains(&mesh) => continue,
-                TlsChange::Nothing => {}
                 TlsChange::Whole => {
                     whole.insert(mesh.clone());
+                    scope = Scope::All;
                 }
-                TlsChange::Instances(services) => regenerate.extend(self.instances_of(&mesh, &services)),
+                TlsChange::Moved { inbound, called } => {
+                    regenerate.extend(self.instances_of(&mesh, &inbound));
+                    scope.add(called);
+                }
             }
-            let changes = self.refresh_services(&mesh);
+            if scope.is_empty() {
+                continue;
+            }
+            let changes = self.refresh_services(&mesh, &scope);
             regenerate.extend(self.callers_of(&mesh, &changes.rebuilt));
             new_endpoints.insert(mesh, changes.endpoints);
         }
@@ -511,7 +519,7 @@ impl Sync {
     /// instances of the services whose inbound mode changed (callers follow
     /// their services' shared resources, see [`Sync::refresh_services`]).
     fn advance_tls(&mut self, mesh_name: &str) -> TlsChange {
-        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::Nothing };
+        let Some(mesh) = self.meshes.get_mut(mesh_name) else { return TlsChange::none() };
         if mesh.tls.idle() {
             // No mTLS and nothing left to wind down: the common case costs
             // nothing, and no wait is left pending.
@@ -519,11 +527,7 @@ impl Sync {
             mesh.tls.forced = true;
             mesh.tls.root_trusted = true;
             mesh.tls.retries.clear();
-            return if latches == Latches::default() {
-                TlsChange::Nothing
-            } else {
-                TlsChange::Instances(BTreeSet::new())
-            };
+            return TlsChange::Moved { inbound: BTreeSet::new(), called: latches.tls_ready };
         }
         let connections = &self.connections;
         let connected: BTreeSet<&String> = mesh
@@ -594,13 +598,14 @@ impl Sync {
             }
         }
         if !latches_moved {
-            return TlsChange::Nothing;
+            return TlsChange::none();
         }
         let after = &tls.latches;
         let moved = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.symmetric_difference(b).cloned().collect::<Vec<_>>();
-        let mut services = moved(&before.strict_ready, &after.strict_ready);
-        services.extend(moved(&before.plaintext_done, &after.plaintext_done));
-        TlsChange::Instances(services.into_iter().collect())
+        let mut inbound = moved(&before.strict_ready, &after.strict_ready);
+        inbound.extend(moved(&before.plaintext_done, &after.plaintext_done));
+        let called = moved(&before.tls_ready, &after.tls_ready);
+        TlsChange::Moved { inbound: inbound.into_iter().collect(), called: called.into_iter().collect() }
     }
 
     /// Connected or not, the proxies with an inbound of one of `services`.
@@ -684,7 +689,7 @@ impl Sync {
         let meshes: Vec<String> = self.meshes.keys().cloned().collect();
         for mesh in meshes {
             self.advance_tls(&mesh);
-            self.refresh_services(&mesh);
+            self.refresh_services(&mesh, &Scope::All);
         }
         let everyone: BTreeSet<ProxyId> = self.all_proxies().collect();
         self.publish(everyone);
@@ -722,14 +727,15 @@ impl Sync {
         }
     }
 
-    /// Recomputes a mesh's services from its serving Dataplanes and says
-    /// which changed, and how.
-    fn refresh_services(&mut self, mesh_name: &str) -> ServiceChanges {
+    /// Recomputes the mesh's services in `scope` from their Dataplanes and
+    /// says which changed, and how.
+    fn refresh_services(&mut self, mesh_name: &str, scope: &Scope) -> ServiceChanges {
         let Some(mesh) = self.meshes.get_mut(mesh_name) else { return ServiceChanges::default() };
         let connections = &self.connections;
         let (serving, departed): (Vec<_>, Vec<_>) = mesh
             .dataplanes
             .iter()
+            .filter(|(_, view)| scope.covers(view))
             .partition(|(name, _)| connections.is_serving(&ProxyId::new(mesh_name, name.as_str())));
         // A departed sidecar's inbounds still say which protocol its service
         // speaks (so callers' listeners keep their kind), but offer no endpoint.
@@ -742,7 +748,20 @@ impl Sync {
                 view.mtls = Some(mesh_name.to_owned());
             }
         }
-        mesh.services.update(services)
+        match scope {
+            Scope::All => mesh.services.update(services),
+            Scope::Services(names) => {
+                // A Dataplane in scope may serve other services too.
+                services.retain(|name, _| names.contains(name));
+                mesh.services.update_some(names, services)
+            }
+        }
+    }
+
+    /// The services whose inbounds `proxy`'s Dataplane has (none if unknown).
+    fn served(&self, proxy: &ProxyId) -> Vec<String> {
+        let view = self.meshes.get(&proxy.mesh).and_then(|mesh| mesh.dataplanes.get(&proxy.name));
+        view.map(|view| view.inbounds.iter().map(|inbound| inbound.service.clone()).collect()).unwrap_or_default()
     }
 
     /// Proxies of a mesh with an outbound, or a route, to one of `services`.
@@ -936,11 +955,10 @@ impl Batch {
     fn add_signal(&mut self, signal: Signal) {
         match signal {
             Signal::Arrived(proxy) => {
-                self.presence.insert(proxy.mesh.clone());
                 self.arrived.insert(proxy);
             }
             Signal::Departed(proxy) => {
-                self.presence.insert(proxy.mesh);
+                self.departed.insert(proxy);
             }
             Signal::Synced(proxy, generation) => self.synced.push((proxy, generation)),
         }
@@ -949,13 +967,50 @@ impl Batch {
 
 /// Whose snapshots a step of a mesh's mTLS change touches.
 enum TlsChange {
-    /// Nothing moved: no proxy's snapshot, and no service, changes.
-    Nothing,
     /// Every proxy of the mesh.
     Whole,
-    /// The instances of these services (callers follow their services'
-    /// shared resources, which the move may change).
-    Instances(BTreeSet<String>),
+    /// Services whose inbounds changed how they treat callers (their
+    /// instances' snapshots change), and services whose callers may now use
+    /// mTLS to them or must stop (their shared resources change).
+    Moved { inbound: BTreeSet<String>, called: BTreeSet<String> },
+}
+
+impl TlsChange {
+    fn none() -> Self {
+        TlsChange::Moved { inbound: BTreeSet::new(), called: BTreeSet::new() }
+    }
+}
+
+/// The services of a mesh whose views a batch may have changed.
+#[derive(Debug)]
+enum Scope {
+    Services(BTreeSet<String>),
+    All,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::Services(BTreeSet::new())
+    }
+}
+
+impl Scope {
+    fn add(&mut self, services: impl IntoIterator<Item = String>) {
+        if let Scope::Services(names) = self {
+            names.extend(services);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Scope::Services(names) if names.is_empty())
+    }
+
+    fn covers(&self, view: &DataplaneView) -> bool {
+        match self {
+            Scope::Services(names) => view.inbounds.iter().any(|inbound| names.contains(&inbound.service)),
+            Scope::All => true,
+        }
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
