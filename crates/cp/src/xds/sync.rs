@@ -546,7 +546,8 @@ impl Sync {
         });
         tls.certs.retain(|name, _| connected.contains(name));
         tls.retries.retain(|name, _| connected.contains(name));
-        let roles: Vec<(&String, BTreeSet<String>, BTreeSet<String>)> = connected
+        // Names are borrowed, not copied: this runs on every batch of ACKs.
+        let roles: Vec<(&String, Vec<&str>, Vec<&str>)> = connected
             .iter()
             .map(|name| {
                 let view = &mesh.dataplanes[*name];
@@ -555,9 +556,9 @@ impl Sync {
                     .inbounds
                     .iter()
                     .filter(|inbound| serving && inbound.ready && !inbound.service.is_empty())
-                    .map(|inbound| inbound.service.clone())
+                    .map(|inbound| inbound.service.as_str())
                     .collect();
-                let calls = view.outbounds.iter().map(|outbound| outbound.service.clone()).collect();
+                let calls = view.outbounds.iter().map(|outbound| outbound.service.as_str()).collect();
                 (*name, serves, calls)
             })
             .collect();
@@ -566,10 +567,10 @@ impl Sync {
             .iter()
             .map(|(name, serves, calls)| Member { progress: tls.progress.get(*name).unwrap_or(&fresh), serves, calls })
             .collect();
-        let services: BTreeSet<String> = mesh
+        let services: BTreeSet<&String> = mesh
             .dataplanes
             .values()
-            .flat_map(|view| view.inbounds.iter().map(|inbound| inbound.service.clone()))
+            .flat_map(|view| view.inbounds.iter().map(|inbound| &inbound.service))
             .filter(|service| !service.is_empty())
             .collect();
         let force = tls.intent_wait_ends().is_some_and(|end| end <= SystemTime::now());
@@ -585,7 +586,7 @@ impl Sync {
             tls.forced = true;
         }
         let before = tls.latches.clone();
-        let latches_moved = tls.latches.advance(tls.intent(), &services, &members, force);
+        let latches_moved = tls.latches.advance(tls.intent(), services.iter().copied(), &members, force);
         if let Some(ca) = &tls.ca {
             let bundle = trust_bundle(&ca.root, members.iter().map(|member| member.progress));
             let trusted = tls.root_trusted

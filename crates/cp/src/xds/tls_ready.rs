@@ -140,9 +140,9 @@ pub struct Latches {
 pub struct Member<'a> {
     pub progress: &'a Progress,
     /// The services whose ready inbounds it offers to callers now.
-    pub serves: &'a BTreeSet<String>,
+    pub serves: &'a [&'a str],
     /// The services it calls.
-    pub calls: &'a BTreeSet<String>,
+    pub calls: &'a [&'a str],
 }
 
 /// The mesh's mTLS intent, as the latches need it.
@@ -181,10 +181,10 @@ impl Latches {
         let mut calling: HashMap<&str, Vec<&Member<'_>>> = HashMap::new();
         for member in members.iter().filter(|_| !force) {
             for service in member.serves {
-                serving.entry(service).or_default().push(member);
+                serving.entry(*service).or_default().push(member);
             }
             for service in member.calls {
-                calling.entry(service).or_default().push(member);
+                calling.entry(*service).or_default().push(member);
             }
         }
         for service in services {
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_service_is_tls_ready_once_every_instance_acked_an_mtls_inbound() {
-        let (web, none) = (set(&["web"]), set(&[]));
+        let (web, none): (&[&str], &[&str]) = (&["web"], &[]);
         let mut one = Progress::default();
         let mut two = Progress::default();
         one.sent(1, true, [], &[], None);
@@ -273,7 +273,7 @@ mod tests {
         let members = |a: &Progress, b: &Progress| -> Vec<Progress> { vec![a.clone(), b.clone()] };
         let advance = |latches: &mut Latches, list: &[Progress]| {
             let members: Vec<Member<'_>> =
-                list.iter().map(|p| Member { progress: p, serves: &web, calls: &none }).collect();
+                list.iter().map(|p| Member { progress: p, serves: web, calls: none }).collect();
             latches.advance(Intent::Permissive, &services, &members, false)
         };
         assert!(!advance(&mut latches, &members(&one, &two)), "nothing ACKed yet");
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn strict_waits_for_every_caller_to_ack_mtls_and_off_waits_for_plaintext() {
-        let (web, none, calls_web) = (set(&["web"]), set(&[]), set(&["web"]));
+        let (web, none): (&[&str], &[&str]) = (&["web"], &[]);
         let services = set(&["web"]);
         let mut server = Progress::default();
         server.sent(1, true, [], &[], None);
@@ -301,8 +301,8 @@ mod tests {
         let mut latches = Latches::default();
         let run = |latches: &mut Latches, intent: Intent, caller: &Progress| {
             let members = [
-                Member { progress: &server, serves: &web, calls: &none },
-                Member { progress: caller, serves: &none, calls: &calls_web },
+                Member { progress: &server, serves: web, calls: none },
+                Member { progress: caller, serves: none, calls: web },
             ];
             latches.advance(intent, &services, &members, false);
             latches.inbound_mode(intent, true, services.iter())
@@ -327,17 +327,17 @@ mod tests {
 
     #[test]
     fn a_proxy_that_never_acks_holds_a_change_back_only_until_it_is_forced() {
-        let (web, none) = (set(&["web"]), set(&[]));
+        let (web, none): (&[&str], &[&str]) = (&["web"], &[]);
         let services = set(&["web"]);
         let stuck = Progress::default();
-        let members = [Member { progress: &stuck, serves: &web, calls: &web }];
+        let members = [Member { progress: &stuck, serves: web, calls: web }];
         let mut latches = Latches::default();
         assert!(!latches.advance(Intent::Strict, &services, &members, false));
         assert_eq!(latches.inbound_mode(Intent::Strict, true, services.iter()), Some(false));
         assert!(latches.advance(Intent::Strict, &services, &members, true));
         assert!(latches.calls_with_tls(Intent::Strict, "web"));
         assert_eq!(latches.inbound_mode(Intent::Strict, true, services.iter()), Some(true));
-        latches.advance(Intent::Off, &services, &[Member { progress: &stuck, serves: &none, calls: &web }], true);
+        latches.advance(Intent::Off, &services, &[Member { progress: &stuck, serves: none, calls: web }], true);
         assert_eq!(latches.inbound_mode(Intent::Off, true, services.iter()), None);
     }
 
