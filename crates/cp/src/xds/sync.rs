@@ -783,9 +783,9 @@ impl Sync {
     }
 
     /// The callers of services whose endpoints alone changed, each with the
-    /// new assignments it needs. A caller whose routes send to one of those
-    /// services is added to `regenerate` instead: its routes may cut subsets
-    /// out of the service's instances. So is one not configured yet.
+    /// new assignments it needs. A caller with routes is added to
+    /// `regenerate` instead (its routes may cut subsets out of a service's
+    /// instances), and so is one not configured yet.
     fn endpoint_patches(
         &self,
         changes: &BTreeMap<String, BTreeMap<String, Arc<EnvoyResource>>>,
