@@ -3,10 +3,11 @@
 //! time, then only the proxies whose inputs changed are regenerated. Shared
 //! service resources (cluster, endpoints, route) are rebuilt only when how
 //! that service is called changes; when only its endpoints do, its callers'
-//! last snapshots get the new assignment and nothing else. Nothing runs while nothing changes: the loop
-//! sleeps until the next workload certificate renewal, the end of a wait
-//! for ACKs, or the retry of a proxy whose certificate could not be issued,
-//! and sleeps for good when none is pending.
+//! last snapshots get the new assignment and nothing else. Nothing runs
+//! while nothing changes: the loop sleeps until the next workload
+//! certificate renewal, the end of a wait for ACKs, or the retry of a proxy
+//! whose certificate could not be issued, and sleeps for good when none is
+//! pending.
 //!
 //! Mesh mTLS: a connected proxy of a mesh with mTLS on gets a workload
 //! certificate from the mesh's CA, kept here with its validity and renewed
@@ -790,7 +791,7 @@ impl Sync {
         &self,
         changes: &BTreeMap<String, BTreeMap<String, Arc<EnvoyResource>>>,
         regenerate: &mut BTreeSet<ProxyId>,
-    ) -> Vec<(ProxyId, Vec<Arc<EnvoyResource>>)> {
+    ) -> Vec<EndpointPatch> {
         let mut patches = Vec::new();
         for (mesh_name, assignments) in changes.iter().filter(|(_, assignments)| !assignments.is_empty()) {
             let Some(mesh) = self.meshes.get(mesh_name) else { continue };
@@ -799,13 +800,22 @@ impl Sync {
                 if regenerate.contains(&proxy) || !self.connections.is_connected(&proxy) {
                     continue;
                 }
-                if mesh.route_backends.contains_key(&proxy.name) || self.cache.get(&proxy.node_id()).is_none() {
+                let last = self.cache.get(&proxy.node_id());
+                let Some(last) = last.filter(|_| !mesh.route_backends.contains_key(&proxy.name)) else {
                     regenerate.insert(proxy);
                     continue;
-                }
+                };
+                let held = last.resources(type_url::ENDPOINT);
                 let view = &mesh.dataplanes[&proxy.name];
-                let needed = view.outbounds.iter().filter_map(|outbound| assignments.get(&outbound.service));
-                patches.push((proxy, needed.cloned().collect()));
+                // A MeshProxyPatch may have dropped a cluster, and its endpoints with it.
+                let needed: Vec<Arc<EnvoyResource>> = (view.outbounds.iter())
+                    .filter_map(|outbound| assignments.get(&outbound.service))
+                    .filter(|assignment| held.contains_key(&assignment.name))
+                    .cloned()
+                    .collect();
+                if !needed.is_empty() {
+                    patches.push(EndpointPatch { proxy, last, assignments: needed });
+                }
             }
         }
         patches
@@ -814,19 +824,11 @@ impl Sync {
     /// Gives each proxy its last snapshot with the new assignments in place
     /// of their namesakes, as a new generation. How it speaks TLS is as it
     /// was, so the TLS bookkeeping stays as it is.
-    fn patch(&mut self, patches: Vec<(ProxyId, Vec<Arc<EnvoyResource>>)>) {
-        for (proxy, assignments) in patches {
-            let node = proxy.node_id();
-            let Some(last) = self.cache.get(&node) else { continue };
-            let held = last.resources(type_url::ENDPOINT);
-            // A MeshProxyPatch may have dropped the cluster, and its endpoints with it.
-            let assignments: Vec<_> =
-                assignments.into_iter().filter(|assignment| held.contains_key(&assignment.name)).collect();
-            if assignments.is_empty() {
-                continue;
-            }
+    fn patch(&mut self, patches: Vec<EndpointPatch>) {
+        for EndpointPatch { proxy, last, assignments } in patches {
             self.generation += 1;
-            self.cache.set(&node, Arc::new(last.renumbered(self.generation).with(type_url::ENDPOINT, assignments)));
+            let patched = last.renumbered(self.generation).with(type_url::ENDPOINT, assignments);
+            self.cache.set(&proxy.node_id(), Arc::new(patched));
             self.insights.generated(&proxy, self.generation);
         }
     }
@@ -964,6 +966,14 @@ impl Batch {
             Signal::Synced(proxy, generation) => self.synced.push((proxy, generation)),
         }
     }
+}
+
+/// A proxy's last snapshot and the new assignments it is to hold instead
+/// of their namesakes.
+struct EndpointPatch {
+    proxy: ProxyId,
+    last: Arc<kodiak_xds_server::Snapshot>,
+    assignments: Vec<Arc<EnvoyResource>>,
 }
 
 /// Whose snapshots a step of a mesh's mTLS change touches.
@@ -1785,8 +1795,8 @@ mod tests {
         // Only b's assignment is new in a's snapshot; everything else is the same.
         let after = xds.cache.get("default.a").unwrap();
         for kind in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT] {
-            let same =
-                before.resources(kind).iter().zip(after.resources(kind)).all(|((_, x), (_, y))| Arc::ptr_eq(x, y));
+            let (was, now) = (before.resources(kind), after.resources(kind));
+            let same = was.len() == now.len() && was.values().zip(now.values()).all(|(x, y)| Arc::ptr_eq(x, y));
             assert_eq!(same, kind != type_url::ENDPOINT, "{kind}");
         }
         assert_eq!(ports_of(&after, "b"), [10001, 10003]);
@@ -1825,11 +1835,8 @@ mod tests {
         for resource in [backend("b-1", "b", 10001), caller("a", "b", 20001)] {
             store.create(resource).await.unwrap();
         }
-        let (_stop, stopped) = watch::channel(false);
-        let (xds, _routes) = Xds::start(store.clone(), &Config::default(), "cp-test", stopped).await.unwrap();
-        let a = ProxyId::new("default", "a");
-        xds.connections.opened(&a, None).unwrap();
-        xds.signals.send(Signal::Arrived(a)).unwrap();
+        let xds = started(&store).await;
+        connect(&xds, "a");
         let first = generation(&xds, "default.a").await;
         let split = "type: MeshTCPRoute\nmesh: default\nname: split\nspec:\n  targetRef: {kind: Mesh}\n  to:\n  - targetRef: {kind: MeshService, name: b}\n    rules:\n    - default:\n        backendRefs:\n        - {kind: MeshService, name: b, weight: 3}\n        - {kind: MeshService, name: c, weight: 1}\n";
         store.create(dataplane(split)).await.unwrap();
